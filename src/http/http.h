@@ -1,0 +1,145 @@
+/* http — engaged's HTTP API: the server, its routes table, and what handlers share.
+ *
+ * Threads: libmicrohttpd runs a pool of I/O threads (epoll, one per core by default). A handler
+ * runs on one of them, parses and validates, and either answers at once or hands events to the
+ * committer and suspends the connection; the committer resumes it when the events are durable, and
+ * the reply is sent then. So no I/O thread ever waits for an fsync.
+ *
+ * Conventions (docs/api.md): JSON bodies; errors are {"error":{"code","message","field"?}} with a
+ * machine-readable code from the table in reply.c; times are RFC 3339 UTC; lists page with an
+ * opaque cursor. Every request has a body cap (the route's) and a time limit (the connection
+ * timeout). */
+#ifndef ENGAGED_HTTP_H
+#define ENGAGED_HTTP_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/ev.h"
+#include "keys.h"
+#include "store/commit.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/config.h"
+
+typedef struct http_server http_server;
+typedef struct http_req http_req;
+typedef void (*http_handler)(http_req *r);
+
+/* One row per endpoint. A path segment "*" matches any one segment (captured in http_req.params).
+ */
+typedef struct http_route {
+    const char *method;
+    const char *path;
+    http_handler handler;
+    key_scope scope;  /* 0: no key needed */
+    size_t max_body;  /* bytes, after inflating; 0: no body allowed */
+    const char *name; /* the metrics label */
+} http_route;
+
+#define HTTP_MAX_PARAMS 4
+
+struct http_req {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    const http_route *route;
+    const char *method, *path;
+    const char *params[HTTP_MAX_PARAMS]; /* "*" segments of the path, NUL-terminated copies */
+    char path_copy[512];
+    buf body;     /* the raw (maybe compressed) request body, capped */
+    buf inflated; /* the body after Content-Encoding, when there was one */
+    bool body_too_big;
+    const char *auth_key; /* from Authorization (Basic user or Bearer), NULL if absent */
+    size_t auth_len;
+    char auth_buf[KEYS_MAX_LEN + 1];
+    uint64_t start_ns;
+    int64_t received_ms; /* the engine clock when the request arrived */
+    int64_t key_id;      /* the authenticated key, -1 for none */
+
+    /* The reply, set once by http_reply*(); sent when the handler returns (or on resume). */
+    int status;
+    char *resp_body;
+    size_t resp_len;
+    const char *resp_type;
+    int retry_after;        /* seconds, for 429/503; 0: no header */
+    const char *error_code; /* for logs and metrics */
+
+    /* Deferred work: a handler that started a commit (http_commit) is resumed with the result. */
+    bool suspended;
+    commit_req creq;
+    ev_event *events;
+    size_t nevents;
+    void (*on_commit)(http_req *r); /* builds the reply once creq has its result */
+    buf extra;                      /* handler scratch that outlives the first call (rejections) */
+    size_t events_received;         /* for the access log */
+};
+
+/* ---- The server (cmd_serve) ---- */
+
+/* Starts listening per c, using s for storage. Returns NULL with a reason in err. */
+http_server *http_start(const cfg *c, store *s, char *err, size_t errlen);
+/* The port actually bound (useful with port 0). */
+int http_port(const http_server *srv);
+/* Stops accepting, waits (at most timeout_ms) for requests in flight, commits what is queued and
+ * frees everything but the store. */
+void http_stop(http_server *srv, int timeout_ms);
+
+/* ---- For handlers ---- */
+
+store *http_store(http_req *r);
+keyring *http_keys(http_req *r);
+const cfg *http_cfg(http_req *r);
+const commit_stats *http_commit_stats(http_req *r);
+const char *http_header(http_req *r, const char *name);
+const char *http_query(http_req *r, const char *name);
+/* Calls fn for each query argument; fn returns nonzero to stop, which is then returned. */
+int http_query_each(http_req *r, int (*fn)(void *arg, const char *key, const char *value),
+                    void *arg);
+
+/* Sets the reply. body: takes ownership of a malloc'd buffer. */
+void http_reply_take(http_req *r, int status, const char *content_type, char *body, size_t len);
+/* Replies with b's contents as JSON (b is emptied). */
+void http_reply_json(http_req *r, int status, buf *b);
+/* Replies {"error":{"code":code,"message":...,"field":field}} with the status that code maps to in
+ * reply.c. field may be NULL. */
+void http_reply_error(http_req *r, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* invalid_json, with the byte position, line and column jansson reported. */
+void http_reply_json_error(http_req *r, const json_error_t *je);
+/* The same, from an ev_error. */
+void http_reply_ev_error(http_req *r, const ev_error *e);
+/* The HTTP status for an error code (400 for an unknown one). */
+int http_error_status(const char *code);
+/* The body, inflated if Content-Encoding says so, capped at the route's max_body. Returns 0 and
+ * sets *out (owned by r; valid until the request ends), or replies with the error and returns -1.
+ */
+int http_body(http_req *r, const char **out, size_t *len);
+
+/* Checks the request's key: the Authorization header's, else body_key (a body's writeKey; may be
+ * NULL), for the route's scope, taking nevents from the key's rate. Returns 0, or replies 401, 403
+ * or 429 and returns -1. */
+int http_authorize(http_req *r, const char *body_key, double nevents);
+
+/* Hands r->events[0..nevents) (owned by r) to the committer and suspends the request; on_commit is
+ * called when r->creq has its result, and must reply. Returns 0, or replies 503 and returns -1. */
+int http_commit(http_req *r, void (*on_commit)(http_req *r));
+
+/* ---- The route handlers (collect.c, admin.c, metrics.c) ---- */
+
+void collect_single(http_req *r);
+void collect_batch(http_req *r);
+void admin_events(http_req *r);
+void admin_healthz(http_req *r);
+void admin_clock(http_req *r);
+void metrics_handler(http_req *r);
+/* Counts a finished request for /metrics. route_index: into the routes table, -1 for unmatched. */
+void metrics_count_request(int route_index, int status, uint64_t duration_us);
+void metrics_count_events(size_t accepted, size_t duplicates, const char *const *rejected_codes,
+                          size_t nrejected);
+
+extern const http_route http_routes[];
+extern const size_t http_nroutes;
+
+#endif

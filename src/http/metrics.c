@@ -1,0 +1,129 @@
+/* metrics — counters for /metrics, in the Prometheus text exposition format.
+ *
+ * Counters are atomics in fixed tables (route x status class), so counting costs one relaxed atomic
+ * add on the request path and nothing is allocated. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/http.h"
+#include "util/histo.h"
+
+#define MAX_ROUTES 64
+
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404,
+                               405, 409, 413, 415, 429, 500, 503};
+#define NSTATUS (sizeof statuses / sizeof statuses[0])
+
+/* The last row counts requests that matched no route; the last column, any other status. */
+static _Atomic uint64_t requests[MAX_ROUTES + 1][NSTATUS + 1];
+static histo durations[MAX_ROUTES + 1];
+
+static const char *const reject_codes[] = {"missing_field", "invalid_field", "event_too_large",
+                                           "too_deep", "other"};
+#define NREJECT (sizeof reject_codes / sizeof reject_codes[0])
+static _Atomic uint64_t events_accepted, events_duplicate, events_rejected[NREJECT];
+
+void metrics_count_request(int route_index, int status, uint64_t duration_us) {
+    size_t row = route_index >= 0 && route_index < MAX_ROUTES ? (size_t)route_index : MAX_ROUTES;
+    size_t col = 0;
+    while (col < NSTATUS && statuses[col] != status)
+        col++;
+    atomic_fetch_add_explicit(&requests[row][col], 1, memory_order_relaxed);
+    histo_observe_us(&durations[row], duration_us);
+}
+
+void metrics_count_events(size_t accepted, size_t duplicates, const char *const *codes,
+                          size_t nrejected) {
+    if (accepted) atomic_fetch_add_explicit(&events_accepted, accepted, memory_order_relaxed);
+    if (duplicates) atomic_fetch_add_explicit(&events_duplicate, duplicates, memory_order_relaxed);
+    for (size_t i = 0; i < nrejected; i++) {
+        size_t k = 0;
+        while (k < NREJECT - 1 && strcmp(reject_codes[k], codes[i]) != 0)
+            k++;
+        atomic_fetch_add_explicit(&events_rejected[k], 1, memory_order_relaxed);
+    }
+}
+
+static const char *route_label(size_t row) {
+    return row < http_nroutes ? http_routes[row].name : "unmatched";
+}
+
+void metrics_handler(http_req *r) {
+    buf b = BUF_INIT(0);
+    buf_puts(&b, "# HELP engaged_http_requests_total HTTP requests by route and status.\n"
+                 "# TYPE engaged_http_requests_total counter\n");
+    for (size_t row = 0; row <= MAX_ROUTES; row++) {
+        if (row >= http_nroutes && row != MAX_ROUTES) continue;
+        for (size_t col = 0; col <= NSTATUS; col++) {
+            uint64_t v = atomic_load_explicit(&requests[row][col], memory_order_relaxed);
+            if (!v) continue;
+            if (col < NSTATUS)
+                buf_printf(&b, "engaged_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                           route_label(row), statuses[col], (unsigned long long)v);
+            else
+                buf_printf(&b, "engaged_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                           route_label(row), (unsigned long long)v);
+        }
+    }
+    buf_puts(&b, "# HELP engaged_http_request_duration_seconds Time from request headers to "
+                 "completion.\n# TYPE engaged_http_request_duration_seconds histogram\n");
+    for (size_t row = 0; row <= MAX_ROUTES; row++) {
+        if ((row >= http_nroutes && row != MAX_ROUTES) || !atomic_load(&durations[row].count))
+            continue;
+        char labels[96];
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_label(row));
+        histo_render(&durations[row], "engaged_http_request_duration_seconds", labels, &b);
+    }
+    buf_printf(&b,
+               "# HELP engaged_events_accepted_total Events stored.\n"
+               "# TYPE engaged_events_accepted_total counter\n"
+               "engaged_events_accepted_total %llu\n"
+               "# HELP engaged_events_duplicate_total Events acknowledged but not stored again "
+               "(messageId already stored).\n"
+               "# TYPE engaged_events_duplicate_total counter\n"
+               "engaged_events_duplicate_total %llu\n"
+               "# HELP engaged_events_rejected_total Events refused, by reason.\n"
+               "# TYPE engaged_events_rejected_total counter\n",
+               (unsigned long long)atomic_load(&events_accepted),
+               (unsigned long long)atomic_load(&events_duplicate));
+    for (size_t k = 0; k < NREJECT; k++)
+        buf_printf(&b, "engaged_events_rejected_total{code=\"%s\"} %llu\n", reject_codes[k],
+                   (unsigned long long)atomic_load(&events_rejected[k]));
+
+    const commit_stats *cs = http_commit_stats(r);
+    buf_printf(&b,
+               "# HELP engaged_commit_queue_events Events waiting for the next commit.\n"
+               "# TYPE engaged_commit_queue_events gauge\n"
+               "engaged_commit_queue_events %llu\n"
+               "# HELP engaged_commits_total Transactions committed (each one fsync).\n"
+               "# TYPE engaged_commits_total counter\n"
+               "engaged_commits_total %llu\n"
+               "# HELP engaged_commit_failures_total Transactions rolled back.\n"
+               "# TYPE engaged_commit_failures_total counter\n"
+               "engaged_commit_failures_total %llu\n"
+               "# HELP engaged_dedup_ids messageIds remembered for deduplication.\n"
+               "# TYPE engaged_dedup_ids gauge\n"
+               "engaged_dedup_ids %llu\n",
+               (unsigned long long)atomic_load(&cs->queued_events),
+               (unsigned long long)atomic_load(&cs->commits),
+               (unsigned long long)atomic_load(&cs->failures),
+               (unsigned long long)atomic_load(&cs->dedup_ids));
+    buf_puts(&b, "# HELP engaged_commit_duration_seconds One group commit, BEGIN to durable.\n"
+                 "# TYPE engaged_commit_duration_seconds histogram\n");
+    histo_render(&cs->latency, "engaged_commit_duration_seconds", "", &b);
+    buf_puts(&b, "# HELP engaged_commit_wait_seconds A request's wait from submission to durable.\n"
+                 "# TYPE engaged_commit_wait_seconds histogram\n");
+    histo_render(&cs->group_wait, "engaged_commit_wait_seconds", "", &b);
+    buf_printf(&b,
+               "# HELP engaged_checkpoints_total WAL checkpoints run off the commit path.\n"
+               "# TYPE engaged_checkpoints_total counter\n"
+               "engaged_checkpoints_total %llu\n"
+               "# HELP engaged_checkpoint_duration_seconds One checkpoint (bulk or finishing).\n"
+               "# TYPE engaged_checkpoint_duration_seconds histogram\n",
+               (unsigned long long)atomic_load(&cs->checkpoints));
+    histo_render(&cs->checkpoint_latency, "engaged_checkpoint_duration_seconds", "", &b);
+    size_t len;
+    char *p = buf_detach(&b, &len);
+    http_reply_take(r, 200, "text/plain; version=0.0.4", p, len);
+}

@@ -1,0 +1,521 @@
+/* server — libmicrohttpd glue: routing, bodies, authentication, suspend/resume, access log. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "http/http.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define KB 1024
+
+/* The API. Order matters only for readability; lookups try every row. */
+const http_route http_routes[] = {
+    /* Collection: the Segment HTTP Tracking API. */
+    {"POST", "/v1/track", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/track"},
+    {"POST", "/v1/identify", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/identify"},
+    {"POST", "/v1/page", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/page"},
+    {"POST", "/v1/screen", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/screen"},
+    {"POST", "/v1/group", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/group"},
+    {"POST", "/v1/alias", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/alias"},
+    {"POST", "/v1/batch", collect_batch, KEY_WRITE, 500 * KB, "/v1/batch"},
+    {"POST", "/v1/import", collect_batch, KEY_WRITE, 500 * KB, "/v1/import"},
+    /* Reading and operating. */
+    {"GET", "/v1/events", admin_events, KEY_ADMIN, 0, "/v1/events"},
+    {"GET", "/v1/admin/clock", admin_clock, KEY_ADMIN, 0, "/v1/admin/clock"},
+    {"POST", "/v1/admin/clock", admin_clock, KEY_ADMIN, 4 * KB, "/v1/admin/clock"},
+    {"GET", "/healthz", admin_healthz, 0, 0, "/healthz"},
+    {"GET", "/metrics", metrics_handler, KEY_ADMIN, 0, "/metrics"},
+};
+const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];
+
+struct http_server {
+    cfg cfg;
+    store *store;
+    commit *commit;
+    keyring *keys;
+    struct MHD_Daemon *daemon;
+    int port;
+    atomic_int active; /* requests between first call and completion */
+    atomic_bool draining;
+};
+
+/* ---- Small accessors ---- */
+
+store *http_store(http_req *r) {
+    return r->srv->store;
+}
+keyring *http_keys(http_req *r) {
+    return r->srv->keys;
+}
+const cfg *http_cfg(http_req *r) {
+    return &r->srv->cfg;
+}
+const commit_stats *http_commit_stats(http_req *r) {
+    return commit_get_stats(r->srv->commit);
+}
+const char *http_header(http_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+const char *http_query(http_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct query_iter {
+    int (*fn)(void *, const char *, const char *);
+    void *arg;
+    int result;
+} query_iter;
+
+static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    query_iter *it = cls;
+    it->result = it->fn(it->arg, key, value ? value : "");
+    return it->result ? MHD_NO : MHD_YES;
+}
+
+int http_query_each(http_req *r, int (*fn)(void *, const char *, const char *), void *arg) {
+    query_iter it = {fn, arg, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_cb, &it);
+    return it.result;
+}
+
+/* ---- Routing ---- */
+
+/* Matches path against pattern segment by segment; "*" captures one segment into r->params. */
+static bool route_match(const char *pattern, const char *path, http_req *r) {
+    int np = 0;
+    char *w = r->path_copy;
+    size_t room = sizeof r->path_copy;
+    while (*pattern && *path) {
+        if (*pattern != '/' || *path != '/') return false;
+        pattern++, path++;
+        size_t pl = strcspn(pattern, "/"), sl = strcspn(path, "/");
+        if (pl == 1 && *pattern == '*') {
+            if (sl == 0 || sl >= room || np == HTTP_MAX_PARAMS) return false;
+            memcpy(w, path, sl);
+            w[sl] = '\0';
+            r->params[np++] = w;
+            w += sl + 1;
+            room -= sl + 1;
+        } else if (pl != sl || memcmp(pattern, path, pl) != 0) {
+            return false;
+        }
+        pattern += pl, path += sl;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+/* Finds the route; sets *path_known when some route has this path under another method. */
+static const http_route *route_find(http_req *r, bool *path_known) {
+    *path_known = false;
+    for (size_t i = 0; i < http_nroutes; i++) {
+        if (!route_match(http_routes[i].path, r->path, r)) continue;
+        if (strcmp(http_routes[i].method, r->method) == 0) return &http_routes[i];
+        *path_known = true;
+    }
+    return NULL;
+}
+
+/* ---- Authentication ---- */
+
+/* Reads the key from "Basic base64(key:)" or "Bearer key" into r->auth_key. */
+static void parse_authorization(http_req *r) {
+    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h) return;
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        if (n > KEYS_MAX_LEN)
+            n = KEYS_MAX_LEN + 1; /* too long: unknown, never truncated to match */
+        r->auth_key = h;
+        r->auth_len = n;
+    } else if (strncasecmp(h, "Basic ", 6) == 0) {
+        h += 6;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        unsigned char out[(KEYS_MAX_LEN + 2) * 3 / 4 + 8];
+        if (n == 0 || n % 4 || n > (sizeof out - 8) / 3 * 4) {
+            r->auth_key = "";
+            r->auth_len = 0;
+            return;
+        }
+        int len = EVP_DecodeBlock(out, (const unsigned char *)h, (int)n);
+        if (len < 0) len = 0;
+        while (n > 0 && h[n - 1] == '=' && len > 0)
+            n--, len--; /* DecodeBlock counts padding */
+        /* The key is the user part: everything before the first ':'. */
+        size_t ulen = 0;
+        while (ulen < (size_t)len && out[ulen] != ':')
+            ulen++;
+        if (ulen > KEYS_MAX_LEN) ulen = 0;
+        memcpy(r->auth_buf, out, ulen);
+        r->auth_buf[ulen] = '\0';
+        r->auth_key = r->auth_buf;
+        r->auth_len = ulen;
+    } else {
+        r->auth_key = "";
+        r->auth_len = 0;
+    }
+}
+
+int http_authorize(http_req *r, const char *body_key, double nevents) {
+    const char *key = r->auth_key;
+    size_t len = r->auth_len;
+    if (!key && body_key) key = body_key, len = strlen(body_key);
+    if (!key || !len) {
+        http_reply_error(r, "unauthorized", NULL,
+                         r->route->scope == KEY_ADMIN
+                             ? "an admin key is required: Authorization: Bearer KEY"
+                             : "a write key is required: HTTP Basic user, or writeKey in the body");
+        return -1;
+    }
+    int retry = 0;
+    /* A key already checked from the header (before the body was read) is only charged now. */
+    keys_verdict v =
+        r->key_id >= 0 && key == r->auth_key
+            ? keys_charge(r->srv->keys, r->key_id, nevents, &retry)
+            : keys_check(r->srv->keys, key, len, r->route->scope, nevents, &r->key_id, &retry);
+    switch (v) {
+    case KEYS_OK:
+        return 0;
+    case KEYS_UNKNOWN:
+        http_reply_error(r, "unauthorized", NULL, "the key is not valid (unknown or revoked)");
+        return -1;
+    case KEYS_FORBIDDEN:
+        http_reply_error(r, "forbidden", NULL,
+                         "this endpoint needs an admin key; a write key may only send events");
+        return -1;
+    case KEYS_RATE_LIMITED:
+        r->retry_after = retry;
+        http_reply_error(r, "rate_limited", NULL,
+                         "this key is over its rate limit; retry after %d s", retry);
+        return -1;
+    }
+    return -1;
+}
+
+/* ---- Bodies ---- */
+
+int http_body(http_req *r, const char **out, size_t *len) {
+    const char *enc = http_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (!enc || !*enc || strcasecmp(enc, "identity") == 0) {
+        *out = buf_str(&r->body);
+        *len = r->body.len;
+        return 0;
+    }
+    if (strcasecmp(enc, "gzip") && strcasecmp(enc, "x-gzip") && strcasecmp(enc, "deflate")) {
+        http_reply_error(r, "unsupported_encoding", NULL,
+                         "Content-Encoding %.40s is not supported (use gzip, deflate or none)",
+                         enc);
+        return -1;
+    }
+    z_stream z = {0};
+    /* 32 + MAX_WBITS: accept gzip and zlib streams alike, whichever the client calls it. */
+    if (inflateInit2(&z, 32 + MAX_WBITS) != Z_OK) {
+        http_reply_error(r, "internal", NULL, "cannot start inflating");
+        return -1;
+    }
+    buf_init(&r->inflated, r->route->max_body);
+    z.next_in = (unsigned char *)r->body.data;
+    z.avail_in = (uInt)r->body.len;
+    int rc = Z_OK;
+    char chunk[16 * KB];
+    while (rc != Z_STREAM_END) {
+        z.next_out = (unsigned char *)chunk;
+        z.avail_out = sizeof chunk;
+        rc = inflate(&z, Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END) break;
+        if (buf_append(&r->inflated, chunk, sizeof chunk - z.avail_out)) {
+            rc = Z_MEM_ERROR;
+            inflateEnd(&z);
+            http_reply_error(r, "body_too_large", NULL,
+                             "the inflated body is larger than %zu bytes", r->route->max_body);
+            return -1;
+        }
+        if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+            rc = Z_DATA_ERROR; /* input ended before the stream did */
+            break;
+        }
+    }
+    bool trailing = rc == Z_STREAM_END && z.avail_in != 0;
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END || trailing) {
+        http_reply_error(r, "invalid_body", NULL, "the body is not a valid %s stream%s", enc,
+                         trailing ? " (data after its end)" : "");
+        return -1;
+    }
+    *out = buf_str(&r->inflated);
+    *len = r->inflated.len;
+    return 0;
+}
+
+/* ---- Deferred commits ---- */
+
+static void resume_request(commit_req *req) {
+    http_req *r = req->arg;
+    MHD_resume_connection(r->conn);
+}
+
+int http_commit(http_req *r, void (*on_commit)(http_req *r)) {
+    r->creq =
+        (commit_req){.events = r->events, .nevents = r->nevents, .done = resume_request, .arg = r};
+    r->on_commit = on_commit;
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    if (commit_submit(r->srv->commit, &r->creq)) {
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+        r->retry_after = 1;
+        http_reply_error(r, "unavailable", NULL, "the server is shutting down; retry");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- The libmicrohttpd callbacks ---- */
+
+static enum MHD_Result send_reply(http_req *r) {
+    if (!r->status) http_reply_error(r, "internal", NULL, "the handler gave no reply");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp_body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) return MHD_NO;
+    r->resp_body = NULL; /* MHD owns it now */
+    if (r->resp_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
+    if (r->retry_after > 0) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
+    }
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static http_req *request_new(http_server *srv, struct MHD_Connection *conn, const char *url,
+                             const char *method) {
+    http_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = srv;
+    r->conn = conn;
+    r->method = method;
+    r->path = url;
+    r->key_id = -1;
+    r->start_ns = clock_mono_ns();
+    r->received_ms = clock_now_ms();
+    buf_init(&r->extra, 0);
+    bool known;
+    r->route = route_find(r, &known);
+    buf_init(&r->body, r->route ? r->route->max_body : 0);
+    if (!r->route)
+        http_reply_error(r, known ? "method_not_allowed" : "not_found", NULL,
+                         known ? "%s is not allowed on %.200s" : "no such endpoint: %s %.200s",
+                         method, url);
+    atomic_fetch_add(&srv->active, 1);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    http_server *srv = cls;
+    http_req *r = *con_cls;
+    if (!r) {
+        r = *con_cls = request_new(srv, conn, url, method);
+        if (!r) return MHD_NO;
+        const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (r->route && cl && strtoull(cl, NULL, 10) > r->route->max_body) {
+            r->body_too_big = true; /* refuse now: no point reading it */
+            http_reply_error(r, "body_too_large", NULL, "the body is larger than %zu bytes",
+                             r->route->max_body);
+            return send_reply(r);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        /* A body past the cap is read and dropped (bounded by the connection timeout), so the
+         * client still gets its 413. */
+        if (!r->body_too_big && buf_append(&r->body, upload, *upload_size)) {
+            r->body_too_big = true;
+            buf_free(&r->body);
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->suspended) { /* resumed by the committer */
+        r->suspended = false;
+        r->on_commit(r);
+        return send_reply(r);
+    }
+    if (r->status) return send_reply(r);
+    if (atomic_load(&srv->draining) && r->route->max_body) {
+        r->retry_after = 1;
+        http_reply_error(r, "unavailable", NULL, "the server is shutting down; retry");
+        return send_reply(r);
+    }
+    if (r->body_too_big) {
+        http_reply_error(r, "body_too_large", NULL, "the body is larger than %zu bytes",
+                         r->route->max_body);
+        return send_reply(r);
+    }
+    if (r->route->scope) {
+        parse_authorization(r);
+        /* Refuse a bad key before reading the body; the handler charges the events later. */
+        if ((r->route->scope == KEY_ADMIN || r->auth_key) && http_authorize(r, NULL, 0))
+            return send_reply(r);
+    }
+    r->route->handler(r);
+    if (r->suspended) return MHD_YES;
+    return send_reply(r);
+}
+
+static void log_request(http_req *r, uint64_t dur_us) {
+    buf f = BUF_INIT(4096);
+    buf_puts(&f, "\"method\":\"");
+    buf_json_escape(&f, r->method, strlen(r->method));
+    buf_puts(&f, "\",\"path\":\"");
+    buf_json_escape(&f, r->path, strnlen(r->path, 256));
+    buf_printf(&f, "\",\"status\":%d,\"us\":%llu,\"bytes_in\":%zu", r->status,
+               (unsigned long long)dur_us, r->body.len);
+    if (r->events_received) buf_printf(&f, ",\"events\":%zu", r->events_received);
+    if (r->key_id >= 0) buf_printf(&f, ",\"key\":%lld", (long long)r->key_id);
+    if (r->error_code) buf_printf(&f, ",\"error\":\"%s\"", r->error_code);
+    log_emit(LOG_INFO, "request", buf_str(&f));
+    buf_free(&f);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    http_server *srv = cls;
+    http_req *r = *con_cls;
+    if (!r) return;
+    uint64_t dur_us = (clock_mono_ns() - r->start_ns) / 1000;
+    metrics_count_request(r->route ? (int)(r->route - http_routes) : -1, r->status, dur_us);
+    if (srv->cfg.access_log) log_request(r, dur_us);
+    for (size_t i = 0; i < r->nevents; i++)
+        ev_event_free(&r->events[i]);
+    free(r->events);
+    buf_free(&r->body);
+    buf_free(&r->inflated);
+    buf_free(&r->extra);
+    free(r->resp_body);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->active, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_emit(LOG_WARN, msg, "\"source\":\"libmicrohttpd\"");
+}
+
+/* ---- Start and stop ---- */
+
+/* "127.0.0.1:8080", "[::1]:8080", ":8080" (every IPv4 address). */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6, char *err, size_t n) {
+    memset(ss, 0, sizeof *ss);
+    const char *colon = strrchr(s, ':');
+    char host[100];
+    if (!colon || colon - s >= (long)sizeof host) goto bad;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535) goto bad;
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        host[hl - 1] = '\0';
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) goto bad;
+        *v6 = true;
+        return 0;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_ANY);
+    if (hl && inet_pton(AF_INET, host, &a->sin_addr) != 1) goto bad;
+    *v6 = false;
+    return 0;
+bad:
+    snprintf(err, n, "listen: \"%s\" is not ADDR:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)", s);
+    return -1;
+}
+
+http_server *http_start(const cfg *c, store *s, char *err, size_t errlen) {
+    struct sockaddr_storage addr;
+    bool v6;
+    if (parse_listen(c->listen, &addr, &v6, err, errlen)) return NULL;
+    http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return NULL;
+    srv->cfg = *c;
+    srv->store = s;
+    srv->keys = keys_load(s, c->rate_limit, err, errlen);
+    if (!srv->keys) goto fail;
+    commit_opts co = {.dedup_window_ms = (int64_t)(c->dedup_hours * 3600 * 1000)};
+    srv->commit = commit_start(s, &co, err, errlen);
+    if (!srv->commit) goto fail;
+
+    unsigned threads =
+        c->threads > 0 ? (unsigned)c->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)c->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * KB), MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "cannot listen on %s: %s", c->listen, strerror(errno));
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : 0;
+    return srv;
+fail:
+    commit_stop(srv->commit);
+    keys_free(srv->keys);
+    free(srv);
+    return NULL;
+}
+
+int http_port(const http_server *srv) {
+    return srv->port;
+}
+
+void http_stop(http_server *srv, int timeout_ms) {
+    atomic_store(&srv->draining, true);
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon); /* stop accepting; in-flight requests go on */
+    uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (atomic_load(&srv->active) > 0 && clock_mono_ns() < deadline)
+        usleep(2000);
+    if (atomic_load(&srv->active) > 0)
+        log_warn("stop: %d requests still in flight after %d ms", atomic_load(&srv->active),
+                 timeout_ms);
+    MHD_stop_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    commit_stop(srv->commit);
+    keys_free(srv->keys);
+    free(srv);
+}

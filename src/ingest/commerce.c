@@ -1,0 +1,458 @@
+/* commerce — the e-commerce spec's events, and the typing of their fields; the rules are in
+ * commerce.h. Everything the spec says lives in three tables: the kinds (with their names and v1
+ * aliases), the event-level fields and the product fields. */
+#include "ingest/commerce.h"
+
+#include <ctype.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/ev.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Kinds
+ * ------------------------------------------------------------------------------------------- */
+
+/* Where an event's products are. */
+typedef enum cm_shape {
+    SHAPE_NONE,   /* no products: searches, promotions, checkout steps, coupons */
+    SHAPE_SINGLE, /* one product, whose fields are the properties themselves */
+    SHAPE_LIST,   /* properties.products[] */
+} cm_shape;
+
+#define CM_MAX_ALIASES 3
+
+typedef struct cm_kind_def {
+    const char *name;  /* the kind's own name, as stored in "kind" */
+    const char *event; /* the v2 event name */
+    cm_shape shape;
+    /* Older names for the same event: Segment's v1 spec ("Viewed Product", "Completed Order", ...),
+     * the names its analytics-events matcher recognised for v1 destinations ("Viewed Product
+     * Details", "Order Started", "Payment Info Added", "Wishlist Product Removed"), and the US
+     * spelling of "cancelled", which shops send often enough to be worth recognising. */
+    const char *aliases[CM_MAX_ALIASES];
+} cm_kind_def;
+
+static const cm_kind_def kinds[CM_NKINDS] = {
+    [CM_PRODUCTS_SEARCHED] = {"products_searched", "Products Searched", SHAPE_NONE,
+                              {"Searched Products"}},
+    [CM_PRODUCT_LIST_VIEWED] = {"product_list_viewed", "Product List Viewed", SHAPE_LIST,
+                                {"Viewed Product Category"}},
+    [CM_PRODUCT_LIST_FILTERED] = {"product_list_filtered", "Product List Filtered", SHAPE_LIST,
+                                  {NULL}},
+    [CM_PROMOTION_VIEWED] = {"promotion_viewed", "Promotion Viewed", SHAPE_NONE,
+                             {"Viewed Promotion"}},
+    [CM_PROMOTION_CLICKED] = {"promotion_clicked", "Promotion Clicked", SHAPE_NONE,
+                              {"Clicked Promotion"}},
+    [CM_PRODUCT_CLICKED] = {"product_clicked", "Product Clicked", SHAPE_SINGLE,
+                            {"Clicked Product"}},
+    [CM_PRODUCT_VIEWED] = {"product_viewed", "Product Viewed", SHAPE_SINGLE,
+                           {"Viewed Product", "Viewed Product Details", "Viewed Product Detail"}},
+    [CM_PRODUCT_ADDED] = {"product_added", "Product Added", SHAPE_SINGLE, {"Added Product"}},
+    [CM_PRODUCT_REMOVED] = {"product_removed", "Product Removed", SHAPE_SINGLE,
+                            {"Removed Product"}},
+    [CM_CART_VIEWED] = {"cart_viewed", "Cart Viewed", SHAPE_LIST, {"Viewed Cart"}},
+    [CM_CHECKOUT_STARTED] = {"checkout_started", "Checkout Started", SHAPE_LIST,
+                             {"Started Order", "Order Started"}},
+    [CM_CHECKOUT_STEP_VIEWED] = {"checkout_step_viewed", "Checkout Step Viewed", SHAPE_NONE,
+                                 {"Viewed Checkout Step"}},
+    [CM_CHECKOUT_STEP_COMPLETED] = {"checkout_step_completed", "Checkout Step Completed",
+                                    SHAPE_NONE, {"Completed Checkout Step"}},
+    [CM_PAYMENT_INFO_ENTERED] = {"payment_info_entered", "Payment Info Entered", SHAPE_NONE,
+                                 {"Payment Info Added"}},
+    [CM_ORDER_COMPLETED] = {"order_completed", "Order Completed", SHAPE_LIST,
+                            {"Completed Order"}},
+    [CM_ORDER_UPDATED] = {"order_updated", "Order Updated", SHAPE_LIST, {"Updated Order"}},
+    [CM_ORDER_REFUNDED] = {"order_refunded", "Order Refunded", SHAPE_LIST, {"Refunded Order"}},
+    [CM_ORDER_CANCELLED] = {"order_cancelled", "Order Cancelled", SHAPE_LIST,
+                            {"Cancelled Order", "Order Canceled", "Canceled Order"}},
+    [CM_COUPON_ENTERED] = {"coupon_entered", "Coupon Entered", SHAPE_NONE, {"Entered Coupon"}},
+    [CM_COUPON_APPLIED] = {"coupon_applied", "Coupon Applied", SHAPE_NONE, {"Applied Coupon"}},
+    [CM_COUPON_DENIED] = {"coupon_denied", "Coupon Denied", SHAPE_NONE, {"Denied Coupon"}},
+    [CM_COUPON_REMOVED] = {"coupon_removed", "Coupon Removed", SHAPE_NONE, {"Removed Coupon"}},
+    [CM_PRODUCT_ADDED_TO_WISHLIST] = {"product_added_to_wishlist", "Product Added to Wishlist",
+                                      SHAPE_SINGLE, {NULL}},
+    [CM_PRODUCT_REMOVED_FROM_WISHLIST] = {"product_removed_from_wishlist",
+                                          "Product Removed from Wishlist", SHAPE_SINGLE,
+                                          {"Wishlist Product Removed"}},
+    [CM_WISHLIST_PRODUCT_ADDED_TO_CART] = {"wishlist_product_added_to_cart",
+                                           "Wishlist Product Added to Cart", SHAPE_SINGLE,
+                                           {NULL}},
+    [CM_PRODUCT_SHARED] = {"product_shared", "Product Shared", SHAPE_SINGLE, {NULL}},
+    [CM_CART_SHARED] = {"cart_shared", "Cart Shared", SHAPE_LIST, {NULL}},
+    [CM_PRODUCT_REVIEWED] = {"product_reviewed", "Product Reviewed", SHAPE_SINGLE, {NULL}},
+};
+
+/* No name in the table is longer than this, so a longer input needs no scan. */
+#define CM_NAME_MAX 64
+
+static bool is_separator(char c) {
+    return c == ' ' || c == '_';
+}
+
+/* Compares an input name with a table name, ignoring ASCII case, spaces and underscores. */
+static bool name_matches(const char *in, const char *name) {
+    for (;;) {
+        while (is_separator(*in)) in++;
+        while (is_separator(*name)) name++;
+        if (!*in || !*name) return !*in && !*name;
+        if (tolower((unsigned char)*in) != tolower((unsigned char)*name)) return false;
+        in++;
+        name++;
+    }
+}
+
+cm_kind cm_kind_lookup(const char *event_name) {
+    if (!event_name || strnlen(event_name, CM_NAME_MAX + 1) > CM_NAME_MAX) return CM_NONE;
+    for (int k = CM_NONE + 1; k < CM_NKINDS; k++) {
+        const cm_kind_def *d = &kinds[k];
+        if (name_matches(event_name, d->event) || name_matches(event_name, d->name))
+            return (cm_kind)k;
+        for (int a = 0; a < CM_MAX_ALIASES && d->aliases[a]; a++)
+            if (name_matches(event_name, d->aliases[a])) return (cm_kind)k;
+    }
+    return CM_NONE;
+}
+
+const char *cm_kind_name(cm_kind k) {
+    return k > CM_NONE && k < CM_NKINDS ? kinds[k].name : NULL;
+}
+
+const char *cm_kind_event_name(cm_kind k) {
+    return k > CM_NONE && k < CM_NKINDS ? kinds[k].event : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fields
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum cm_coerce {
+    CO_TEXT,     /* char *: a string, or a whole number turned into one */
+    CO_MONEY,    /* double: a number, or a numeric string turned into one */
+    CO_COUNT,    /* int64_t: a whole number >= 0, or a string holding one */
+    CO_CURRENCY, /* char[4]: three letters, upper-cased */
+} cm_coerce;
+
+/* One typed field: where it is in the properties and where it goes in the struct. */
+typedef struct cm_field {
+    const char *key;
+    const char *alt; /* read when key is absent: a v1 name, or NULL */
+    cm_coerce how;
+    size_t off; /* offset of the member in cm_event or cm_product */
+    unsigned has;
+} cm_field;
+
+#define EVF(key, alt, how, member, has) {key, alt, how, offsetof(cm_event, member), has}
+static const cm_field event_fields[] = {
+    EVF("query", NULL, CO_TEXT, query, 0),
+    EVF("order_id", "orderId", CO_TEXT, order_id, 0),
+    EVF("checkout_id", NULL, CO_TEXT, checkout_id, 0),
+    EVF("cart_id", NULL, CO_TEXT, cart_id, 0),
+    EVF("list_id", NULL, CO_TEXT, list_id, 0),
+    EVF("coupon", "coupon_id", CO_TEXT, coupon, 0),
+    EVF("currency", NULL, CO_CURRENCY, currency, 0),
+    EVF("total", NULL, CO_MONEY, total, CM_HAS_TOTAL),
+    EVF("revenue", NULL, CO_MONEY, revenue, CM_HAS_REVENUE),
+    EVF("subtotal", NULL, CO_MONEY, subtotal, CM_HAS_SUBTOTAL),
+    EVF("value", NULL, CO_MONEY, value, CM_HAS_VALUE),
+    EVF("shipping", NULL, CO_MONEY, shipping, CM_HAS_SHIPPING),
+    EVF("tax", NULL, CO_MONEY, tax, CM_HAS_TAX),
+    EVF("discount", NULL, CO_MONEY, discount, CM_HAS_DISCOUNT),
+    EVF("step", NULL, CO_COUNT, step, CM_HAS_STEP),
+};
+#undef EVF
+
+#define PRF(key, alt, how, member, has) {key, alt, how, offsetof(cm_product, member), has}
+static const cm_field product_fields[] = {
+    PRF("product_id", "id", CO_TEXT, product_id, 0),
+    PRF("sku", NULL, CO_TEXT, sku, 0),
+    PRF("name", NULL, CO_TEXT, name, 0),
+    PRF("brand", NULL, CO_TEXT, brand, 0),
+    PRF("category", NULL, CO_TEXT, category, 0),
+    PRF("variant", NULL, CO_TEXT, variant, 0),
+    PRF("coupon", NULL, CO_TEXT, coupon, 0),
+    PRF("url", NULL, CO_TEXT, url, 0),
+    PRF("image_url", NULL, CO_TEXT, image_url, 0),
+    PRF("price", NULL, CO_MONEY, price, CM_HAS_PRICE),
+    PRF("quantity", NULL, CO_COUNT, quantity, CM_HAS_QUANTITY),
+    PRF("position", NULL, CO_COUNT, position, CM_HAS_POSITION),
+};
+#undef PRF
+
+#define NFIELDS(t) (sizeof(t) / sizeof *(t))
+
+/* Numeric strings longer than this are refused: no price needs more digits, and the bound keeps the
+ * parse on the stack. */
+#define CM_NUMERIC_MAX 64
+
+/* strtod() follows LC_NUMERIC; clients write '.', whatever locale engaged runs in. */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void c_locale_init(void) {
+    c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!c_locale) {
+        fprintf(stderr, "commerce: cannot create the C locale\n");
+        abort();
+    }
+}
+
+/* Parses a decimal number written as text: an optional '-', digits with at most one '.', at least one
+ * digit, an optional exponent; nothing else, not even spaces. Returns false for anything else or for
+ * a value too large for a double. */
+static bool parse_decimal(const char *s, size_t n, double *out) {
+    if (n == 0 || n > CM_NUMERIC_MAX) return false;
+    size_t i = 0, digits = 0;
+    if (s[i] == '-') i++;
+    for (; i < n && isdigit((unsigned char)s[i]); i++) digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && isdigit((unsigned char)s[i]); i++) digits++;
+    if (digits == 0) return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        size_t exp_digits = 0;
+        for (; i < n && isdigit((unsigned char)s[i]); i++) exp_digits++;
+        if (exp_digits == 0) return false;
+    }
+    if (i != n) return false;
+    char text[CM_NUMERIC_MAX + 1];
+    memcpy(text, s, n);
+    text[n] = '\0';
+    pthread_once(&c_locale_once, c_locale_init);
+    double d = strtod_l(text, NULL, c_locale);
+    /* The bound ev.c puts on every real in an event (see EV_REAL_MAX there). */
+    if (!(fabs(d) <= 1e308)) return false;
+    *out = d;
+    return true;
+}
+
+/* A count is a whole number from 0 to 2^53 (beyond that a double, and so JSON in most clients, no
+ * longer counts exactly). */
+static bool count_value(double d, int64_t *out) {
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != floor(d)) return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+static void field_path(char out[128], const char *prefix, const char *key) {
+    snprintf(out, 128, "%s.%s", prefix, key);
+}
+
+/* Duplicates the text of a JSON string into *dst; empty strings stay NULL (absent). */
+static int take_text(const json_t *v, char **dst) {
+    if (json_string_length(v) == 0) return 0;
+    *dst = strdup(json_string_value(v));
+    return *dst ? 0 : -1;
+}
+
+/* Checks, coerces (in obj) and stores one field into the struct at base. Returns 0, or -1 with *err
+ * filled. */
+static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *has,
+                        const char *prefix, ev_error *err) {
+    const char *key = f->key;
+    json_t *v = json_object_get(obj, key);
+    if ((!v || json_is_null(v)) && f->alt) {
+        key = f->alt;
+        v = json_object_get(obj, key);
+    }
+    if (!v || json_is_null(v)) return 0;
+
+    char path[128];
+    field_path(path, prefix, key);
+    char *member = (char *)base + f->off;
+
+    switch (f->how) {
+    case CO_TEXT: {
+        if (json_is_number(v)) {
+            char digits[EV_NUMBER_TEXT_LEN];
+            if (!ev_number_text(v, digits)) break;
+            json_t *s = json_string(digits);
+            if (!s || json_object_set_new(obj, key, s)) goto nomem;
+            v = s;
+        }
+        if (!json_is_string(v)) break;
+        if (take_text(v, (char **)(void *)member)) goto nomem;
+        return 0;
+    }
+    case CO_MONEY: {
+        double d;
+        if (json_is_number(v)) {
+            d = json_number_value(v);
+        } else if (json_is_string(v) && parse_decimal(json_string_value(v), json_string_length(v), &d)) {
+            json_t *r = json_real(d);
+            if (!r || json_object_set_new(obj, key, r)) goto nomem;
+        } else {
+            break;
+        }
+        memcpy(member, &d, sizeof d);
+        *has |= f->has;
+        return 0;
+    }
+    case CO_COUNT: {
+        int64_t c;
+        if (json_is_integer(v)) {
+            if (json_integer_value(v) < 0) break;
+            c = json_integer_value(v);
+        } else {
+            double d;
+            if (json_is_real(v)) {
+                d = json_real_value(v);
+            } else if (!json_is_string(v) ||
+                       !parse_decimal(json_string_value(v), json_string_length(v), &d)) {
+                break;
+            }
+            if (!count_value(d, &c)) break;
+            json_t *i = json_integer(c);
+            if (!i || json_object_set_new(obj, key, i)) goto nomem;
+        }
+        memcpy(member, &c, sizeof c);
+        *has |= f->has;
+        return 0;
+    }
+    case CO_CURRENCY: {
+        if (!json_is_string(v)) break;
+        size_t n = json_string_length(v);
+        if (n == 0) return 0;
+        const char *s = json_string_value(v);
+        if (n != 3) break;
+        char code[4];
+        for (size_t i = 0; i < 3; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) goto bad;
+            code[i] = (char)toupper(c);
+        }
+        code[3] = '\0';
+        if (memcmp(code, s, 3) != 0 && json_string_set(v, code)) goto nomem;
+        memcpy(member, code, sizeof code);
+        return 0;
+    }
+    }
+bad:;
+    static const char *const expects[] = {
+        [CO_TEXT] = "a string",
+        [CO_MONEY] = "a number",
+        [CO_COUNT] = "a whole number >= 0",
+        [CO_CURRENCY] = "a 3-letter ISO 4217 currency code",
+    };
+    ev_error_set(err, "invalid_field", path, "%s must be %s", path, expects[f->how]);
+    return -1;
+nomem:
+    ev_error_set(err, "internal_error", path, "out of memory coercing %s", path);
+    return -1;
+}
+
+static int coerce_all(json_t *obj, const cm_field *fields, size_t n, void *base, unsigned *has,
+                      const char *prefix, ev_error *err) {
+    for (size_t i = 0; i < n; i++)
+        if (coerce_field(obj, &fields[i], base, has, prefix, err)) return -1;
+    return 0;
+}
+
+static int parse_product(json_t *obj, cm_product *p, const char *prefix, ev_error *err) {
+    if (obj && coerce_all(obj, product_fields, NFIELDS(product_fields), p, &p->has, prefix, err))
+        return -1;
+    if (!(p->has & CM_HAS_QUANTITY)) p->quantity = 1;
+    return 0;
+}
+
+static int parse_product_list(json_t *props, cm_event *e, ev_error *err) {
+    json_t *list = json_object_get(props, "products");
+    if (!list || json_is_null(list)) return 0;
+    if (!json_is_array(list)) {
+        ev_error_set(err, "invalid_field", "properties.products",
+                     "properties.products must be an array");
+        return -1;
+    }
+    size_t n = json_array_size(list);
+    if (n > CM_MAX_PRODUCTS) {
+        ev_error_set(err, "invalid_field", "properties.products",
+                     "properties.products has %zu entries; at most %d are allowed", n,
+                     CM_MAX_PRODUCTS);
+        return -1;
+    }
+    if (n == 0) return 0;
+    e->products = calloc(n, sizeof *e->products);
+    if (!e->products) {
+        ev_error_set(err, "internal_error", "properties.products", "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "properties.products[%zu]", i);
+        json_t *item = json_array_get(list, i);
+        if (!json_is_object(item)) {
+            ev_error_set(err, "invalid_field", prefix, "%s must be an object", prefix);
+            return -1;
+        }
+        /* Counted before parsing, so cm_event_free() releases a half-filled product too. */
+        e->nproducts = i + 1;
+        if (parse_product(item, &e->products[i], prefix, err)) return -1;
+    }
+    return 0;
+}
+
+int cm_parse(json_t *properties, cm_kind k, cm_event **out, ev_error *err) {
+    *out = NULL;
+    if (k <= CM_NONE || k >= CM_NKINDS) {
+        ev_error_set(err, "invalid_field", "event", "not an e-commerce event");
+        return -1;
+    }
+    if (properties && !json_is_object(properties)) {
+        ev_error_set(err, "invalid_field", "properties", "properties must be an object");
+        return -1;
+    }
+    cm_event *e = calloc(1, sizeof *e);
+    if (!e) {
+        ev_error_set(err, "internal_error", "properties", "out of memory");
+        return -1;
+    }
+    e->kind = k;
+    if (properties && coerce_all(properties, event_fields, NFIELDS(event_fields), e, &e->has,
+                                 "properties", err))
+        goto fail;
+    switch (kinds[k].shape) {
+    case SHAPE_NONE: break;
+    case SHAPE_SINGLE:
+        e->products = calloc(1, sizeof *e->products);
+        if (!e->products) {
+            ev_error_set(err, "internal_error", "properties", "out of memory");
+            goto fail;
+        }
+        e->nproducts = 1;
+        if (parse_product(properties, e->products, "properties", err)) goto fail;
+        break;
+    case SHAPE_LIST:
+        if (properties && parse_product_list(properties, e, err)) goto fail;
+        break;
+    }
+    *out = e;
+    return 0;
+fail:
+    cm_event_free(e);
+    return -1;
+}
+
+/* Frees the strings a field table put into the struct at base. */
+static void free_texts(const cm_field *fields, size_t n, void *base) {
+    for (size_t i = 0; i < n; i++) {
+        if (fields[i].how != CO_TEXT) continue;
+        char *s;
+        memcpy(&s, (char *)base + fields[i].off, sizeof s);
+        free(s);
+    }
+}
+
+void cm_event_free(cm_event *e) {
+    if (!e) return;
+    for (size_t i = 0; i < e->nproducts; i++)
+        free_texts(product_fields, NFIELDS(product_fields), &e->products[i]);
+    free(e->products);
+    free_texts(event_fields, NFIELDS(event_fields), e);
+    free(e);
+}

@@ -1,0 +1,73 @@
+/* commit — group commit: the one thread that writes events to the store.
+ *
+ * Request threads hand over validated events (commit_submit) and are told when they are durable.
+ * The committer takes everything queued since its last commit, writes it in one SQLite transaction
+ * and fsyncs once (store.h: WAL, synchronous=FULL), so the cost of an fsync is shared by every
+ * request that arrived while the previous one ran: the busier the server, the larger the groups.
+ *
+ * Guarantees:
+ *   - a request's done() runs only after its events are on disk (req->status == 0), or after the
+ *     transaction that held them was rolled back (req->status < 0, nothing of it stored);
+ *   - a request is never split across transactions, so a crash leaves no partial batch;
+ *   - an event whose messageId was stored within the dedup window is not stored again; it counts as
+ *     a duplicate (the client is told it was accepted, as Segment does).
+ *
+ * Ownership: the caller owns req and its events, and must keep both alive and unchanged until
+ * done() is called. done() runs on the committer thread and must not block. */
+#ifndef ENGAGED_COMMIT_H
+#define ENGAGED_COMMIT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/ev.h"
+#include "store/store.h"
+#include "util/histo.h"
+
+typedef struct commit_req commit_req;
+struct commit_req {
+    ev_event *events;
+    size_t nevents;
+    void (*done)(commit_req *req); /* may be NULL for commit_submit_wait() */
+    void *arg;
+    /* Results, set before done() is called: */
+    int status;        /* 0: durable; -1: the store failed and nothing of this request was stored */
+    size_t stored;     /* events written */
+    size_t duplicates; /* events skipped as already stored */
+    /* Private to the committer. */
+    commit_req *next;
+    uint64_t submitted_ns;
+};
+
+typedef struct commit_opts {
+    int64_t dedup_window_ms; /* how long a messageId is remembered; at least 24 h is the promise */
+    size_t max_group_events; /* most events per transaction (a request is never split) */
+} commit_opts;
+
+typedef struct commit_stats {
+    _Atomic uint64_t commits, events_stored, events_duplicate, failures;
+    _Atomic uint64_t queued_events; /* waiting for the next commit: the queue depth */
+    _Atomic uint64_t dedup_ids;
+    histo latency;    /* per transaction: BEGIN to durable COMMIT */
+    histo group_wait; /* per request: submitted to durable */
+    _Atomic uint64_t checkpoints;
+    histo checkpoint_latency;
+} commit_stats;
+
+typedef struct commit commit;
+
+/* Loads the dedup window from the store and starts the committer thread. NULL on failure, with a
+ * reason in err. */
+commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen);
+/* Queues req. Returns 0, or -1 once commit_stop() has begun (done() is then never called). */
+int commit_submit(commit *c, commit_req *req);
+/* Queues req and waits until it is durable or failed; returns req->status (or -1 if stopped). */
+int commit_submit_wait(commit *c, commit_req *req);
+/* Commits everything already queued, stops the thread and frees c. Submissions racing with it get
+ * -1. */
+void commit_stop(commit *c);
+const commit_stats *commit_get_stats(const commit *c);
+
+#endif

@@ -1,0 +1,38 @@
+/* dedup — the set of recently stored messageIds, for exactly-once storage of retried events.
+ *
+ * Clients retry when they miss an answer, so the same messageId can arrive twice; Segment keeps at
+ * least 24 hours of ids and so does engaged (the window is a setting). The set lives in memory and
+ * is rebuilt from the store at start, so it survives restarts without an index on message_id
+ * slowing every insert.
+ *
+ * It stores, per id, a 64-bit hash and the seq of the stored event: 16 bytes in an open-addressing
+ * table kept at most 3/4 full (about 21-43 bytes per id). A hash match is only a candidate: the
+ * committer confirms it against the stored message_id, so a hash collision can never drop an event.
+ *
+ * Not thread-safe: the committer thread owns it. */
+#ifndef ENGAGED_DEDUP_H
+#define ENGAGED_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dedup dedup;
+
+dedup *dedup_new(void);
+void dedup_free(dedup *d);
+
+/* Adds (hash, seq). Returns 0, or -1 when memory runs out (the set is unchanged). O(1) amortised.
+ */
+int dedup_add(dedup *d, uint64_t hash, int64_t seq);
+/* Calls match(seq, arg) for each entry with this hash until it returns nonzero; returns that value,
+ * or 0 when none matched. O(1) expected. */
+int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *arg), void *arg);
+/* Removes the entry (hash, seq), if present; used to undo adds of a transaction that failed. */
+void dedup_remove(dedup *d, uint64_t hash, int64_t seq);
+/* Drops every entry whose seq is below min_seq (those older than the window). O(capacity). */
+void dedup_prune(dedup *d, int64_t min_seq);
+size_t dedup_count(const dedup *d);
+/* Bytes of memory the table holds. */
+size_t dedup_bytes(const dedup *d);
+
+#endif

@@ -1,0 +1,271 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/log.h"
+
+/* Bump when the schema changes; store_open() refuses a newer one and migrates older ones. */
+#define STORE_SCHEMA_VERSION 1
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  seq INTEGER PRIMARY KEY,"      /* arrival order, the cursor of GET /v1/events */
+    "  received_at INTEGER NOT NULL," /* ms since the epoch */
+    "  ts INTEGER NOT NULL,"          /* the event's own (corrected) time */
+    "  type INTEGER NOT NULL,"        /* ev_type */
+    "  kind INTEGER NOT NULL,"        /* cm_kind, 0 for none */
+    "  user_id TEXT,"
+    "  anonymous_id TEXT,"
+    "  message_id TEXT NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_user ON events(user_id) WHERE user_id IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS events_anon ON events(anonymous_id) WHERE anonymous_id IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS events_received ON events(received_at);"
+    "CREATE TABLE IF NOT EXISTS api_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  scope TEXT NOT NULL CHECK (scope IN ('write','admin')),"
+    "  hash TEXT NOT NULL UNIQUE,"    /* hex SHA-256 of the key: keys are never stored in clear */
+    "  prefix TEXT NOT NULL,"         /* the first characters, to recognise a key in listings */
+    "  rate REAL NOT NULL DEFAULT 0," /* events per second; 0: the server's default */
+    "  label TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER);"
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+
+struct store {
+    char dir[PATH_MAX];
+    char path[PATH_MAX];
+    sqlite3 *writer;
+    pthread_key_t reader_key;
+    /* Every reader ever opened, so store_close() can close them whatever thread opened them. */
+    pthread_mutex_t readers_lock;
+    sqlite3 **readers;
+    size_t nreaders;
+};
+
+static __thread char last_error[512];
+
+const char *store_errmsg(void) {
+    return last_error;
+}
+
+static int fail(const char *what, sqlite3 *db) {
+    snprintf(last_error, sizeof last_error, "%s: %s", what,
+             db ? sqlite3_errmsg(db) : "out of memory");
+    return -1;
+}
+
+int store_exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(last_error, sizeof last_error, "%s", msg ? msg : "sqlite error");
+        log_error("store: %s (in: %.80s)", last_error, sql);
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static sqlite3 *open_conn(const char *path, bool readonly) {
+    sqlite3 *db = NULL;
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        fail("open", db);
+        sqlite3_close(db);
+        return NULL;
+    }
+    /* A CLI command (import, keys) may hold the write lock briefly while the server runs. */
+    sqlite3_busy_timeout(db, 10000);
+    return db;
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0750) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0750) && errno != EEXIST ? -1 : 0;
+}
+
+static int schema_version(sqlite3 *db) {
+    sqlite3_stmt *st;
+    int v = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+store *store_open(const char *dir, char *err, size_t errlen) {
+    store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir ||
+        snprintf(s->path, sizeof s->path, "%s/engaged.db", dir) >= (int)sizeof s->path) {
+        snprintf(err, errlen, "data directory path too long");
+        free(s);
+        return NULL;
+    }
+    if (mkdir_p(dir)) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->writer = open_conn(s->path, false);
+    if (!s->writer) {
+        snprintf(err, errlen, "%s: %s", s->path, last_error);
+        free(s);
+        return NULL;
+    }
+    /* WAL with synchronous=FULL: a committed transaction's WAL frames are fsync'd before COMMIT
+     * returns, which is what lets a 200 mean "on disk". While a committer runs, it checkpoints on
+     * a thread of its own (commit.c); without one, SQLite's automatic checkpoints apply. */
+    static const char *const pragmas = "PRAGMA journal_mode=WAL;"
+                                       "PRAGMA synchronous=FULL;"
+                                       "PRAGMA cache_size=-65536;"
+                                       "PRAGMA temp_store=MEMORY;";
+    int v = schema_version(s->writer);
+    if (store_exec(s->writer, pragmas) || v < 0) goto fail;
+    if (v > STORE_SCHEMA_VERSION) {
+        snprintf(last_error, sizeof last_error,
+                 "the data was written by a newer engaged (schema %d > %d)", v,
+                 STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    char set_version[64];
+    snprintf(set_version, sizeof set_version, "PRAGMA user_version=%d", STORE_SCHEMA_VERSION);
+    if (store_exec(s->writer, "BEGIN") || store_exec(s->writer, schema_sql) ||
+        store_exec(s->writer, set_version) || store_exec(s->writer, "COMMIT"))
+        goto fail;
+    pthread_key_create(&s->reader_key, NULL);
+    pthread_mutex_init(&s->readers_lock, NULL);
+    return s;
+fail:
+    snprintf(err, errlen, "%s: %s", s->path, last_error);
+    sqlite3_close(s->writer);
+    free(s);
+    return NULL;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->nreaders; i++)
+        sqlite3_close(s->readers[i]);
+    free(s->readers);
+    pthread_key_delete(s->reader_key);
+    pthread_mutex_destroy(&s->readers_lock);
+    /* The last connection to close checkpoints the WAL into the main file. */
+    sqlite3_close(s->writer);
+    free(s);
+}
+
+const char *store_dir(const store *s) {
+    return s->dir;
+}
+
+sqlite3 *store_writer(store *s) {
+    return s->writer;
+}
+
+sqlite3 *store_reader(store *s) {
+    sqlite3 *db = pthread_getspecific(s->reader_key);
+    if (db) return db;
+    db = open_conn(s->path, true);
+    if (!db) return NULL;
+    pthread_mutex_lock(&s->readers_lock);
+    sqlite3 **grown = realloc(s->readers, (s->nreaders + 1) * sizeof *grown);
+    if (grown) {
+        s->readers = grown;
+        s->readers[s->nreaders++] = db;
+    }
+    pthread_mutex_unlock(&s->readers_lock);
+    if (!grown) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    pthread_setspecific(s->reader_key, db);
+    return db;
+}
+
+int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq) {
+    sqlite3 *db = store_reader(s);
+    if (!db) return -1;
+    char sql[512];
+    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1");
+    if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
+    if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
+    if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
+    if (q->since_ms != INT64_MIN)
+        n += snprintf(sql + n, sizeof sql - (size_t)n, " AND received_at >= ?5");
+    snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq LIMIT ?6");
+
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("query", db);
+    sqlite3_bind_int64(st, 1, q->after_seq);
+    if (q->user_id) sqlite3_bind_text(st, 2, q->user_id, -1, SQLITE_STATIC);
+    if (q->anonymous_id) sqlite3_bind_text(st, 3, q->anonymous_id, -1, SQLITE_STATIC);
+    if (q->type >= 0) sqlite3_bind_int(st, 4, q->type);
+    if (q->since_ms != INT64_MIN) sqlite3_bind_int64(st, 5, q->since_ms);
+    sqlite3_bind_int(st, 6, q->limit + 1); /* one more tells whether a next page exists */
+
+    int rows = 0, rc;
+    int64_t last = -1;
+    *next_seq = -1;
+    if (buf_putc(out, '[')) goto toobig;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (rows == q->limit) {
+            *next_seq = last;
+            break;
+        }
+        last = sqlite3_column_int64(st, 0);
+        const void *body = sqlite3_column_blob(st, 1);
+        int len = sqlite3_column_bytes(st, 1);
+        if ((rows && buf_putc(out, ',')) || buf_append(out, body, (size_t)len)) goto toobig;
+        rows++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        fail("query", db);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return buf_putc(out, ']') ? -1 : 0;
+toobig:
+    snprintf(last_error, sizeof last_error, "result too large");
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int64_t query_int64(sqlite3 *db, const char *sql, int64_t arg, int64_t none) {
+    sqlite3_stmt *st;
+    int64_t v = none;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return none;
+    sqlite3_bind_int64(st, 1, arg);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int64_t store_count_events(store *s) {
+    sqlite3 *db = store_reader(s);
+    return db ? query_int64(db, "SELECT count(*) FROM events WHERE ?1 = ?1", 0, 0) : -1;
+}
+
+int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms) {
+    return query_int64(db, "SELECT min(seq) FROM events WHERE received_at >= ?1", since_ms,
+                       INT64_MAX);
+}

@@ -1,0 +1,69 @@
+/* store — the embedded, durable store: one SQLite database in WAL mode under the data directory.
+ *
+ * What is on disk is the truth; everything in memory is rebuilt from it at start. There is exactly
+ * one writer, the committer (store/commit.h), which owns the connection store_writer() returns and
+ * makes each group of events durable with one fsync'd transaction. Readers (HTTP threads answering
+ * queries, CLI commands) each use a connection of their own from store_reader(); WAL lets them read
+ * while the committer writes.
+ *
+ * Errors: functions returning int give 0 on success and -1 on failure, with a message in the
+ * store's last-error slot for the calling thread (store_errmsg()). */
+#ifndef ENGAGED_STORE_H
+#define ENGAGED_STORE_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+typedef struct store store;
+
+/* Opens (creating dir and schema when absent) the store in dir. Returns NULL and writes a reason to
+ * err on failure. The caller owns the store and closes it with store_close() after every thread
+ * that used it has stopped. */
+store *store_open(const char *dir, char *err, size_t errlen);
+void store_close(store *s);
+const char *store_dir(const store *s);
+
+/* The single writing connection. Only the committer (or a CLI command that runs no committer) may
+ * use it. */
+sqlite3 *store_writer(store *s);
+/* A read-only connection for the calling thread, opened on first use and closed by store_close().
+ * Returns NULL if it cannot be opened. */
+sqlite3 *store_reader(store *s);
+/* A message for the last failure on this thread. */
+const char *store_errmsg(void);
+
+/* Runs sql (no results) on db; logs and returns -1 on failure. */
+int store_exec(sqlite3 *db, const char *sql);
+
+/* ---- Events ---- */
+
+/* Prepared statements the committer uses; see commit.c. bind order: received_at, ts, type, kind,
+ * user_id, anonymous_id, message_id, body. */
+#define STORE_SQL_INSERT_EVENT                                                                     \
+    "INSERT INTO events(received_at, ts, type, kind, user_id, anonymous_id, message_id, body) "    \
+    "VALUES (?,?,?,?,?,?,?,?)"
+
+typedef struct store_query {
+    const char *user_id;      /* NULL: any */
+    const char *anonymous_id; /* NULL: any */
+    int type;                 /* an ev_type, or -1 for any */
+    int64_t since_ms;         /* receivedAt >= since_ms; INT64_MIN for any */
+    int64_t after_seq;        /* the cursor: only events with seq > after_seq */
+    int limit;                /* 1..1000 */
+} store_query;
+
+/* Appends the matching events, as a JSON array of their stored bodies, to out, and sets *next_seq
+ * to the cursor for the next page or -1 when this page is the last. Cost: an index range scan when
+ * user_id or anonymous_id is given, otherwise a scan in arrival order from the cursor. */
+int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq);
+
+/* The number of stored events, the greatest seq, and the first seq received at or after since_ms
+ * (INT64_MAX when none). */
+int64_t store_count_events(store *s);
+int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms);
+
+#endif
