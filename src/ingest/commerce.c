@@ -38,55 +38,71 @@ typedef struct cm_kind_def {
     const char *aliases[CM_MAX_ALIASES];
 } cm_kind_def;
 
+/* One kind per entry: [kind] = {kind name, v2 event name, shape, {v1 names}}. */
+/* clang-format off */
 static const cm_kind_def kinds[CM_NKINDS] = {
-    [CM_PRODUCTS_SEARCHED] = {"products_searched", "Products Searched", SHAPE_NONE,
-                              {"Searched Products"}},
-    [CM_PRODUCT_LIST_VIEWED] = {"product_list_viewed", "Product List Viewed", SHAPE_LIST,
-                                {"Viewed Product Category"}},
-    [CM_PRODUCT_LIST_FILTERED] = {"product_list_filtered", "Product List Filtered", SHAPE_LIST,
-                                  {NULL}},
-    [CM_PROMOTION_VIEWED] = {"promotion_viewed", "Promotion Viewed", SHAPE_NONE,
-                             {"Viewed Promotion"}},
-    [CM_PROMOTION_CLICKED] = {"promotion_clicked", "Promotion Clicked", SHAPE_NONE,
-                              {"Clicked Promotion"}},
-    [CM_PRODUCT_CLICKED] = {"product_clicked", "Product Clicked", SHAPE_SINGLE,
-                            {"Clicked Product"}},
-    [CM_PRODUCT_VIEWED] = {"product_viewed", "Product Viewed", SHAPE_SINGLE,
-                           {"Viewed Product", "Viewed Product Details", "Viewed Product Detail"}},
-    [CM_PRODUCT_ADDED] = {"product_added", "Product Added", SHAPE_SINGLE, {"Added Product"}},
-    [CM_PRODUCT_REMOVED] = {"product_removed", "Product Removed", SHAPE_SINGLE,
-                            {"Removed Product"}},
-    [CM_CART_VIEWED] = {"cart_viewed", "Cart Viewed", SHAPE_LIST, {"Viewed Cart"}},
-    [CM_CHECKOUT_STARTED] = {"checkout_started", "Checkout Started", SHAPE_LIST,
-                             {"Started Order", "Order Started"}},
-    [CM_CHECKOUT_STEP_VIEWED] = {"checkout_step_viewed", "Checkout Step Viewed", SHAPE_NONE,
-                                 {"Viewed Checkout Step"}},
-    [CM_CHECKOUT_STEP_COMPLETED] = {"checkout_step_completed", "Checkout Step Completed",
-                                    SHAPE_NONE, {"Completed Checkout Step"}},
-    [CM_PAYMENT_INFO_ENTERED] = {"payment_info_entered", "Payment Info Entered", SHAPE_NONE,
-                                 {"Payment Info Added"}},
-    [CM_ORDER_COMPLETED] = {"order_completed", "Order Completed", SHAPE_LIST,
-                            {"Completed Order"}},
-    [CM_ORDER_UPDATED] = {"order_updated", "Order Updated", SHAPE_LIST, {"Updated Order"}},
-    [CM_ORDER_REFUNDED] = {"order_refunded", "Order Refunded", SHAPE_LIST, {"Refunded Order"}},
-    [CM_ORDER_CANCELLED] = {"order_cancelled", "Order Cancelled", SHAPE_LIST,
-                            {"Cancelled Order", "Order Canceled", "Canceled Order"}},
-    [CM_COUPON_ENTERED] = {"coupon_entered", "Coupon Entered", SHAPE_NONE, {"Entered Coupon"}},
-    [CM_COUPON_APPLIED] = {"coupon_applied", "Coupon Applied", SHAPE_NONE, {"Applied Coupon"}},
-    [CM_COUPON_DENIED] = {"coupon_denied", "Coupon Denied", SHAPE_NONE, {"Denied Coupon"}},
-    [CM_COUPON_REMOVED] = {"coupon_removed", "Coupon Removed", SHAPE_NONE, {"Removed Coupon"}},
-    [CM_PRODUCT_ADDED_TO_WISHLIST] = {"product_added_to_wishlist", "Product Added to Wishlist",
-                                      SHAPE_SINGLE, {NULL}},
-    [CM_PRODUCT_REMOVED_FROM_WISHLIST] = {"product_removed_from_wishlist",
-                                          "Product Removed from Wishlist", SHAPE_SINGLE,
-                                          {"Wishlist Product Removed"}},
-    [CM_WISHLIST_PRODUCT_ADDED_TO_CART] = {"wishlist_product_added_to_cart",
-                                           "Wishlist Product Added to Cart", SHAPE_SINGLE,
-                                           {NULL}},
-    [CM_PRODUCT_SHARED] = {"product_shared", "Product Shared", SHAPE_SINGLE, {NULL}},
-    [CM_CART_SHARED] = {"cart_shared", "Cart Shared", SHAPE_LIST, {NULL}},
-    [CM_PRODUCT_REVIEWED] = {"product_reviewed", "Product Reviewed", SHAPE_SINGLE, {NULL}},
+    [CM_PRODUCTS_SEARCHED] =
+        {"products_searched", "Products Searched", SHAPE_NONE, {"Searched Products"}},
+    [CM_PRODUCT_LIST_VIEWED] =
+        {"product_list_viewed", "Product List Viewed", SHAPE_LIST, {"Viewed Product Category"}},
+    [CM_PRODUCT_LIST_FILTERED] =
+        {"product_list_filtered", "Product List Filtered", SHAPE_LIST, {NULL}},
+    [CM_PROMOTION_VIEWED] =
+        {"promotion_viewed", "Promotion Viewed", SHAPE_NONE, {"Viewed Promotion"}},
+    [CM_PROMOTION_CLICKED] =
+        {"promotion_clicked", "Promotion Clicked", SHAPE_NONE, {"Clicked Promotion"}},
+    [CM_PRODUCT_CLICKED] =
+        {"product_clicked", "Product Clicked", SHAPE_SINGLE, {"Clicked Product"}},
+    [CM_PRODUCT_VIEWED] =
+        {"product_viewed", "Product Viewed", SHAPE_SINGLE,
+         {"Viewed Product", "Viewed Product Details", "Viewed Product Detail"}},
+    [CM_PRODUCT_ADDED] =
+        {"product_added", "Product Added", SHAPE_SINGLE, {"Added Product"}},
+    [CM_PRODUCT_REMOVED] =
+        {"product_removed", "Product Removed", SHAPE_SINGLE, {"Removed Product"}},
+    [CM_CART_VIEWED] =
+        {"cart_viewed", "Cart Viewed", SHAPE_LIST, {"Viewed Cart"}},
+    [CM_CHECKOUT_STARTED] =
+        {"checkout_started", "Checkout Started", SHAPE_LIST, {"Started Order", "Order Started"}},
+    [CM_CHECKOUT_STEP_VIEWED] =
+        {"checkout_step_viewed", "Checkout Step Viewed", SHAPE_NONE, {"Viewed Checkout Step"}},
+    [CM_CHECKOUT_STEP_COMPLETED] =
+        {"checkout_step_completed", "Checkout Step Completed", SHAPE_NONE,
+         {"Completed Checkout Step"}},
+    [CM_PAYMENT_INFO_ENTERED] =
+        {"payment_info_entered", "Payment Info Entered", SHAPE_NONE, {"Payment Info Added"}},
+    [CM_ORDER_COMPLETED] =
+        {"order_completed", "Order Completed", SHAPE_LIST, {"Completed Order"}},
+    [CM_ORDER_UPDATED] =
+        {"order_updated", "Order Updated", SHAPE_LIST, {"Updated Order"}},
+    [CM_ORDER_REFUNDED] =
+        {"order_refunded", "Order Refunded", SHAPE_LIST, {"Refunded Order"}},
+    [CM_ORDER_CANCELLED] =
+        {"order_cancelled", "Order Cancelled", SHAPE_LIST,
+         {"Cancelled Order", "Order Canceled", "Canceled Order"}},
+    [CM_COUPON_ENTERED] =
+        {"coupon_entered", "Coupon Entered", SHAPE_NONE, {"Entered Coupon"}},
+    [CM_COUPON_APPLIED] =
+        {"coupon_applied", "Coupon Applied", SHAPE_NONE, {"Applied Coupon"}},
+    [CM_COUPON_DENIED] =
+        {"coupon_denied", "Coupon Denied", SHAPE_NONE, {"Denied Coupon"}},
+    [CM_COUPON_REMOVED] =
+        {"coupon_removed", "Coupon Removed", SHAPE_NONE, {"Removed Coupon"}},
+    [CM_PRODUCT_ADDED_TO_WISHLIST] =
+        {"product_added_to_wishlist", "Product Added to Wishlist", SHAPE_SINGLE, {NULL}},
+    [CM_PRODUCT_REMOVED_FROM_WISHLIST] =
+        {"product_removed_from_wishlist", "Product Removed from Wishlist", SHAPE_SINGLE,
+         {"Wishlist Product Removed"}},
+    [CM_WISHLIST_PRODUCT_ADDED_TO_CART] =
+        {"wishlist_product_added_to_cart", "Wishlist Product Added to Cart", SHAPE_SINGLE, {NULL}},
+    [CM_PRODUCT_SHARED] =
+        {"product_shared", "Product Shared", SHAPE_SINGLE, {NULL}},
+    [CM_CART_SHARED] =
+        {"cart_shared", "Cart Shared", SHAPE_LIST, {NULL}},
+    [CM_PRODUCT_REVIEWED] =
+        {"product_reviewed", "Product Reviewed", SHAPE_SINGLE, {NULL}},
 };
+/* clang-format on */
 
 /* No name in the table is longer than this, so a longer input needs no scan. */
 #define CM_NAME_MAX 64
@@ -98,8 +114,10 @@ static bool is_separator(char c) {
 /* Compares an input name with a table name, ignoring ASCII case, spaces and underscores. */
 static bool name_matches(const char *in, const char *name) {
     for (;;) {
-        while (is_separator(*in)) in++;
-        while (is_separator(*name)) name++;
+        while (is_separator(*in))
+            in++;
+        while (is_separator(*name))
+            name++;
         if (!*in || !*name) return !*in && !*name;
         if (tolower((unsigned char)*in) != tolower((unsigned char)*name)) return false;
         in++;
@@ -147,6 +165,7 @@ typedef struct cm_field {
     unsigned has;
 } cm_field;
 
+/* clang-format off */
 #define EVF(key, alt, how, member, has) {key, alt, how, offsetof(cm_event, member), has}
 static const cm_field event_fields[] = {
     EVF("query", NULL, CO_TEXT, query, 0),
@@ -183,6 +202,7 @@ static const cm_field product_fields[] = {
     PRF("position", NULL, CO_COUNT, position, CM_HAS_POSITION),
 };
 #undef PRF
+/* clang-format on */
 
 #define NFIELDS(t) (sizeof(t) / sizeof *(t))
 
@@ -202,22 +222,25 @@ static void c_locale_init(void) {
     }
 }
 
-/* Parses a decimal number written as text: an optional '-', digits with at most one '.', at least one
- * digit, an optional exponent; nothing else, not even spaces. Returns false for anything else or for
- * a value too large for a double. */
+/* Parses a decimal number written as text: an optional '-', digits with at most one '.', at least
+ * one digit, an optional exponent; nothing else, not even spaces. Returns false for anything else
+ * or for a value too large for a double. */
 static bool parse_decimal(const char *s, size_t n, double *out) {
     if (n == 0 || n > CM_NUMERIC_MAX) return false;
     size_t i = 0, digits = 0;
     if (s[i] == '-') i++;
-    for (; i < n && isdigit((unsigned char)s[i]); i++) digits++;
+    for (; i < n && isdigit((unsigned char)s[i]); i++)
+        digits++;
     if (i < n && s[i] == '.')
-        for (i++; i < n && isdigit((unsigned char)s[i]); i++) digits++;
+        for (i++; i < n && isdigit((unsigned char)s[i]); i++)
+            digits++;
     if (digits == 0) return false;
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
         i++;
         if (i < n && (s[i] == '+' || s[i] == '-')) i++;
         size_t exp_digits = 0;
-        for (; i < n && isdigit((unsigned char)s[i]); i++) exp_digits++;
+        for (; i < n && isdigit((unsigned char)s[i]); i++)
+            exp_digits++;
         if (exp_digits == 0) return false;
     }
     if (i != n) return false;
@@ -226,8 +249,8 @@ static bool parse_decimal(const char *s, size_t n, double *out) {
     text[n] = '\0';
     pthread_once(&c_locale_once, c_locale_init);
     double d = strtod_l(text, NULL, c_locale);
-    /* The bound ev.c puts on every real in an event (see EV_REAL_MAX there). */
-    if (!(fabs(d) <= 1e308)) return false;
+    /* "1e999" parses as infinity, which JSON cannot hold. */
+    if (!isfinite(d)) return false;
     *out = d;
     return true;
 }
@@ -284,7 +307,8 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
         double d;
         if (json_is_number(v)) {
             d = json_number_value(v);
-        } else if (json_is_string(v) && parse_decimal(json_string_value(v), json_string_length(v), &d)) {
+        } else if (json_is_string(v) &&
+                   parse_decimal(json_string_value(v), json_string_length(v), &d)) {
             json_t *r = json_real(d);
             if (!r || json_object_set_new(obj, key, r)) goto nomem;
         } else {
@@ -343,7 +367,7 @@ bad:;
     ev_error_set(err, "invalid_field", path, "%s must be %s", path, expects[f->how]);
     return -1;
 nomem:
-    ev_error_set(err, "internal_error", path, "out of memory coercing %s", path);
+    ev_error_set(err, "internal", path, "out of memory coercing %s", path);
     return -1;
 }
 
@@ -379,7 +403,7 @@ static int parse_product_list(json_t *props, cm_event *e, ev_error *err) {
     if (n == 0) return 0;
     e->products = calloc(n, sizeof *e->products);
     if (!e->products) {
-        ev_error_set(err, "internal_error", "properties.products", "out of memory");
+        ev_error_set(err, "internal", "properties.products", "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -409,19 +433,20 @@ int cm_parse(json_t *properties, cm_kind k, cm_event **out, ev_error *err) {
     }
     cm_event *e = calloc(1, sizeof *e);
     if (!e) {
-        ev_error_set(err, "internal_error", "properties", "out of memory");
+        ev_error_set(err, "internal", "properties", "out of memory");
         return -1;
     }
     e->kind = k;
-    if (properties && coerce_all(properties, event_fields, NFIELDS(event_fields), e, &e->has,
-                                 "properties", err))
+    if (properties &&
+        coerce_all(properties, event_fields, NFIELDS(event_fields), e, &e->has, "properties", err))
         goto fail;
     switch (kinds[k].shape) {
-    case SHAPE_NONE: break;
+    case SHAPE_NONE:
+        break;
     case SHAPE_SINGLE:
         e->products = calloc(1, sizeof *e->products);
         if (!e->products) {
-            ev_error_set(err, "internal_error", "properties", "out of memory");
+            ev_error_set(err, "internal", "properties", "out of memory");
             goto fail;
         }
         e->nproducts = 1;

@@ -5,18 +5,19 @@
  * cm_parse() checks those fields' types and coerces them in place in the event's properties, so the
  * stored JSON and the typed struct always agree:
  *   - money (price, total, revenue, subtotal, value, shipping, tax, discount): a JSON number, or a
- *     numeric string ("19.99", within +-1e308 like every real in an event, see ev.h) which is
- *     replaced by the number (a real);
- *   - counts (quantity, position, step): a whole number >= 0, or a string holding one; a real with no
- *     fraction or a numeric string becomes an integer;
- *   - text (ids, sku, name, brand, category, variant, coupon, url, image_url, query): a string, or a
- *     whole number which becomes its decimal string (ids are often numbers in shop databases);
+ *     numeric string ("19.99"; a finite double) which is replaced by the number (a real);
+ *   - counts (quantity, position, step): a whole number >= 0, or a string holding one; a real with
+ *     no fraction or a numeric string becomes an integer;
+ *   - text (ids, sku, name, brand, category, variant, coupon, url, image_url, query): a string, or
+ *     a whole number which becomes its decimal string (ids are often numbers in shop databases);
  *   - currency: three ASCII letters, upper-cased in place ("usd" -> "USD");
  *   - products: an array of at most CM_MAX_PRODUCTS objects.
- * A field that is absent or JSON null is simply absent: Segment is lenient about which fields an event
- * carries, so engaged is too, and a product without product_id or sku is kept (its ids are NULL). It is
- * strict about types: a value of the wrong type is an invalid_field error naming its path
- * ("properties.products[1].quantity"), never silently dropped.
+ * A field that is absent or JSON null is simply absent: Segment is lenient about which fields an
+ * event carries, so engaged is too, and a product without product_id or sku is kept (its ids are
+ * NULL). An empty string is an absent text or currency in the struct, though the JSON keeps it. It
+ * is strict about types: a value of the wrong type is an invalid_field error naming its path
+ * ("properties.products[1].quantity"), never silently dropped. The order-level fields are read for
+ * every kind; the product fields only where the kind has products (see cm_event).
  *
  * v1 field names are read as fallbacks: a product's `id` when it has no `product_id`, and `orderId`
  * when there is no `order_id`; `coupon_id` stands in for `coupon` on events that only carry that.
@@ -32,8 +33,8 @@
 
 struct ev_error; /* ingest/ev.h, which includes this header */
 
-/* The most entries properties.products may have; more is an invalid_field error. An event is at most
- * 32 KB anyway, so this only bounds the work done for a hostile event. */
+/* The most entries properties.products may have; more is an invalid_field error. An event is at
+ * most 32 KB anyway, so this only bounds the work done for a hostile event. */
 #define CM_MAX_PRODUCTS 1000
 
 typedef enum cm_kind {
@@ -71,9 +72,10 @@ typedef enum cm_kind {
 
 /* Finds the kind of a track event's name: the v2 name ("Order Completed"), a v1 alias ("Completed
  * Order") or the kind's own name ("order_completed"). Matching ignores ASCII case, spaces and
- * underscores, as Segment's destinations do ("ORDER_COMPLETED", "OrderCompleted" match too). Returns
- * CM_NONE for anything else, including NULL. Cost: a scan of about 60 names, most comparisons ending at
- * the first byte; names longer than 64 bytes are refused before the scan. No allocation. */
+ * underscores, as Segment's destinations do ("ORDER_COMPLETED", "OrderCompleted" match too).
+ * Returns CM_NONE for anything else, including NULL. Cost: a scan of about 60 names, most
+ * comparisons ending at the first byte; names longer than 64 bytes are refused before the scan. No
+ * allocation. */
 cm_kind cm_kind_lookup(const char *event_name);
 /* "order_completed"; NULL for CM_NONE or an out-of-range value. */
 const char *cm_kind_name(cm_kind k);
@@ -129,17 +131,18 @@ typedef struct cm_event {
     unsigned has; /* CM_HAS_TOTAL | ... */
     /* Single-product events (Product Viewed, Added, Removed, Clicked, Shared, Reviewed and the
      * wishlist ones) have exactly one product, read from the properties themselves. Events about a
-     * list, a cart or an order have one per entry of properties.products (possibly none). The others
-     * (search, promotions, checkout steps, coupons) have none. */
+     * list, a cart or an order have one per entry of properties.products (possibly none). The
+     * others (search, promotions, checkout steps, coupons) have none. */
     cm_product *products;
     size_t nproducts;
 } cm_event;
 
 /* Checks and coerces the e-commerce fields of `properties` (an object, or NULL for an event without
  * properties) for an event of kind k (not CM_NONE), as described at the top of this file. Returns 0
- * and sets *out (free it with cm_event_free), or -1 with *err filled (code "invalid_field", field the
- * path from "properties") and *out NULL. On error, properties may be partly coerced; callers parse a
- * copy they can throw away. Cost: one pass over the fields named above; one allocation per string. */
+ * and sets *out (free it with cm_event_free), or -1 with *err filled (code "invalid_field", field
+ * the path from "properties") and *out NULL. On error, properties may be partly coerced; callers
+ * parse a copy they can throw away. Cost: one pass over the fields named above; one allocation per
+ * string. */
 int cm_parse(json_t *properties, cm_kind k, cm_event **out, struct ev_error *err);
 void cm_event_free(cm_event *e); /* NULL is fine */
 

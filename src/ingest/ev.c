@@ -1,10 +1,10 @@
 /* ev — validation and normalisation of one Segment-shaped event; the rules are in ev.h.
  *
- * The normalised event is a new JSON object that starts as a shallow copy of the client's: values the
- * rules do not touch are shared with `raw` by reference count, never modified, and released with the
- * copy. Only the properties of an e-commerce event are deep-copied, because cm_parse() coerces them in
- * place. Nothing is recursed into before the depth check has passed, so a hostile nesting cannot
- * exhaust the stack here. */
+ * The normalised event is a new JSON object that starts as a shallow copy of the client's: values
+ * the rules do not touch are shared with `raw` by reference count, never modified, and released
+ * with the copy. Only the properties of an e-commerce event are deep-copied, because cm_parse()
+ * coerces them in place. Nothing is recursed into before the depth check has passed, so a hostile
+ * nesting cannot exhaust the stack here. */
 #include "ingest/ev.h"
 
 #include <math.h>
@@ -14,10 +14,10 @@
 #include <string.h>
 
 #include "util/hash.h"
+#include "util/jsonw.h"
 #include "util/timefmt.h"
 
 /* Reals are written with DBL_DIG significant digits; see the note in ev.h. */
-#define EV_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* The range tf_format() writes as a four-digit year: 0001-01-01T00:00:00.000Z to
  * 9999-12-31T23:59:59.999Z. A skew-corrected time outside it falls back to receivedAt. */
@@ -30,7 +30,8 @@ static const char *const type_names[EV_NTYPES] = {
 };
 
 /* The field each type needs besides userId/anonymousId, and whether it is an id (a string, or a
- * number taken as its decimal string, of at most EV_ID_MAX bytes) or a free text such as `event`. */
+ * number taken as its decimal string, of at most EV_ID_MAX bytes) or a free text such as
+ * `event`. */
 static const struct {
     const char *field;
     bool is_id;
@@ -82,7 +83,8 @@ bool ev_number_text(const json_t *v, char out[EV_NUMBER_TEXT_LEN]) {
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        /* 2^53: beyond it a double no longer holds every integer, so its digits would be a guess. */
+        /* 2^53: beyond it a double no longer holds every integer, so its digits would be a
+         * guess. */
         if (!(fabs(d) <= 9007199254740992.0) || d != floor(d)) return false;
         snprintf(out, EV_NUMBER_TEXT_LEN, "%.0f", d);
         /* "-0" would be a different id from "0" for no reason the client meant. */
@@ -96,8 +98,8 @@ bool ev_number_text(const json_t *v, char out[EV_NUMBER_TEXT_LEN]) {
  * Depth check
  * ------------------------------------------------------------------------------------------- */
 
-/* A path into the event for error messages, grown and shrunk as the walk descends and returns. Paths
- * longer than the error's field are cut short; the message still says what is wrong. */
+/* A path into the event for error messages, grown and shrunk as the walk descends and returns.
+ * Paths longer than the error's field are cut short; the message still says what is wrong. */
 typedef struct ev_path {
     char s[sizeof(((ev_error *)0)->field)];
     size_t len;
@@ -122,24 +124,14 @@ static void path_pop(ev_path *p, size_t old) {
     p->s[old] = '\0';
 }
 
-/* Reals are written with 15 significant digits, and one within 1e-15 of the largest double would
- * round up past it, into text that no longer reads back as a number. Nothing real comes near. */
-#define EV_REAL_MAX 1e308
-
 static bool is_container(const json_t *v) {
     return json_is_object(v) || json_is_array(v);
 }
 
-/* Checks what applies to every value of the event: reals within EV_REAL_MAX, and no object or array
- * deeper than EV_MAX_DEPTH, counting the event itself as depth 1. The recursion stops at the first
- * container too deep, so it is at most EV_MAX_DEPTH + 1 calls deep whatever the input. Cost: one
- * visit per value. */
+/* Checks what applies to every value of the event: no object or array deeper than EV_MAX_DEPTH,
+ * counting the event itself as depth 1. The recursion stops at the first container too deep, so it
+ * is at most EV_MAX_DEPTH + 1 calls deep whatever the input. Cost: one visit per value. */
 static bool depth_ok(const json_t *v, int depth, ev_path *p, ev_error *err) {
-    if (json_is_real(v) && fabs(json_real_value(v)) > EV_REAL_MAX) {
-        ev_error_set(err, "invalid_field", p->s, "%s is out of range: numbers must be within +-1e308",
-                     p->len ? p->s : "the event");
-        return false;
-    }
     if (!is_container(v)) return true;
     if (depth > EV_MAX_DEPTH) {
         ev_error_set(err, "too_deep", p->s, "%s nests deeper than %d levels",
@@ -210,8 +202,8 @@ static int normalize_id(json_t *o, const char *key, const char **text, ev_error 
     return 0;
 }
 
-/* Reads o[key] as an RFC 3339 time. Returns 1 and sets *ms when present, 0 when blank (and drops it),
- * -1 on a bad value. */
+/* Reads o[key] as an RFC 3339 time. Returns 1 and sets *ms when present, 0 when blank (and drops
+ * it), -1 on a bad value. */
 static int read_time(json_t *o, const char *key, int64_t *ms, ev_error *err) {
     json_t *v = json_object_get(o, key);
     if (is_blank(v)) {
@@ -269,7 +261,7 @@ static int merge_batch(json_t *o, const char *key, const json_t *batch, ev_error
     if (json_object_set_new(o, key, merged)) goto nomem;
     return 0;
 nomem:
-    ev_error_set(err, "internal_error", key, "out of memory merging %s", key);
+    ev_error_set(err, "internal", key, "out of memory merging %s", key);
     return -1;
 }
 
@@ -284,7 +276,7 @@ static int apply_commerce(json_t *o, ev_event *out, ev_error *err) {
     if (props) {
         copy = json_deep_copy(props);
         if (!copy) {
-            ev_error_set(err, "internal_error", "properties", "out of memory copying properties");
+            ev_error_set(err, "internal", "properties", "out of memory copying properties");
             return -1;
         }
     }
@@ -316,33 +308,29 @@ static int resolve_type(const json_t *raw, int type, ev_type *t, ev_error *err) 
     return 0;
 }
 
-/* Serialises o into out->body, refusing more than EV_MAX_BYTES. json_dumpb() counts the full size
- * even when the buffer is too small, so an oversized event costs one pass and no large allocation. */
+/* Serialises o into out->body, refusing more than EV_MAX_BYTES: the buf's cap stops the writer at
+ * the limit, so an oversized event costs no large allocation. */
 static int serialise(const json_t *o, ev_event *out, ev_error *err) {
-    char *body = malloc(EV_MAX_BYTES + 1);
-    if (!body) goto nomem;
-    size_t n = json_dumpb(o, body, EV_MAX_BYTES, EV_DUMP_FLAGS);
-    if (n == 0) {
-        free(body);
-        goto nomem;
-    }
-    if (n > EV_MAX_BYTES) {
-        free(body);
-        ev_error_set(err, "event_too_large", "", "the event is %zu bytes; at most %d are allowed", n,
-                     EV_MAX_BYTES);
+    buf b = BUF_INIT(EV_MAX_BYTES);
+    int rc = jsonw_value(&b, o);
+    if (rc == BUF_TOOBIG) {
+        buf_free(&b);
+        ev_error_set(err, "event_too_large", "", "the event is larger than %d bytes", EV_MAX_BYTES);
         return -1;
     }
-    body[n] = '\0';
-    char *fit = realloc(body, n + 1);
-    out->body = fit ? fit : body;
-    out->body_len = n;
+    if (rc) {
+        buf_free(&b);
+        goto nomem;
+    }
+    out->body = buf_detach(&b, &out->body_len);
     return 0;
 nomem:
-    ev_error_set(err, "internal_error", "", "out of memory serialising the event");
+    ev_error_set(err, "internal", "", "out of memory serialising the event");
     return -1;
 }
 
-int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out, ev_error *err) {
+int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out,
+                 ev_error *err) {
     memset(out, 0, sizeof *out);
     if (type < 0 || type > EV_NTYPES) {
         /* A caller passing a made-up type is a bug in engaged, not a client mistake. */
@@ -373,7 +361,7 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
     json_t *o = json_object();
     if (!o || json_object_set_new(o, "type", json_string(type_names[t])) ||
         json_object_update(o, (json_t *)raw)) {
-        ev_error_set(err, "internal_error", "", "out of memory copying the event");
+        ev_error_set(err, "internal", "", "out of memory copying the event");
         goto fail;
     }
     json_object_set_new(o, "type", json_string(type_names[t]));
@@ -471,7 +459,7 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
     char **owned[2] = {&out->user_id, &out->anonymous_id};
     for (size_t i = 0; i < 2; i++) {
         if (ids[i] && !(*owned[i] = strdup(ids[i]))) {
-            ev_error_set(err, "internal_error", identity_fields[i], "out of memory");
+            ev_error_set(err, "internal", identity_fields[i], "out of memory");
             goto fail;
         }
     }

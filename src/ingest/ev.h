@@ -1,12 +1,15 @@
 /* ev — validation and normalisation of one Segment-shaped event.
  *
- * The HTTP layer, `engaged import` and the SDK endpoints all turn client JSON into store-ready events
- * here, so every entry point applies the same rules (../docs/api.md has them from the client's side):
+ * The HTTP layer, `engaged import` and the SDK endpoints all turn client JSON into store-ready
+ * events here, so every entry point applies the same rules (../docs/api.md has them from the
+ * client's side):
  *   - type is one of identify, track, page, screen, group, alias;
- *   - userId or anonymousId (string, or a number taken as its decimal string; non-empty, <= 255 bytes);
+ *   - userId or anonymousId (string, or a number taken as its decimal string; non-empty, <= 255
+ * bytes);
  *   - track needs a non-empty `event`; alias needs `previousId`; group needs `groupId`;
  *   - properties / traits / context / integrations, when present, are objects;
- *   - messageId, when present, a non-empty string of at most EV_MESSAGE_ID_MAX bytes; absent, one is made;
+ *   - messageId, when present, a non-empty string of at most EV_MESSAGE_ID_MAX bytes; absent, one
+ * is made;
  *   - timestamp / originalTimestamp / sentAt, when present, RFC 3339 strings (util/timefmt.h);
  *   - the serialised event is at most EV_MAX_BYTES, and no value nests deeper than EV_MAX_DEPTH;
  *   - e-commerce events (ingest/commerce.h) have their typed fields checked and coerced.
@@ -14,29 +17,27 @@
  * top-level `kind`, which engaged reserves for the e-commerce kind it sets itself.
  *
  * Details the list above leaves open:
- *   - JSON null counts as absent for every field named above, and so does an empty string for type,
- *     event, the ids, messageId and the timestamps; such a field is dropped from the stored event;
+ *   - JSON null counts as absent for every field named above, and so does an empty string for
+ *     type, event, the ids, messageId and the timestamps; such a field is dropped from the event;
  *   - previousId and groupId follow the same rules as userId (a number becomes its decimal string);
- *   - userId, anonymousId, previousId, groupId and messageId are written back as strings, timestamp,
- *     receivedAt, and originalTimestamp / sentAt when given, as RFC 3339 UTC with milliseconds; a
- *     batch-level sentAt is copied into events that have none;
- *   - context and integrations are merged shallowly: a batch-level key is added only where the event's
- *     object lacks that key; nested objects are never merged key by key;
+ *   - userId, anonymousId, previousId, groupId and messageId are written back as strings;
+ *     timestamp, receivedAt, and originalTimestamp / sentAt when given, as RFC 3339 UTC with
+ *     milliseconds; a batch-level sentAt is copied into events that have none;
+ *   - context and integrations are merged shallowly: a batch-level key is added only where the
+ *     event's object lacks that key; nested objects are never merged key by key;
  *   - an e-commerce track event gets "kind" (cm_kind_name(), e.g. "order_completed") and its
  *     properties coerced (commerce.h);
- *   - numbers that are not integers are written with 15 significant digits (DBL_DIG): a value written
- *     with up to 15 digits, as prices are, comes back exactly as the client wrote it (19.99, not
- *     19.989999999999998). So that this text always reads back, a real beyond +-1e308 anywhere in
- *     the event is an invalid_field error.
+ *   - numbers that are not integers are written with the fewest digits that read back as the same
+ *     double (util/jsonw.h): 19.99 stays 19.99, never 19.989999999999998.
  *
- * Timestamps follow Segment: receivedAt is the server's clock; an explicit `timestamp` is kept as the
- * event time; otherwise the time is corrected for the device's clock skew as
- *   timestamp = receivedAt - (sentAt - originalTimestamp)
- * (sentAt from the event, else from the batch envelope), or originalTimestamp when there is no sentAt,
- * or receivedAt when there is neither.
+ * Timestamps follow Segment: receivedAt is the server's clock; an explicit `timestamp` is kept as
+ * the event time; otherwise the time is corrected for the device's clock skew as timestamp =
+ * receivedAt - (sentAt - originalTimestamp) (sentAt from the event, else from the batch envelope),
+ * or originalTimestamp when there is no sentAt, or receivedAt when there is neither.
  *
- * Ownership: ev_normalize() never takes or changes `raw`; everything in an ev_event is owned by it and
- * released by ev_event_free(). Cost: one pass over the event plus one serialisation. Thread-safe. */
+ * Ownership: ev_normalize() never takes or changes `raw`; everything in an ev_event is owned by it
+ * and released by ev_event_free(). Cost: one pass over the event plus one serialisation.
+ * Thread-safe. */
 #ifndef ENGAGED_EV_H
 #define ENGAGED_EV_H
 
@@ -52,7 +53,15 @@
 #define EV_MESSAGE_ID_MAX 100
 #define EV_ID_MAX 255
 
-typedef enum ev_type { EV_IDENTIFY, EV_TRACK, EV_PAGE, EV_SCREEN, EV_GROUP, EV_ALIAS, EV_NTYPES } ev_type;
+typedef enum ev_type {
+    EV_IDENTIFY,
+    EV_TRACK,
+    EV_PAGE,
+    EV_SCREEN,
+    EV_GROUP,
+    EV_ALIAS,
+    EV_NTYPES
+} ev_type;
 
 /* "identify", "track", ...; NULL for an out-of-range value. */
 const char *ev_type_name(ev_type t);
@@ -71,33 +80,36 @@ typedef struct ev_error {
 
 /* What a request adds to each of its events. */
 typedef struct ev_envelope {
-    int64_t received_ms;         /* the engine clock when the request arrived */
-    const json_t *context;       /* batch-level context, merged into each event's (the event's keys win); or NULL */
-    const json_t *integrations;  /* likewise */
-    const char *sent_at;         /* batch-level sentAt as sent, or NULL */
+    int64_t received_ms; /* the engine clock when the request arrived */
+    const json_t *
+        context; /* batch-level context, merged into each event's (the event's keys win); or NULL */
+    const json_t *integrations; /* likewise */
+    const char *sent_at;        /* batch-level sentAt as sent, or NULL */
 } ev_envelope;
 
 /* A normalised event, ready to be stored. */
 typedef struct ev_event {
     ev_type type;
-    int64_t timestamp_ms;        /* the event's time, skew-corrected */
+    int64_t timestamp_ms; /* the event's time, skew-corrected */
     int64_t received_ms;
     char message_id[EV_MESSAGE_ID_MAX + 1];
-    char *user_id;               /* NULL when absent */
-    char *anonymous_id;          /* NULL when absent */
-    cm_event *commerce;          /* typed e-commerce fields; NULL unless a track event of a known kind */
-    char *body;                  /* the normalised event as compact JSON, NUL-terminated */
+    char *user_id;      /* NULL when absent */
+    char *anonymous_id; /* NULL when absent */
+    cm_event *commerce; /* typed e-commerce fields; NULL unless a track event of a known kind */
+    char *body;         /* the normalised event as compact JSON, NUL-terminated */
     size_t body_len;
 } ev_event;
 
-/* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's "type"
- * field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no freeing). */
+/* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's
+ * "type" field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no
+ * freeing). */
 int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out, ev_error *err);
 void ev_event_free(ev_event *e);
 
 /* The decimal string of a JSON number used as an id: writes it into out and returns true for an
- * integer, or a real with no fractional part and a magnitude of at most 2^53 (so the digits are exact);
- * returns false for anything else. Shared with commerce.c, which applies the same rule to product ids. */
+ * integer, or a real with no fractional part and a magnitude of at most 2^53 (so the digits are
+ * exact); returns false for anything else. Shared with commerce.c, which applies the same rule to
+ * product ids. */
 #define EV_NUMBER_TEXT_LEN 24
 bool ev_number_text(const json_t *v, char out[EV_NUMBER_TEXT_LEN]);
 

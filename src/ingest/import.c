@@ -2,8 +2,8 @@
  *
  * A reader has two layers: record framing (where one record ends, which for CSV depends on quoting)
  * over a fixed read buffer, and record parsing (imp_parse_jsonl, imp_csv_split + imp_csv_event),
- * which are pure functions of one record's bytes. The framing scanner and the CSV splitter follow the
- * same quoting states, so they always agree on where a record ends. */
+ * which are pure functions of one record's bytes. The framing scanner and the CSV splitter follow
+ * the same quoting states, so they always agree on where a record ends. */
 #include "ingest/import.h"
 
 #include <ctype.h>
@@ -23,8 +23,8 @@ static bool is_blank_byte(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Error text may quote the input (jansson's "near '...'"), which may be any bytes; messages end up in
- * JSON and terminals, so anything but printable ASCII becomes '?'. */
+/* Error text may quote the input (jansson's "near '...'"), which may be any bytes; messages end up
+ * in JSON and terminals, so anything but printable ASCII becomes '?'. */
 static void sanitize(char *s) {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e) *s = '?';
@@ -41,7 +41,8 @@ static void default_type(json_t *o) {
 imp_format imp_detect(const char *data, size_t n) {
     size_t i = 0;
     if (n >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) i = 3;
-    while (i < n && is_blank_byte((unsigned char)data[i])) i++;
+    while (i < n && is_blank_byte((unsigned char)data[i]))
+        i++;
     if (i == n) return IMP_AUTO;
     return data[i] == '{' ? IMP_JSONL : IMP_CSV;
 }
@@ -58,7 +59,8 @@ int imp_parse_jsonl(const char *line, size_t n, json_t **out, ev_error *err) {
         return -1;
     }
     size_t i = 0;
-    while (i < n && is_blank_byte((unsigned char)line[i])) i++;
+    while (i < n && is_blank_byte((unsigned char)line[i]))
+        i++;
     if (i == n) return 0;
     json_error_t jerr;
     /* Without JSON_DECODE_ANY jansson wants an object or an array; JSON_ALLOW_NUL stays off, so no
@@ -97,8 +99,10 @@ static csv_state csv_step(csv_state s, unsigned char c) {
     switch (s) {
     case CSV_FIELD_START:
         return c == '"' ? CSV_QUOTED : c == ',' ? CSV_FIELD_START : CSV_UNQUOTED;
-    case CSV_UNQUOTED: return c == ',' ? CSV_FIELD_START : CSV_UNQUOTED;
-    case CSV_QUOTED: return c == '"' ? CSV_QUOTE_END : CSV_QUOTED;
+    case CSV_UNQUOTED:
+        return c == ',' ? CSV_FIELD_START : CSV_UNQUOTED;
+    case CSV_QUOTED:
+        return c == '"' ? CSV_QUOTE_END : CSV_QUOTED;
     case CSV_QUOTE_END:
         return c == '"' ? CSV_QUOTED : c == ',' ? CSV_FIELD_START : CSV_UNQUOTED;
     }
@@ -172,8 +176,8 @@ int imp_csv_split(const char *rec, size_t n, imp_fields *f, ev_error *err) {
                 break;
             }
             if (i < n && rec[i] != ',') {
-                ev_error_set(err, "invalid_csv", "",
-                             "field %zu has text after its closing quote", f->n + 1);
+                ev_error_set(err, "invalid_csv", "", "field %zu has text after its closing quote",
+                             f->n + 1);
                 return -1;
             }
         } else {
@@ -188,7 +192,7 @@ int imp_csv_split(const char *rec, size_t n, imp_fields *f, ev_error *err) {
         i++; /* the comma */
     }
 nomem:
-    ev_error_set(err, "internal_error", "", "out of memory splitting a record");
+    ev_error_set(err, "internal", "", "out of memory splitting a record");
     return -1;
 }
 
@@ -198,8 +202,8 @@ nomem:
 
 /* Top-level fields a column may name directly, spelled as they are written. */
 static const char *const top_fields[] = {
-    "type",      "event",        "userId", "anonymousId", "messageId", "timestamp",
-    "originalTimestamp", "sentAt", "name", "previousId",  "groupId",
+    "type",   "event", "userId",     "anonymousId", "messageId", "timestamp", "originalTimestamp",
+    "sentAt", "name",  "previousId", "groupId",
 };
 
 /* Objects a dotted column may write into, and whether their cells are typed (numbers, booleans). */
@@ -214,8 +218,8 @@ static const struct {
 };
 
 typedef struct imp_column {
-    char *name;   /* the header name as written (trimmed), for messages */
-    char **seg;   /* the path: one segment for a top-level field */
+    char *name; /* the header name as written (trimmed), for messages */
+    char **seg; /* the path: one segment for a top-level field */
     size_t nseg;
     bool typed;
 } imp_column;
@@ -228,7 +232,8 @@ struct imp_columns {
 void imp_columns_free(imp_columns *c) {
     if (!c) return;
     for (size_t i = 0; i < c->n; i++) {
-        for (size_t s = 0; s < c->col[i].nseg; s++) free(c->col[i].seg[s]);
+        for (size_t s = 0; s < c->col[i].nseg; s++)
+            free(c->col[i].seg[s]);
         free(c->col[i].seg);
         free(c->col[i].name);
     }
@@ -251,7 +256,8 @@ static int column_parse(imp_column *col, const char *name, size_t n, size_t inde
         return -1;
     }
     if (!valid_text(name, n)) {
-        ev_error_set(err, "invalid_csv", "", "header column %zu is not valid UTF-8 text", index + 1);
+        ev_error_set(err, "invalid_csv", "", "header column %zu is not valid UTF-8 text",
+                     index + 1);
         return -1;
     }
     col->name = strndup(name, n);
@@ -309,7 +315,7 @@ static int column_parse(imp_column *col, const char *name, size_t n, size_t inde
     }
     return 0;
 nomem:
-    ev_error_set(err, "internal_error", "", "out of memory reading the header");
+    ev_error_set(err, "internal", "", "out of memory reading the header");
     return -1;
 }
 
@@ -325,7 +331,7 @@ imp_columns *imp_columns_new(const imp_fields *header, ev_error *err) {
     imp_columns *c = calloc(1, sizeof *c);
     if (!c || !(c->col = calloc(header->n ? header->n : 1, sizeof *c->col))) {
         free(c);
-        ev_error_set(err, "internal_error", "", "out of memory reading the header");
+        ev_error_set(err, "internal", "", "out of memory reading the header");
         return NULL;
     }
     if (header->n > IMP_MAX_COLUMNS) {
@@ -336,8 +342,10 @@ imp_columns *imp_columns_new(const imp_fields *header, ev_error *err) {
     for (size_t i = 0; i < header->n; i++) {
         const char *s = imp_field(header, i);
         size_t n = header->len[i];
-        while (n && (*s == ' ' || *s == '\t')) s++, n--;
-        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+        for (; n && (*s == ' ' || *s == '\t'); n--)
+            s++;
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            n--;
         c->n = i + 1; /* counted first, so that imp_columns_free() releases a half-made column */
         if (column_parse(&c->col[i], s, n, i, err)) goto fail;
     }
@@ -390,8 +398,7 @@ int imp_csv_event(const imp_columns *c, const imp_fields *row, json_t **out, ev_
         json_t *v = memchr(s, '\0', n) ? NULL : cell_value(s, n, col->typed);
         if (!v) {
             ev_error_set(err, "invalid_field", col->name,
-                         "column '%.60s' is not valid UTF-8 text (or holds a NUL byte)",
-                         col->name);
+                         "column '%.60s' is not valid UTF-8 text (or holds a NUL byte)", col->name);
             json_decref(o);
             return -1;
         }
@@ -422,7 +429,7 @@ int imp_csv_event(const imp_columns *c, const imp_fields *row, json_t **out, ev_
     *out = o;
     return 1;
 nomem:
-    ev_error_set(err, "internal_error", "", "out of memory building an event");
+    ev_error_set(err, "internal", "", "out of memory building an event");
     return -1;
 }
 
@@ -433,11 +440,11 @@ nomem:
 struct imp_reader {
     FILE *f;
     imp_format fmt;
-    bool eof;      /* f has nothing more to give */
-    bool failed;   /* a read error was reported; the reader is at its end */
-    long line;     /* the line number of the next unread byte */
+    bool eof;    /* f has nothing more to give */
+    bool failed; /* a read error was reported; the reader is at its end */
+    long line;   /* the line number of the next unread byte */
     size_t in_pos, in_len;
-    buf rec;       /* the current record */
+    buf rec; /* the current record */
     imp_fields fields;
     imp_columns *cols;
     unsigned char in[IMP_CHUNK];
@@ -521,7 +528,8 @@ static int read_record(imp_reader *r, long *start, ev_error *err) {
         return -1;
     }
     if (r->fmt == IMP_CSV && st == CSV_QUOTED) {
-        ev_error_set(err, "invalid_csv", "", "a quoted field is not closed before the end of the file");
+        ev_error_set(err, "invalid_csv", "",
+                     "a quoted field is not closed before the end of the file");
         return -1;
     }
     /* "\r\n" line breaks: the '\r' belongs to the break, unless it is inside a quoted field (and a
@@ -555,7 +563,7 @@ void imp_close(imp_reader *r) {
 imp_reader *imp_open(FILE *f, imp_format fmt, ev_error *err) {
     imp_reader *r = calloc(1, sizeof *r);
     if (!r) {
-        ev_error_set(err, "internal_error", "", "out of memory opening the file");
+        ev_error_set(err, "internal", "", "out of memory opening the file");
         return NULL;
     }
     r->f = f;
@@ -580,7 +588,9 @@ imp_reader *imp_open(FILE *f, imp_format fmt, ev_error *err) {
     /* The header: the first record that is not empty. */
     long line = r->line;
     int rc;
-    while ((rc = read_record(r, &line, err)) == 1 && r->rec.len == 0) {}
+    do
+        rc = read_record(r, &line, err);
+    while (rc == 1 && r->rec.len == 0);
     if (rc == 0) {
         ev_error_set(err, "invalid_csv", "", "the CSV file has no header row");
         goto fail;

@@ -13,6 +13,20 @@ int jsonw_real(buf *b, double d) {
         n = snprintf(s, sizeof s, "%.*g", prec, d);
         if (prec == 17 || strtod(s, NULL) == d) break;
     }
+    /* printf writes exponents as "e-07" and "e+308"; JSON reads "e-7" and "e308" the same. */
+    char *e = strchr(s, 'e');
+    if (e) {
+        char *from = e + 1, *to = e + 1;
+        if (*from == '-')
+            *to++ = *from++;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1])
+            from++;
+        while ((*to++ = *from++)) {
+        }
+        n = (int)strlen(s);
+    }
     /* Keep it a real: "19" would read back as an integer. */
     if (!strpbrk(s, ".eEn")) {
         s[n++] = '.';

@@ -83,7 +83,10 @@ bool tf_parse(const char *s, size_t n, int64_t *ms) {
             int sign = s[i] == '-' ? -1 : 1, oh, om = 0;
             if (!digits(s, n, i + 1, 2, &oh)) return false;
             i += 3;
-            if (i < n && s[i] == ':') i++;
+            if (i < n && s[i] == ':') {
+                i++;
+                if (i >= n) return false; /* "+02:" — a colon promises minutes */
+            }
             if (i < n) {
                 if (!digits(s, n, i, 2, &om)) return false;
                 i += 2;
@@ -102,6 +105,11 @@ bool tf_parse(const char *s, size_t n, int64_t *ms) {
 }
 
 char *tf_format(int64_t ms, char out[TF_LEN]) {
+    /* The range RFC 3339 can write: 0001-01-01 to 9999-12-31. Clamping first also keeps the
+     * arithmetic below from overflowing on extreme inputs. */
+    const int64_t min_ms = -62135596800000, max_ms = 253402300799999;
+    if (ms < min_ms) ms = min_ms;
+    if (ms > max_ms) ms = max_ms;
     int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
     int milli = (int)(ms - secs * 1000);
     int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
@@ -109,9 +117,6 @@ char *tf_format(int64_t ms, char out[TF_LEN]) {
     int y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    /* Years outside 0..9999 cannot be written in RFC 3339; clamp rather than emit garbage. */
-    if (y < 0) y = 0, m = d = 1, rem = milli = 0;
-    if (y > 9999) y = 9999, m = 12, d = 31, rem = 86399, milli = 999;
     /* By hand rather than snprintf: this runs several times per event. */
     static const char layout[] = "0000-00-00T00:00:00.000Z";
     const unsigned fields[][3] = {{0, 4, (unsigned)y},
