@@ -109,7 +109,15 @@ void metrics_handler(http_req *r) {
                (unsigned long long)atomic_load(&cs->commits),
                (unsigned long long)atomic_load(&cs->failures),
                (unsigned long long)atomic_load(&cs->dedup_ids));
-    buf_puts(&b, "# HELP engaged_commit_duration_seconds One group commit, BEGIN to durable.\n"
+    buf_printf(&b,
+               "# HELP engaged_syncs_total fdatasyncs of the WAL (each makes all written groups "
+               "durable).\n# TYPE engaged_syncs_total counter\nengaged_syncs_total %llu\n"
+               "# HELP engaged_sync_duration_seconds One fdatasync of the WAL.\n"
+               "# TYPE engaged_sync_duration_seconds histogram\n",
+               (unsigned long long)atomic_load(&cs->syncs));
+    histo_render(&cs->sync_latency, "engaged_sync_duration_seconds", "", &b);
+    buf_puts(&b, "# HELP engaged_commit_duration_seconds One group's transaction, BEGIN to COMMIT "
+                 "written (before its sync).\n"
                  "# TYPE engaged_commit_duration_seconds histogram\n");
     histo_render(&cs->latency, "engaged_commit_duration_seconds", "", &b);
     buf_puts(&b, "# HELP engaged_commit_wait_seconds A request's wait from submission to durable.\n"

@@ -1,5 +1,6 @@
 #include "http/ratelimit.h"
 
+#include <limits.h>
 #include <math.h>
 
 void rl_init(rl_bucket *b, double rate, int64_t now_ms) {
@@ -23,8 +24,8 @@ bool rl_take(rl_bucket *b, double n, int64_t now_ms, int *retry_after_s) {
     bool ok = b->tokens > 0;
     if (ok)
         b->tokens -= n;
-    else
-        *retry_after_s = (int)fmax(1.0, ceil((-b->tokens + 1e-9) / b->rate));
+    else /* clamped: a tiny rate and a big batch can owe more seconds than an int holds */
+        *retry_after_s = (int)fmin(INT_MAX, fmax(1.0, ceil((-b->tokens + 1e-9) / b->rate)));
     pthread_mutex_unlock(&b->lock);
     return ok;
 }

@@ -1,9 +1,12 @@
 #include "store/commit.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/dedup.h"
 #include "util/clock.h"
@@ -34,6 +37,14 @@ struct commit {
         int64_t seq;
     } * undo;
     size_t nundo, undo_cap;
+
+    /* The syncer: makes written transactions durable with one fdatasync of the WAL, while the
+     * committer goes on writing the next group. */
+    pthread_t sync_thread;
+    pthread_cond_t sync_wake;
+    commit_req *sync_head, *sync_tail; /* written, awaiting fdatasync; under lock */
+    bool sync_stop;                    /* under lock */
+    int wal_fd;                        /* the WAL, opened after the first commit; -1 before */
 
     /* The checkpointer: copies the WAL into the database file on its own connection, so the
      * committer never stalls on a checkpoint (SQLite would otherwise run one inside a COMMIT). */
@@ -144,6 +155,56 @@ static int write_event(commit *c, const ev_event *e, bool *dup) {
     return remember(c, h, sqlite3_last_insert_rowid(store_writer(c->store)));
 }
 
+/* Reports the outcome to every request of a group (a list linked by next). */
+static void finish_group(commit *c, commit_req *group, int status) {
+    uint64_t now = clock_mono_ns();
+    for (commit_req *r = group, *next; r; r = next) {
+        next = r->next; /* done() may free r */
+        r->status = status;
+        if (status) r->stored = r->duplicates = 0;
+        atomic_fetch_add(&c->stats.events_stored, r->stored);
+        atomic_fetch_add(&c->stats.events_duplicate, r->duplicates);
+        atomic_fetch_sub(&c->stats.queued_events, r->nevents);
+        histo_observe_us(&c->stats.group_wait, (now - r->submitted_ns) / 1000);
+        r->done(r);
+    }
+}
+
+static int open_wal(commit *c) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/engaged.db-wal", store_dir(c->store));
+    c->wal_fd = open(path, O_RDONLY | O_CLOEXEC);
+    return c->wal_fd < 0 ? -1 : 0;
+}
+
+/* The syncer thread. fdatasync(2) flushes every write made to the file before it was called,
+ * whichever descriptor made it, so one call makes every transaction written so far durable. A
+ * failed fdatasync may have dropped dirty pages for good (a later one can succeed without them), so
+ * it is fatal: the process stops without acknowledging, and the clients retry. */
+static void *sync_main(void *arg) {
+    commit *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->sync_head && !c->sync_stop)
+            pthread_cond_wait(&c->sync_wake, &c->lock);
+        if (!c->sync_head) break;
+        commit_req *group = c->sync_head;
+        c->sync_head = c->sync_tail = NULL;
+        pthread_mutex_unlock(&c->lock);
+        uint64_t t0 = clock_mono_ns();
+        if (fdatasync(c->wal_fd)) {
+            log_error("commit: fdatasync of the WAL failed: %s; stopping", strerror(errno));
+            abort();
+        }
+        histo_observe_us(&c->stats.sync_latency, (clock_mono_ns() - t0) / 1000);
+        atomic_fetch_add(&c->stats.syncs, 1);
+        finish_group(c, group, 0);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
 /* Writes the group in one transaction. On failure rolls it back, forgets its ids and marks every
  * request failed. */
 static void commit_group(commit *c, commit_req *group) {
@@ -170,20 +231,29 @@ static void commit_group(commit *c, commit_req *group) {
             dedup_remove(c->dedup, c->undo[i].hash, c->undo[i].seq);
         atomic_fetch_add(&c->stats.failures, 1);
     }
-    uint64_t t1 = clock_mono_ns();
-    histo_observe_us(&c->stats.latency, (t1 - t0) / 1000);
+    histo_observe_us(&c->stats.latency, (clock_mono_ns() - t0) / 1000);
     atomic_fetch_add(&c->stats.commits, 1);
     atomic_store(&c->stats.dedup_ids, dedup_count(c->dedup));
-    for (commit_req *r = group, *next; r; r = next) {
-        next = r->next; /* done() may free r */
-        r->status = rc ? -1 : 0;
-        if (rc) r->stored = r->duplicates = 0;
-        atomic_fetch_add(&c->stats.events_stored, r->stored);
-        atomic_fetch_add(&c->stats.events_duplicate, r->duplicates);
-        atomic_fetch_sub(&c->stats.queued_events, r->nevents);
-        histo_observe_us(&c->stats.group_wait, (t1 - r->submitted_ns) / 1000);
-        r->done(r);
+    if (rc) {
+        finish_group(c, group, -1);
+        return;
     }
+    if (c->wal_fd < 0 && open_wal(c)) {
+        /* Without the WAL's descriptor nothing can be made durable: stop rather than lie. */
+        log_error("commit: cannot open the WAL to sync it: %s", strerror(errno));
+        abort();
+    }
+    pthread_mutex_lock(&c->lock);
+    commit_req *last = group;
+    while (last->next)
+        last = last->next;
+    if (c->sync_tail)
+        c->sync_tail->next = group;
+    else
+        c->sync_head = group;
+    c->sync_tail = last;
+    pthread_cond_signal(&c->sync_wake);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void *commit_main(void *arg) {
@@ -277,6 +347,14 @@ static void *checkpoint_main(void *arg) {
 
 /* ---- API ---- */
 
+static void stop_syncer(commit *c) {
+    pthread_mutex_lock(&c->lock);
+    c->sync_stop = true;
+    pthread_cond_signal(&c->sync_wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->sync_thread, NULL);
+}
+
 static void stop_checkpointer(commit *c) {
     pthread_mutex_lock(&c->lock);
     c->ckpt_stop = true;
@@ -332,19 +410,34 @@ commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->ckpt_wake, NULL);
+    pthread_cond_init(&c->sync_wake, NULL);
+    c->wal_fd = -1;
+    /* COMMIT writes the WAL without syncing it; the syncer thread syncs (see sync_main). */
+    if (store_exec(db, "PRAGMA synchronous=NORMAL")) {
+        snprintf(err, errlen, "commit: %s", store_errmsg());
+        goto fail_sync;
+    }
     sqlite3_wal_hook(db, on_wal_commit, c); /* replaces SQLite's automatic checkpoints */
     if (pthread_create(&c->ckpt_thread, NULL, checkpoint_main, c)) {
         snprintf(err, errlen, "commit: cannot start the checkpoint thread");
         goto fail_sync;
     }
+    if (pthread_create(&c->sync_thread, NULL, sync_main, c)) {
+        snprintf(err, errlen, "commit: cannot start the sync thread");
+        stop_checkpointer(c);
+        goto fail_sync;
+    }
     if (pthread_create(&c->thread, NULL, commit_main, c)) {
         snprintf(err, errlen, "commit: cannot start thread");
+        stop_syncer(c);
         stop_checkpointer(c);
         goto fail_sync;
     }
     return c;
 fail_sync:
     sqlite3_wal_hook(db, NULL, NULL);
+    store_exec(db, "PRAGMA synchronous=FULL");
+    pthread_cond_destroy(&c->sync_wake);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->ckpt_wake);
@@ -414,8 +507,11 @@ void commit_stop(commit *c) {
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->thread, NULL);
+    stop_syncer(c); /* after the committer: it syncs what the committer wrote last */
     stop_checkpointer(c);
     sqlite3_wal_hook(store_writer(c->store), NULL, NULL);
+    store_exec(store_writer(c->store), "PRAGMA synchronous=FULL");
+    if (c->wal_fd >= 0) close(c->wal_fd);
     sqlite3_close(c->ckpt_db);
     sqlite3_finalize(c->insert);
     sqlite3_finalize(c->get_message_id);
@@ -427,6 +523,7 @@ void commit_stop(commit *c) {
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->ckpt_wake);
+    pthread_cond_destroy(&c->sync_wake);
     free(c);
 }
 

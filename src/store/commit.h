@@ -50,8 +50,10 @@ typedef struct commit_stats {
     _Atomic uint64_t commits, events_stored, events_duplicate, failures;
     _Atomic uint64_t queued_events; /* waiting for the next commit: the queue depth */
     _Atomic uint64_t dedup_ids;
-    histo latency;    /* per transaction: BEGIN to durable COMMIT */
-    histo group_wait; /* per request: submitted to durable */
+    histo latency; /* per transaction: BEGIN to COMMIT written (not yet synced) */
+    _Atomic uint64_t syncs;
+    histo sync_latency; /* one fdatasync of the WAL */
+    histo group_wait;   /* per request: submitted to durable */
     _Atomic uint64_t checkpoints;
     histo checkpoint_latency;
 } commit_stats;

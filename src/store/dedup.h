@@ -21,7 +21,8 @@ typedef struct dedup dedup;
 dedup *dedup_new(void);
 void dedup_free(dedup *d);
 
-/* Adds (hash, seq). Returns 0, or -1 when memory runs out (the set is unchanged). O(1) amortised.
+/* Adds (hash, seq); seq >= 0 (store seqs are rowids, >= 1). Returns 0, or -1 when memory runs out
+ * (the set is unchanged). O(1) amortised.
  */
 int dedup_add(dedup *d, uint64_t hash, int64_t seq);
 /* Calls match(seq, arg) for each entry with this hash until it returns nonzero; returns that value,

@@ -89,6 +89,10 @@ static sqlite3 *open_conn(const char *path, bool readonly) {
 static int mkdir_p(const char *dir) {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", dir);
+    if (!*tmp) { /* the loop below would start past the NUL */
+        errno = ENOENT;
+        return -1;
+    }
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';

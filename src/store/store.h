@@ -61,8 +61,8 @@ typedef struct store_query {
  * user_id or anonymous_id is given, otherwise a scan in arrival order from the cursor. */
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq);
 
-/* The number of stored events, the greatest seq, and the first seq received at or after since_ms
- * (INT64_MAX when none). */
+/* The number of stored events; and the first seq received at or after since_ms (INT64_MAX when
+ * none), on the given connection. */
 int64_t store_count_events(store *s);
 int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms);
 

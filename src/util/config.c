@@ -67,8 +67,8 @@ static int set_value(cfg *c, const opt *o, const char *v, const char *where, cha
     case T_DOUBLE: {
         errno = 0;
         double d = strtod(v, &end);
-        if (errno || end == v || *end || !isfinite(d) || d < o->min || d > o->max ||
-            (o->type == T_INT && d != floor(d))) {
+        if (errno || end == v || isspace((unsigned char)*v) || *end || !isfinite(d) || d < o->min ||
+            d > o->max || (o->type == T_INT && d != floor(d))) {
             snprintf(err, n, "%s: %s must be %s between %g and %g, not \"%s\"", where, o->key,
                      o->type == T_INT ? "an integer" : "a number", o->min, o->max, v);
             return -1;
@@ -187,7 +187,10 @@ int cfg_load(cfg *c, int argc, char **argv, int *rest, int *nrest, char *err, si
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         if (len == 6 && strncmp(name, "config", 6) == 0) {
-            if (!eq) i++;
+            if (!eq && ++i >= argc) {
+                snprintf(err, errlen, "--config needs a value");
+                return -1;
+            }
             continue;
         }
         const opt *o = find_flag(name, len);
