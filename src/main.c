@@ -17,6 +17,8 @@ static const struct command {
     {"serve", cmd_serve, "run the server (HTTP API, durable store)"},
     {"demo", cmd_demo, "load a demo shop into the data directory (once) and serve it"},
     {"import", cmd_import, "bulk-load events from a JSONL or CSV file: import FILE"},
+    {"eval", cmd_eval,
+     "measure the session recommender offline: eval --train FILE --test FILE [--k 20]"},
     {"keys", cmd_keys,
      "manage API keys: keys create --scope write|admin | keys list | keys revoke ID"},
     {"version", cmd_version, "print the version"},

@@ -8,6 +8,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Shared by serve and demo: serves with the settings already loaded until SIGTERM/SIGINT. */
 struct cfg;
