@@ -17,7 +17,8 @@ static json_t *parse_object(http_req *r) {
     size_t len;
     if (http_body(r, &body, &len)) return NULL;
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
+    /* JSON_DECODE_ANY: a scalar body is valid JSON of the wrong shape, and is told so. */
+    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root) {
         http_reply_json_error(r, &je);
         return NULL;
@@ -80,10 +81,13 @@ out:
 /* Adds {"index":i,"code":...,"field":...,"message":...} to the rejected list in r->extra. */
 static void reject(http_req *r, size_t index, const ev_error *e) {
     buf *b = &r->extra;
-    buf_printf(b, "%s{\"index\":%zu,\"code\":\"%s\",\"field\":\"", b->len ? "," : "", index,
-               e->code);
-    buf_json_escape(b, e->field, strlen(e->field));
-    buf_puts(b, "\",\"message\":\"");
+    buf_printf(b, "%s{\"index\":%zu,\"code\":\"%s\"", b->len ? "," : "", index, e->code);
+    if (*e->field) { /* present only when one field is at fault */
+        buf_puts(b, ",\"field\":\"");
+        buf_json_escape(b, e->field, strlen(e->field));
+        buf_putc(b, '"');
+    }
+    buf_puts(b, ",\"message\":\"");
     buf_json_escape(b, e->message, strlen(e->message));
     buf_puts(b, "\"}");
 }

@@ -18,6 +18,8 @@
 #include "util/log.h"
 
 #define KB 1024
+/* How much of an oversized body is read and dropped before answering 413. */
+#define HTTP_DRAIN_MAX (8 * 1024 * KB)
 
 /* The API. Order matters only for readability; lookups try every row. */
 const http_route http_routes[] = {
@@ -336,9 +338,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r) {
         r = *con_cls = request_new(srv, conn, url, method);
         if (!r) return MHD_NO;
+        /* A body declared over the cap is refused before it is read when the client waits for
+         * "100 Continue", or when it is too big to be worth reading. Otherwise it is read and
+         * dropped: closing with data unread can make the client's TCP stack discard the reply
+         * (and an SDK that sees a reset instead of a 413 would retry the batch for ever). */
         const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (r->route && cl && strtoull(cl, NULL, 10) > r->route->max_body) {
-            r->body_too_big = true; /* refuse now: no point reading it */
+        const char *expect = http_header(r, MHD_HTTP_HEADER_EXPECT);
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (r->route && declared > r->route->max_body &&
+            ((expect && strcasecmp(expect, "100-continue") == 0) ||
+             declared > r->route->max_body + HTTP_DRAIN_MAX)) {
+            r->body_too_big = true;
             http_reply_error(r, "body_too_large", NULL, "the body is larger than %zu bytes",
                              r->route->max_body);
             return send_reply(r);
@@ -346,11 +356,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        /* A body past the cap is read and dropped (bounded by the connection timeout), so the
-         * client still gets its 413. */
+        /* A body past the cap is read and dropped, up to HTTP_DRAIN_MAX, so the client still gets
+         * its 413; past that the request ends now and the connection closes. */
         if (!r->body_too_big && buf_append(&r->body, upload, *upload_size)) {
             r->body_too_big = true;
             buf_free(&r->body);
+        }
+        if (r->body_too_big && (r->dropped += *upload_size) > HTTP_DRAIN_MAX) {
+            http_reply_error(r, "body_too_large", NULL, "the body is larger than %zu bytes",
+                             r->route->max_body);
+            *upload_size = 0;
+            return send_reply(r);
         }
         *upload_size = 0;
         return MHD_YES;

@@ -44,6 +44,9 @@ static const struct {
 /* Fields that must be objects when present, whatever the type. */
 static const char *const object_fields[] = {"properties", "traits", "context", "integrations"};
 
+/* Fields that must be strings when present: the page or screen name and category. */
+static const char *const text_fields[] = {"name", "category"};
+
 /* The ids every type may carry; at least one of them is required. */
 static const char *const identity_fields[] = {"userId", "anonymousId"};
 
@@ -406,6 +409,17 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
             json_object_del(o, key);
         } else if (v && !json_is_object(v)) {
             ev_error_set(err, "invalid_field", key, "%s must be an object", key);
+            goto fail;
+        }
+    }
+
+    for (size_t i = 0; i < sizeof text_fields / sizeof *text_fields; i++) {
+        const char *key = text_fields[i];
+        json_t *v = json_object_get(o, key);
+        if (v && json_is_null(v)) {
+            json_object_del(o, key);
+        } else if (v && !json_is_string(v)) {
+            ev_error_set(err, "invalid_field", key, "%s must be a string", key);
             goto fail;
         }
     }
