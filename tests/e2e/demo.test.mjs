@@ -1,0 +1,40 @@
+// `make demo` runs `engaged demo`: the first start loads a demo shop (simulated shoppers) into the
+// data directory and serves it; later starts serve what is there without loading it again.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { Server, logOnFail } from './lib/server.mjs';
+
+test('engaged demo loads the demo shop once and serves it', async (t) => {
+  const srv = new Server({ tag: 'demo', command: 'demo' });
+  await logOnFail(() => srv, async () => {
+    await srv.start({ readyTimeoutMs: 30000 });
+    assert.match(srv.stderr + '', /demo: \d+ events from 300 simulated shoppers stored \(0 refused\)/);
+    assert.match(srv.stderr, new RegExp(`http://127\\.0\\.0\\.1:${srv.port}`), 'the welcome text names the URL');
+
+    const all = await srv.allEvents();
+    assert.ok(all.length >= 900, `a few events per shopper, got ${all.length}`);
+    const views = all.filter((e) => e.kind === 'product_viewed');
+    const orders = all.filter((e) => e.kind === 'order_completed');
+    const identifies = all.filter((e) => e.type === 'identify');
+    assert.ok(views.length >= 300, `every shopper views products (${views.length})`);
+    assert.ok(orders.length > 10 && orders.length < 300, `some shoppers order (${orders.length})`);
+    assert.equal(identifies.length, orders.length, 'every buyer signs up before ordering');
+    for (const o of orders) {
+      assert.equal(typeof o.properties.total, 'number');
+      assert.equal(o.properties.currency, 'EUR');
+      assert.ok(o.userId && o.anonymousId, 'an order links the anonymous visit to the customer');
+      const own = await srv.allEvents({ anonymous_id: o.anonymousId });
+      assert.ok(own.some((e) => e.kind === 'product_viewed'), 'the buyer browsed first');
+    }
+    // The demo accepts new events like any server.
+    const r = await srv.post('/v1/track', { userId: 'demo-newcomer', event: 'Product Viewed', properties: { product_id: 'p-1001', price: 119 } });
+    assert.equal(r.status, 200);
+
+    await srv.stop();
+    await srv.start({ readyTimeoutMs: 30000 });
+    assert.doesNotMatch(srv.stderr, /simulated shoppers stored/, 'a second start does not load the demo again');
+    assert.equal(await srv.countEvents(), all.length + 1);
+    await srv.close();
+  })(t);
+});
