@@ -51,7 +51,7 @@ struct http_req {
     buf body;     /* the raw (maybe compressed) request body, capped */
     buf inflated; /* the body after Content-Encoding, when there was one */
     bool body_too_big;
-    size_t dropped; /* bytes of an oversized body read and thrown away */
+    size_t dropped;       /* bytes of an oversized body read and thrown away */
     const char *auth_key; /* from Authorization (Basic user or Bearer), NULL if absent */
     size_t auth_len;
     char auth_buf[KEYS_MAX_LEN + 1];
