@@ -8,7 +8,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 DEMO_DATA  ?= ./var
 DEMO_LISTEN ?= 127.0.0.1:8080
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 30
 
 .PHONY: all deps deps-test build demo test test-unit test-e2e test-asan fuzz bench format check-format clean
 
@@ -58,12 +58,13 @@ $(FUZZ_BUILD)/build.ninja:
 fuzz: deps-test $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	@set -e; for t in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+	  [ -f $$t ] && [ -x $$t ] || continue; \
 	  name=$$(basename $$t | sed 's/^fuzz_//'); work=$$(mktemp -d); \
 	  cp -r tests/fuzz/corpus/$$name/. $$work/ 2>/dev/null || true; \
 	  echo "fuzz $$name: $(FUZZ_SECONDS) s"; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=0 $$work >$$work.log 2>&1 \
 	    || { tail -50 $$work.log; exit 1; }; \
-	  grep -E '^#[0-9]+ *DONE' $$work.log | tail -1; rm -rf $$work $$work.log; \
+	  grep -E '^Done [0-9]+ runs' $$work.log | tail -1; rm -rf $$work $$work.log; \
 	done
 
 bench: build

@@ -1,5 +1,6 @@
 #include "keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -262,11 +263,35 @@ keys_verdict keys_charge(keyring *k, int64_t key_id, double nevents, int *retry_
     return v;
 }
 
+/* Each I/O thread remembers the digests of the last few keys it hashed: a shop sends with one or
+ * two keys, so in steady state no request pays for SHA-256. The comparison is constant-time, so the
+ * cache tells an attacker nothing about the keys in it. */
+#define DIGEST_CACHE 4
+static __thread struct {
+    size_t len;
+    char key[KEYS_MAX_LEN];
+    char hex[65];
+} digest_cache[DIGEST_CACHE];
+static __thread unsigned digest_cache_next;
+
+static void digest_cached(const char *key, size_t len, char hex[65]) {
+    for (int i = 0; i < DIGEST_CACHE; i++)
+        if (digest_cache[i].len == len && CRYPTO_memcmp(digest_cache[i].key, key, len) == 0) {
+            memcpy(hex, digest_cache[i].hex, 65);
+            return;
+        }
+    digest_hex(key, len, hex);
+    unsigned slot = digest_cache_next++ % DIGEST_CACHE;
+    digest_cache[slot].len = len;
+    memcpy(digest_cache[slot].key, key, len);
+    memcpy(digest_cache[slot].hex, hex, 65);
+}
+
 keys_verdict keys_check(keyring *k, const char *key, size_t len, key_scope need, double nevents,
                         int64_t *key_id, int *retry_after_s) {
     if (len == 0 || len > KEYS_MAX_LEN) return KEYS_UNKNOWN;
     char hex[65];
-    digest_hex(key, len, hex);
+    digest_cached(key, len, hex);
     bool refreshed = refresh(k);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_rwlock_rdlock(&k->lock);

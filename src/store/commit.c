@@ -31,6 +31,7 @@ struct commit {
     dedup *dedup;
     sqlite3_stmt *insert, *get_message_id, *begin, *end, *rollback;
     int64_t last_prune_ms;
+    int64_t last_received_ms; /* the greatest received_at stored */
     /* hash/seq pairs added during the open transaction, to undo if it fails */
     struct undo {
         uint64_t hash;
@@ -98,6 +99,14 @@ static int load_dedup(commit *c) {
     }
     sqlite3_finalize(st);
     c->last_prune_ms = clock_now_ms();
+    sqlite3_stmt *last;
+    if (rc == SQLITE_DONE &&
+        sqlite3_prepare_v2(store_writer(c->store),
+                           "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", -1, &last,
+                           NULL) == SQLITE_OK) {
+        if (sqlite3_step(last) == SQLITE_ROW) c->last_received_ms = sqlite3_column_int64(last, 0);
+        sqlite3_finalize(last);
+    }
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -135,7 +144,11 @@ static int write_event(commit *c, const ev_event *e, bool *dup) {
     *dup = is_duplicate(c, e->message_id, h);
     if (*dup) return 0;
     sqlite3_stmt *st = c->insert;
-    sqlite3_bind_int64(st, 1, e->received_ms);
+    /* Requests arrive on several threads and reach the committer a little out of order; the
+     * column stays non-decreasing so that store_first_seq_since() can binary-search it. The
+     * event's own receivedAt (in its body) is the true arrival time. */
+    if (e->received_ms > c->last_received_ms) c->last_received_ms = e->received_ms;
+    sqlite3_bind_int64(st, 1, c->last_received_ms);
     sqlite3_bind_int64(st, 2, e->timestamp_ms);
     sqlite3_bind_int(st, 3, (int)e->type);
     sqlite3_bind_int(st, 4, e->commerce ? (int)e->commerce->kind : 0);

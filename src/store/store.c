@@ -16,7 +16,7 @@
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS events ("
     "  seq INTEGER PRIMARY KEY,"      /* arrival order, the cursor of GET /v1/events */
-    "  received_at INTEGER NOT NULL," /* ms since the epoch */
+    "  received_at INTEGER NOT NULL," /* ms since the epoch; never decreases along seq */
     "  ts INTEGER NOT NULL,"          /* the event's own (corrected) time */
     "  type INTEGER NOT NULL,"        /* ev_type */
     "  kind INTEGER NOT NULL,"        /* cm_kind, 0 for none */
@@ -26,7 +26,6 @@ static const char *const schema_sql =
     "  body TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_user ON events(user_id) WHERE user_id IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS events_anon ON events(anonymous_id) WHERE anonymous_id IS NOT NULL;"
-    "CREATE INDEX IF NOT EXISTS events_received ON events(received_at);"
     "CREATE TABLE IF NOT EXISTS api_keys ("
     "  id INTEGER PRIMARY KEY,"
     "  scope TEXT NOT NULL CHECK (scope IN ('write','admin')),"
@@ -212,17 +211,20 @@ int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_s
     if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
     if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
     if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
-    if (q->since_ms != INT64_MIN)
-        n += snprintf(sql + n, sizeof sql - (size_t)n, " AND received_at >= ?5");
     snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq LIMIT ?6");
 
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("query", db);
-    sqlite3_bind_int64(st, 1, q->after_seq);
+    int64_t after = q->after_seq;
+    if (q->since_ms != INT64_MIN) {
+        int64_t first = store_first_seq_since(db, q->since_ms);
+        if (first == INT64_MAX) first = INT64_MAX - 1; /* nothing that recent: an empty page */
+        if (first - 1 > after) after = first - 1;
+    }
+    sqlite3_bind_int64(st, 1, after);
     if (q->user_id) sqlite3_bind_text(st, 2, q->user_id, -1, SQLITE_STATIC);
     if (q->anonymous_id) sqlite3_bind_text(st, 3, q->anonymous_id, -1, SQLITE_STATIC);
     if (q->type >= 0) sqlite3_bind_int(st, 4, q->type);
-    if (q->since_ms != INT64_MIN) sqlite3_bind_int64(st, 5, q->since_ms);
     sqlite3_bind_int(st, 6, q->limit + 1); /* one more tells whether a next page exists */
 
     int rows = 0, rc;
@@ -269,7 +271,42 @@ int64_t store_count_events(store *s) {
     return db ? query_int64(db, "SELECT count(*) FROM events WHERE ?1 = ?1", 0, 0) : -1;
 }
 
+/* The first row at or after seq x: its seq and received_at, or false when there is none. */
+static bool row_at_or_after(sqlite3_stmt *st, int64_t x, int64_t *seq, int64_t *received) {
+    sqlite3_bind_int64(st, 1, x);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        *seq = sqlite3_column_int64(st, 0);
+        *received = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+/* received_at never decreases along seq (the committer keeps it so), so a binary search over seq
+ * finds the first row received at or after since_ms: about log2(rows) primary-key seeks, and no
+ * index on received_at to slow every insert. */
 int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms) {
-    return query_int64(db, "SELECT min(seq) FROM events WHERE received_at >= ?1", since_ms,
-                       INT64_MAX);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(
+            db, "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1", -1, &st,
+            NULL) != SQLITE_OK)
+        return INT64_MAX;
+    int64_t lo, hi, seq, received;
+    if (!row_at_or_after(st, INT64_MIN, &lo, &received)) {
+        sqlite3_finalize(st);
+        return INT64_MAX;
+    }
+    hi = query_int64(db, "SELECT max(seq) FROM events WHERE ?1 = ?1", 0, lo) + 1;
+    /* Smallest x whose first row at or after it was received at or after since_ms (or has none). */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (!row_at_or_after(st, mid, &seq, &received) || received >= since_ms)
+            hi = mid;
+        else
+            lo = seq + 1;
+    }
+    int64_t first = row_at_or_after(st, lo, &seq, &received) ? seq : INT64_MAX;
+    sqlite3_finalize(st);
+    return first;
 }

@@ -51,7 +51,7 @@ typedef struct store_query {
     const char *user_id;      /* NULL: any */
     const char *anonymous_id; /* NULL: any */
     int type;                 /* an ev_type, or -1 for any */
-    int64_t since_ms;         /* receivedAt >= since_ms; INT64_MIN for any */
+    int64_t since_ms;         /* received at or after since_ms; INT64_MIN for any */
     int64_t after_seq;        /* the cursor: only events with seq > after_seq */
     int limit;                /* 1..1000 */
 } store_query;
@@ -62,7 +62,8 @@ typedef struct store_query {
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq);
 
 /* The number of stored events; and the first seq received at or after since_ms (INT64_MAX when
- * none), on the given connection. */
+ * none), on the given connection. The received_at column never decreases along seq: the committer
+ * stores max(arrival time, previous row's), so `since` finds its place by binary search. */
 int64_t store_count_events(store *s);
 int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms);
 

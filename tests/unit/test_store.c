@@ -422,6 +422,41 @@ static void test_counts_and_first_seq(void **state) {
     assert_int_equal(store_first_seq_since(store_reader(f->s), 2500), 5);
 }
 
+/* The binary search agrees with a linear scan over a log with runs of equal times and holes in
+ * seq (rows deleted), for every bound around every stored time. */
+static void test_first_seq_since_with_gaps(void **state) {
+    fixture *f = *state;
+    f->s = open_in(f, NULL);
+    sqlite3 *w = store_writer(f->s);
+    int64_t times[300];
+    uint32_t x = 12345;
+    int64_t t = 1000;
+    for (int i = 0; i < 300; i++) {
+        x = x * 1103515245u + 12345u;
+        t += (x >> 16) % 3; /* steps of 0, 1 or 2 ms: many equal times */
+        times[i] = t;
+        char mid[16];
+        snprintf(mid, sizeof mid, "m%d", i);
+        insert(f->s, t, 1, "u", NULL, mid, "{}");
+    }
+    assert_int_equal(store_exec(w,
+                                "DELETE FROM events WHERE seq % 7 = 0 OR seq BETWEEN 100 AND 140 "
+                                "OR seq = 1 OR seq = 300"),
+                     0);
+    for (int64_t since = 990; since <= t + 2; since++) {
+        int64_t want = INT64_MAX;
+        for (int i = 0; i < 300; i++) {
+            int64_t seq = i + 1;
+            bool deleted = seq % 7 == 0 || (seq >= 100 && seq <= 140) || seq == 1 || seq == 300;
+            if (!deleted && times[i] >= since) {
+                want = seq;
+                break;
+            }
+        }
+        assert_true(store_first_seq_since(w, since) == want);
+    }
+}
+
 typedef struct reader_job {
     store *s;
     int64_t count;
@@ -490,6 +525,7 @@ int main(void) {
         T(test_query_hostile_values),
         T(test_query_size_cap),
         T(test_counts_and_first_seq),
+        T(test_first_seq_since_with_gaps),
         T(test_readers),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
