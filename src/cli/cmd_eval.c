@@ -20,6 +20,7 @@
 #include "reco/rec.h"
 #include "reco/rtune.h"
 #include "reco/sfile.h"
+#include "util/vec.h"
 
 static double mono_s(void) {
     struct timespec ts;
@@ -139,18 +140,6 @@ typedef struct caselist {
     size_t dropped_items;
 } caselist;
 
-static int reserve(void **p, size_t *alloc, size_t need, size_t elem) {
-    if (need <= *alloc) return 0;
-    size_t n = *alloc ? *alloc : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
-    *p = q;
-    *alloc = n;
-    return 0;
-}
-
 /* Every prefix of sessions [from, to) of d, after dropping the items the model never saw. Sizes the
  * pool once, so the case pointers into it stay valid. */
 static int expand_sessions(const rec_model *m, const sfile_data *d, size_t from, size_t to,
@@ -158,7 +147,7 @@ static int expand_sessions(const rec_model *m, const sfile_data *d, size_t from,
     size_t total = 0;
     for (size_t s = from; s < to; s++)
         total += d->sess_len[s];
-    if (reserve((void **)&cl->pool, &cl->pool_alloc, total + 1, sizeof *cl->pool)) return -1;
+    if (vec_reserve((void **)&cl->pool, &cl->pool_alloc, total + 1, sizeof *cl->pool)) return -1;
     for (size_t s = from; s < to; s++) {
         size_t off = cl->npool;
         uint32_t n = 0;
@@ -171,7 +160,7 @@ static int expand_sessions(const rec_model *m, const sfile_data *d, size_t from,
         }
         cl->npool += n;
         for (uint32_t j = 1; j < n; j++) {
-            if (reserve((void **)&cl->c, &cl->alloc, cl->n + 1, sizeof *cl->c)) return -1;
+            if (vec_reserve((void **)&cl->c, &cl->alloc, cl->n + 1, sizeof *cl->c)) return -1;
             cl->c[cl->n++] = (evcase){cl->pool + off, j, cl->pool[off + j]};
         }
     }
@@ -351,7 +340,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "eval: %zu test items unknown to the model dropped before expanding\n",
                 cl.dropped_items);
     } else {
-        if (reserve((void **)&cl.c, &cl.alloc, te.ncases + 1, sizeof *cl.c)) goto done;
+        if (vec_reserve((void **)&cl.c, &cl.alloc, te.ncases + 1, sizeof *cl.c)) goto done;
         for (size_t i = 0; i < te.ncases; i++)
             cl.c[cl.n++] = (evcase){te.items + te.cases[i].off, te.cases[i].n, te.cases[i].target};
     }

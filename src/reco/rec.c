@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "reco/rec_internal.h"
+#include "util/vec.h"
 
 #define EMPTY UINT32_MAX
 
@@ -45,15 +46,10 @@ static inline uint32_t mix64(uint64_t k) {
 
 /* Makes room for need elements of size elem in *p (capacity *alloc), growing geometrically. */
 static int grow(void **p, uint32_t *alloc, size_t need, size_t elem) {
-    if (need <= *alloc) return REC_OK;
     if (need > UINT32_MAX / 2) return REC_NOMEM;
-    size_t n = *alloc ? *alloc : 8;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return REC_NOMEM;
-    *p = q;
-    *alloc = (uint32_t)n;
+    size_t a = *alloc;
+    if (vec_reserve(p, &a, need, elem)) return REC_NOMEM;
+    *alloc = (uint32_t)a;
     return REC_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "reco/rec_internal.h"
+#include "util/vec.h"
 
 #define F REC_NFEAT
 
@@ -55,18 +56,6 @@ typedef struct caseset {
     size_t n, alloc;
 } caseset;
 
-static int grow_to(void **p, size_t *alloc, size_t need, size_t elem) {
-    if (need <= *alloc) return 0;
-    size_t n = *alloc ? *alloc : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
-    *p = q;
-    *alloc = n;
-    return 0;
-}
-
 /* The prefixes of the newest sessions, newest session first. */
 static int collect_cases(const rec_model *m, const rtune_opts *o, caseset *cs) {
     uint32_t next = rec__next_id(m), taken = 0;
@@ -75,14 +64,14 @@ static int collect_cases(const rec_model *m, const rtune_opts *o, caseset *cs) {
         const uint32_t *it = rec__session(m, id, &len);
         if (!it) break; /* forgotten: so is everything older */
         taken++;
-        if (grow_to((void **)&cs->pool, &cs->pool_alloc, cs->npool + len, sizeof *cs->pool) < 0)
+        if (vec_reserve((void **)&cs->pool, &cs->pool_alloc, cs->npool + len, sizeof *cs->pool) < 0)
             return REC_NOMEM;
         uint32_t off = (uint32_t)cs->npool, n = 0;
         for (uint32_t i = 0; i < len; i++)
             if (rec__item_first(m, it[i]) < id) cs->pool[off + n++] = it[i];
         cs->npool += n;
         for (uint32_t j = 1; j < n && cs->n < o->max_cases; j++) {
-            if (grow_to((void **)&cs->c, &cs->alloc, cs->n + 1, sizeof *cs->c) < 0)
+            if (vec_reserve((void **)&cs->c, &cs->alloc, cs->n + 1, sizeof *cs->c) < 0)
                 return REC_NOMEM;
             cs->c[cs->n++] = (tcase){id, off, j, cs->pool[off + j]};
         }
@@ -121,12 +110,12 @@ static int featurize(const rec_model *m, const rec_params *p, const caseset *cs,
         if (rec__score(m, p, cs->pool + tc->off, tc->n, tc->as_of, REC_NONE, ws, &cand, &nc,
                        maxes) != REC_OK)
             return REC_NOMEM;
-        if (grow_to((void **)&fs->tmp, &fs->tmp_alloc, nc + 1, sizeof *fs->tmp) < 0)
+        if (vec_reserve((void **)&fs->tmp, &fs->tmp_alloc, nc + 1, sizeof *fs->tmp) < 0)
             return REC_NOMEM;
         nc = rec__select(cand, nc, p->candidates, fs->tmp);
         fs->start[i] = fs->nx;
         fs->tgt[i] = -1;
-        if (grow_to((void **)&fs->x, &fs->x_alloc, (fs->nx + nc) * F, sizeof *fs->x) < 0 ||
+        if (vec_reserve((void **)&fs->x, &fs->x_alloc, (fs->nx + nc) * F, sizeof *fs->x) < 0 ||
             rec__featurize(m, tc->as_of, cand, nc, maxes, tc->n, fs->x + fs->nx * F, ws) != REC_OK)
             return REC_NOMEM;
         for (size_t j = 0; j < nc; j++)
@@ -186,7 +175,7 @@ static double nll(const fset *fs, const double *w, double l2, double *g, double 
         if (fs->tgt[i] < 0) continue;
         const float *x = fs->x + fs->start[i] * F;
         size_t n = fs->start[i + 1] - fs->start[i];
-        if (grow_to((void **)&s, &s_alloc, n, sizeof *s) < 0) {
+        if (vec_reserve((void **)&s, &s_alloc, n, sizeof *s) < 0) {
             free(s);
             return INFINITY;
         }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "util/hash.h"
+#include "util/vec.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* A line reader whose buffer never grows past the cap                                            */
@@ -71,18 +72,6 @@ static int lr_next(lreader *r, const char **line, size_t *len) {
 /* Growable arrays and parsing */
 /* ---------------------------------------------------------------------------------------------- */
 
-static bool reserve(void **p, size_t *alloc, size_t need, size_t elem) {
-    if (need <= *alloc) return true;
-    size_t n = *alloc ? *alloc : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return false;
-    *p = q;
-    *alloc = n;
-    return true;
-}
-
 bool sfile_parse_item(const char *s, size_t n, uint32_t *out) {
     if (n == 0 || n > 10) return false;
     uint64_t v = 0;
@@ -124,8 +113,8 @@ typedef struct acc {
 
 static bool push_item(acc *a, uint32_t item, int64_t t) {
     sfile_data *d = a->d;
-    if (!reserve((void **)&d->items, &a->items_alloc, d->nitems + 1, sizeof *d->items) ||
-        !reserve((void **)&d->times, &a->times_alloc, d->nitems + 1, sizeof *d->times))
+    if (vec_reserve((void **)&d->items, &a->items_alloc, d->nitems + 1, sizeof *d->items) ||
+        vec_reserve((void **)&d->times, &a->times_alloc, d->nitems + 1, sizeof *d->times))
         return false;
     d->items[d->nitems] = item;
     d->times[d->nitems++] = t;
@@ -134,9 +123,9 @@ static bool push_item(acc *a, uint32_t item, int64_t t) {
 
 static bool push_session(acc *a, size_t off, uint32_t len, uint64_t key) {
     sfile_data *d = a->d;
-    if (!reserve((void **)&d->sess_off, &a->sess_alloc, d->nsess + 1, sizeof *d->sess_off) ||
-        !reserve((void **)&d->sess_len, &a->lens_alloc, d->nsess + 1, sizeof *d->sess_len) ||
-        !reserve((void **)&d->sess_key, &a->keys_alloc, d->nsess + 1, sizeof *d->sess_key))
+    if (vec_reserve((void **)&d->sess_off, &a->sess_alloc, d->nsess + 1, sizeof *d->sess_off) ||
+        vec_reserve((void **)&d->sess_len, &a->lens_alloc, d->nsess + 1, sizeof *d->sess_len) ||
+        vec_reserve((void **)&d->sess_key, &a->keys_alloc, d->nsess + 1, sizeof *d->sess_key))
         return false;
     d->sess_off[d->nsess] = off;
     d->sess_len[d->nsess] = len;
@@ -146,7 +135,7 @@ static bool push_session(acc *a, size_t off, uint32_t len, uint64_t key) {
 
 static bool push_case(acc *a, size_t off, uint32_t n, uint32_t target) {
     sfile_data *d = a->d;
-    if (!reserve((void **)&d->cases, &a->cases_alloc, d->ncases + 1, sizeof *d->cases))
+    if (vec_reserve((void **)&d->cases, &a->cases_alloc, d->ncases + 1, sizeof *d->cases))
         return false;
     d->cases[d->ncases++] = (sfile_case){off, n, target};
     return true;
@@ -292,7 +281,7 @@ static int tsv_finish(acc *a, row *rows, size_t nrows, char *err, size_t errlen)
         size_t j = i;
         while (j < nrows && rows[j].key == rows[i].key)
             j++;
-        if (!reserve((void **)&sp, &sp_alloc, nsp + 1, sizeof *sp)) goto nomem;
+        if (vec_reserve((void **)&sp, &sp_alloc, nsp + 1, sizeof *sp)) goto nomem;
         size_t len = j - i;
         sp[nsp++] = (sspan){i, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len};
         i = j;
@@ -370,7 +359,7 @@ int sfile_read(FILE *f, const char *name, sfile_role role, size_t max_line, sfil
         }
         rw.key = hash64_stable(fv[col[0]], fl[col[0]]);
         rw.seq = (uint32_t)out->lines;
-        if (!reserve((void **)&rows, &rows_alloc, nrows + 1, sizeof *rows)) goto nomem;
+        if (vec_reserve((void **)&rows, &rows_alloc, nrows + 1, sizeof *rows)) goto nomem;
         rows[nrows++] = rw;
     }
     if (ferror(f)) {
