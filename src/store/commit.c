@@ -203,6 +203,7 @@ static void *sync_main(void *arg) {
         if (!c->sync_head) break;
         commit_req *group = c->sync_head;
         c->sync_head = c->sync_tail = NULL;
+        pthread_cond_signal(&c->wake); /* the committer may write the next group */
         pthread_mutex_unlock(&c->lock);
         uint64_t t0 = clock_mono_ns();
         if (fdatasync(c->wal_fd)) {
@@ -273,7 +274,10 @@ static void *commit_main(void *arg) {
     commit *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {
-        while (!c->head && !c->stopping)
+        /* At most one written group waits for the syncer: while one does, requests accumulate
+         * into the next group instead of going out in many small transactions (each writes whole
+         * pages to the WAL, so small groups multiply the bytes written and checkpointed). */
+        while ((!c->head || c->sync_head) && !(c->stopping && !c->head))
             pthread_cond_wait(&c->wake, &c->lock);
         if (!c->head) break; /* stopping, and nothing left */
         /* Take whole requests up to the group limit; the first is always taken. */
