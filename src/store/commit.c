@@ -32,10 +32,12 @@ struct commit {
     sqlite3_stmt *insert, *get_message_id, *begin, *end, *rollback;
     int64_t last_prune_ms;
     int64_t last_received_ms; /* the greatest received_at stored */
-    /* hash/seq pairs added during the open transaction, to undo if it fails */
+    /* The events written in the open transaction: to undo their ids if it fails, and to index
+     * their people once it commits. */
     struct undo {
         uint64_t hash;
         int64_t seq;
+        const ev_event *event;
     } * undo;
     size_t nundo, undo_cap;
 
@@ -84,30 +86,24 @@ static bool is_duplicate(commit *c, const char *message_id, uint64_t h) {
     return dedup_find(c->dedup, h, same_message_id, &p) != 0;
 }
 
-static int load_dedup(commit *c) {
+static int remember_recent(int64_t seq, const char *message_id, void *arg) {
+    commit *c = arg;
+    return dedup_add(c->dedup, hash64(message_id, strlen(message_id)), seq);
+}
+
+/* One scan of the store: the person index, and the dedup set for the window. */
+static int load_indexes(commit *c) {
     int64_t since = clock_now_ms() - c->opts.dedup_window_ms;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_writer(c->store),
-                           "SELECT seq, message_id FROM events WHERE seq >= ?1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_int64(st, 1, store_first_seq_since(store_writer(c->store), since));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 1);
-        if (dedup_add(c->dedup, hash64(id, strlen(id)), sqlite3_column_int64(st, 0))) break;
-    }
-    sqlite3_finalize(st);
+    if (store_index_load(c->store, since, remember_recent, c)) return -1;
     c->last_prune_ms = clock_now_ms();
     sqlite3_stmt *last;
-    if (rc == SQLITE_DONE &&
-        sqlite3_prepare_v2(store_writer(c->store),
+    if (sqlite3_prepare_v2(store_writer(c->store),
                            "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", -1, &last,
-                           NULL) == SQLITE_OK) {
-        if (sqlite3_step(last) == SQLITE_ROW) c->last_received_ms = sqlite3_column_int64(last, 0);
-        sqlite3_finalize(last);
-    }
-    return rc == SQLITE_DONE ? 0 : -1;
+                           NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(last) == SQLITE_ROW) c->last_received_ms = sqlite3_column_int64(last, 0);
+    sqlite3_finalize(last);
+    return 0;
 }
 
 static void maybe_prune(commit *c) {
@@ -120,7 +116,7 @@ static void maybe_prune(commit *c) {
 
 /* ---- Writing ---- */
 
-static int remember(commit *c, uint64_t h, int64_t seq) {
+static int remember(commit *c, uint64_t h, int64_t seq, const ev_event *e) {
     if (c->nundo == c->undo_cap) {
         size_t cap = c->undo_cap ? c->undo_cap * 2 : 1024;
         struct undo *u = realloc(c->undo, cap * sizeof *u);
@@ -129,7 +125,7 @@ static int remember(commit *c, uint64_t h, int64_t seq) {
         c->undo_cap = cap;
     }
     if (dedup_add(c->dedup, h, seq)) return -1;
-    c->undo[c->nundo++] = (struct undo){h, seq};
+    c->undo[c->nundo++] = (struct undo){h, seq, e};
     return 0;
 }
 
@@ -165,7 +161,7 @@ static int write_event(commit *c, const ev_event *e, bool *dup) {
     int rc = step_done(st);
     sqlite3_clear_bindings(st);
     if (rc) return -1;
-    return remember(c, h, sqlite3_last_insert_rowid(store_writer(c->store)));
+    return remember(c, h, sqlite3_last_insert_rowid(store_writer(c->store)), e);
 }
 
 /* Reports the outcome to every request of a group (a list linked by next). */
@@ -219,6 +215,22 @@ static void *sync_main(void *arg) {
     return NULL;
 }
 
+/* Adds the group's stored events to the person index. If memory runs out the index would be
+ * incomplete, and queries by person would silently miss events: stop instead. */
+static void index_people(commit *c) {
+    pindex *people = store_people(c->store);
+    for (size_t i = 0; i < c->nundo; i++) {
+        const ev_event *e = c->undo[i].event;
+        if ((e->user_id &&
+             pindex_add(people, PINDEX_USER, e->user_id, strlen(e->user_id), c->undo[i].seq)) ||
+            (e->anonymous_id && pindex_add(people, PINDEX_ANON, e->anonymous_id,
+                                           strlen(e->anonymous_id), c->undo[i].seq))) {
+            log_error("commit: out of memory indexing people; stopping");
+            abort();
+        }
+    }
+}
+
 /* Writes the group in one transaction. On failure rolls it back, forgets its ids and marks every
  * request failed. */
 static void commit_group(commit *c, commit_req *group) {
@@ -252,6 +264,7 @@ static void commit_group(commit *c, commit_req *group) {
         finish_group(c, group, -1);
         return;
     }
+    index_people(c);
     if (c->wal_fd < 0 && open_wal(c)) {
         /* Without the WAL's descriptor nothing can be made durable: stop rather than lie. */
         log_error("commit: cannot open the WAL to sync it: %s", strerror(errno));
@@ -403,13 +416,14 @@ commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen
         goto fail;
     }
     uint64_t t0 = clock_mono_ns();
-    if (load_dedup(c)) {
-        snprintf(err, errlen, "commit: loading message ids: %s", sqlite3_errmsg(db));
+    if (load_indexes(c)) {
+        snprintf(err, errlen, "commit: loading the indexes: %s", store_errmsg());
         goto fail;
     }
     atomic_store(&c->stats.dedup_ids, dedup_count(c->dedup));
-    log_info("commit: %zu message ids in the dedup window, loaded in %.0f ms",
-             dedup_count(c->dedup), (double)(clock_mono_ns() - t0) / 1e6);
+    log_info("commit: %zu people and %zu message ids in the dedup window, loaded in %.0f ms",
+             pindex_people(store_people(s)), dedup_count(c->dedup),
+             (double)(clock_mono_ns() - t0) / 1e6);
     char path[4200];
     snprintf(path, sizeof path, "%s/engaged.db", store_dir(s));
     if (sqlite3_open_v2(path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=

@@ -8,10 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/pindex.h"
 #include "util/log.h"
 
 /* Bump when the schema changes; store_open() refuses a newer one and migrates older ones. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS events ("
@@ -24,8 +25,11 @@ static const char *const schema_sql =
     "  anonymous_id TEXT,"
     "  message_id TEXT NOT NULL,"
     "  body TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS events_user ON events(user_id) WHERE user_id IS NOT NULL;"
-    "CREATE INDEX IF NOT EXISTS events_anon ON events(anonymous_id) WHERE anonymous_id IS NOT NULL;"
+    /* Version 1 indexed user_id, anonymous_id and received_at in SQLite; pindex.h and the
+     * monotonic received_at replaced them. */
+    "DROP INDEX IF EXISTS events_user;"
+    "DROP INDEX IF EXISTS events_anon;"
+    "DROP INDEX IF EXISTS events_received;"
     "CREATE TABLE IF NOT EXISTS api_keys ("
     "  id INTEGER PRIMARY KEY,"
     "  scope TEXT NOT NULL CHECK (scope IN ('write','admin')),"
@@ -46,6 +50,7 @@ struct store {
     pthread_mutex_t readers_lock;
     sqlite3 **readers;
     size_t nreaders;
+    pindex *people; /* NULL until store_index_load() */
 };
 
 static __thread char last_error[512];
@@ -165,6 +170,7 @@ fail:
 
 void store_close(store *s) {
     if (!s) return;
+    pindex_free(s->people);
     for (size_t i = 0; i < s->nreaders; i++)
         sqlite3_close(s->readers[i]);
     free(s->readers);
@@ -203,56 +209,139 @@ sqlite3 *store_reader(store *s) {
     return db;
 }
 
+/* Appends the bodies of the rows st yields (seq, body), up to q->limit, to out. */
+static int append_rows(sqlite3_stmt *st, const store_query *q, buf *out, int *rows, int64_t *last,
+                       int64_t *next_seq) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*rows == q->limit) {
+            *next_seq = *last;
+            return 1;
+        }
+        *last = sqlite3_column_int64(st, 0);
+        const void *body = sqlite3_column_blob(st, 1);
+        int len = sqlite3_column_bytes(st, 1);
+        if ((*rows && buf_putc(out, ',')) || buf_append(out, body, (size_t)len)) {
+            snprintf(last_error, sizeof last_error, "result too large");
+            return -1;
+        }
+        (*rows)++;
+    }
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A person's events: their seqs from the person index, each row checked against the other filters
+ * by primary key. Cost: O(log n) to find the place, then one seek per candidate. */
+static int query_person(sqlite3 *db, store *s, const store_query *q, int64_t after, buf *out,
+                        int *rows, int64_t *last, int64_t *next_seq) {
+    bool by_user = q->user_id != NULL;
+    const char *id = by_user ? q->user_id : q->anonymous_id;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT seq, body FROM events WHERE seq = ?1 AND (?2 IS NULL OR "
+                           "anonymous_id = ?2) AND (?3 < 0 OR type = ?3)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail("query", db);
+    if (by_user && q->anonymous_id) sqlite3_bind_text(st, 2, q->anonymous_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, q->type);
+    int64_t seqs[256];
+    int rc = 0;
+    for (;;) {
+        size_t n = pindex_get(s->people, by_user ? PINDEX_USER : PINDEX_ANON, id, strlen(id), after,
+                              seqs, sizeof seqs / sizeof seqs[0]);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            sqlite3_bind_int64(st, 1, seqs[i]);
+            rc = append_rows(st, q, out, rows, last, next_seq);
+            sqlite3_reset(st);
+        }
+        if (rc || n < sizeof seqs / sizeof seqs[0]) break;
+        after = seqs[n - 1];
+    }
+    if (rc < 0 && !*last_error) fail("query", db);
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : 0;
+}
+
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq) {
     sqlite3 *db = store_reader(s);
     if (!db) return -1;
-    char sql[512];
-    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1");
-    if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
-    if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
-    if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
-    snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq LIMIT ?6");
-
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("query", db);
+    last_error[0] = '\0';
     int64_t after = q->after_seq;
     if (q->since_ms != INT64_MIN) {
         int64_t first = store_first_seq_since(db, q->since_ms);
         if (first == INT64_MAX) first = INT64_MAX - 1; /* nothing that recent: an empty page */
         if (first - 1 > after) after = first - 1;
     }
+    int rows = 0;
+    int64_t last = -1;
+    *next_seq = -1;
+    if (buf_putc(out, '[')) return -1;
+    if (s->people && (q->user_id || q->anonymous_id)) {
+        if (query_person(db, s, q, after, out, &rows, &last, next_seq)) return -1;
+        return buf_putc(out, ']') ? -1 : 0;
+    }
+    /* Without the person index (CLI commands), ids are filtered by a scan. */
+    char sql[512];
+    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1");
+    if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
+    if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
+    if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
+    snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq LIMIT ?6");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("query", db);
     sqlite3_bind_int64(st, 1, after);
     if (q->user_id) sqlite3_bind_text(st, 2, q->user_id, -1, SQLITE_STATIC);
     if (q->anonymous_id) sqlite3_bind_text(st, 3, q->anonymous_id, -1, SQLITE_STATIC);
     if (q->type >= 0) sqlite3_bind_int(st, 4, q->type);
     sqlite3_bind_int(st, 6, q->limit + 1); /* one more tells whether a next page exists */
-
-    int rows = 0, rc;
-    int64_t last = -1;
-    *next_seq = -1;
-    if (buf_putc(out, '[')) goto toobig;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (rows == q->limit) {
-            *next_seq = last;
-            break;
-        }
-        last = sqlite3_column_int64(st, 0);
-        const void *body = sqlite3_column_blob(st, 1);
-        int len = sqlite3_column_bytes(st, 1);
-        if ((rows && buf_putc(out, ',')) || buf_append(out, body, (size_t)len)) goto toobig;
-        rows++;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        fail("query", db);
-        sqlite3_finalize(st);
-        return -1;
-    }
+    int rc = append_rows(st, q, out, &rows, &last, next_seq);
+    if (rc < 0 && !*last_error) fail("query", db);
     sqlite3_finalize(st);
+    if (rc < 0) return -1;
     return buf_putc(out, ']') ? -1 : 0;
-toobig:
-    snprintf(last_error, sizeof last_error, "result too large");
+}
+
+int store_index_load(store *s, int64_t recent_ms,
+                     int (*recent)(int64_t seq, const char *message_id, void *arg), void *arg) {
+    pindex *people = pindex_new();
+    sqlite3_stmt *st;
+    if (!people || sqlite3_prepare_v2(s->writer,
+                                      "SELECT seq, received_at, user_id, anonymous_id, "
+                                      "message_id FROM events ORDER BY seq",
+                                      -1, &st, NULL) != SQLITE_OK) {
+        pindex_free(people);
+        return fail("index load", s->writer);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        for (int k = 0; k < 2; k++) {
+            const char *id = (const char *)sqlite3_column_text(st, 2 + k);
+            if (id && pindex_add(people, k ? PINDEX_ANON : PINDEX_USER, id,
+                                 (size_t)sqlite3_column_bytes(st, 2 + k), seq))
+                goto nomem;
+        }
+        if (sqlite3_column_int64(st, 1) >= recent_ms &&
+            recent(seq, (const char *)sqlite3_column_text(st, 4), arg))
+            goto nomem;
+    }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        pindex_free(people);
+        return fail("index load", s->writer);
+    }
+    pindex_free(s->people);
+    s->people = people;
+    return 0;
+nomem:
+    sqlite3_finalize(st);
+    pindex_free(people);
+    snprintf(last_error, sizeof last_error, "index load: out of memory");
     return -1;
+}
+
+pindex *store_people(store *s) {
+    return s->people;
 }
 
 static int64_t query_int64(sqlite3 *db, const char *sql, int64_t arg, int64_t none) {

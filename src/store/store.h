@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/pindex.h"
 #include "util/buf.h"
 
 typedef struct store store;
@@ -57,9 +58,20 @@ typedef struct store_query {
 } store_query;
 
 /* Appends the matching events, as a JSON array of their stored bodies, to out, and sets *next_seq
- * to the cursor for the next page or -1 when this page is the last. Cost: an index range scan when
- * user_id or anonymous_id is given, otherwise a scan in arrival order from the cursor. */
+ * to the cursor for the next page or -1 when this page is the last. Cost: with user_id or
+ * anonymous_id, one primary-key seek per event of that person after the cursor (found in the
+ * person index; without a loaded index, a scan); otherwise a scan in arrival order from the
+ * cursor. */
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq);
+
+/* Builds the person index (pindex.h) from every stored event, in one scan, and calls recent(seq,
+ * message_id, arg) for each event received at or after recent_ms (the committer's dedup window),
+ * stopping with -1 if it returns nonzero. The server calls it once at start; until then queries by
+ * id scan. Returns 0 or -1. */
+int store_index_load(store *s, int64_t recent_ms,
+                     int (*recent)(int64_t seq, const char *message_id, void *arg), void *arg);
+/* The person index, or NULL before store_index_load(). The committer adds to it. */
+pindex *store_people(store *s);
 
 /* The number of stored events; and the first seq received at or after since_ms (INT64_MAX when
  * none), on the given connection. The received_at column never decreases along seq: the committer
