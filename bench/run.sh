@@ -1,0 +1,725 @@
+#!/usr/bin/env bash
+# bench/run.sh — engaged's benchmark suite (`make bench`). Method and results: docs/benchmarks.md.
+#
+#   bench/run.sh [track] [batch] [memory] [restart]     (no argument: all four, in this order)
+#
+#   track    POST /v1/track, one ~300-byte Segment track event per request, 32 keep-alive
+#            connections: events/s, p50/p99 — beside nginx answering `return 204` to the same wrk
+#            script in the same run (runs alternate engaged / nginx).
+#   batch    POST /v1/batch, 100 events per request, at 8 and 32 connections: durable events/s.
+#   memory   load 1M events through /v1/batch, restart, read VmRSS/VmHWM; RSS per million events
+#            and on-disk bytes per event.
+#   restart  build a store of 10M events (`engaged import` of generated JSONL), then time
+#            `engaged serve` start -> GET /healthz 200 (polled every 10 ms).
+#
+# Settings (environment):
+#   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
+#   BENCH_DURATION=10           seconds per wrk measurement;  BENCH_WARMUP=3  seconds of warm-up
+#   BENCH_WRK_THREADS=2         wrk threads
+#   BENCH_TRACK_CONNECTIONS=32  BENCH_BATCH_CONNECTIONS="8 32"  BENCH_BATCH_SIZE=100
+#   BENCH_MEMORY_EVENTS=1000000 BENCH_RESTART_EVENTS=10000000  BENCH_RESTART_RUNS=3
+#   BENCH_STORE_CACHE=DIR       keep the generated restart store in DIR and reuse it next time (it is
+#                               rebuilt when older than 20 h: older events leave the 24 h dedup window,
+#                               which is what a restart loads). Unset: built in the temp dir, deleted.
+#   BENCH_KEEP=1                keep the temp dir (logs, wrk output, data) for inspection
+#   ENGAGED_BIN=build/engaged   the server binary;  BENCH_OUT=bench/out  where results-*.md go
+#
+# Everything listens on 127.0.0.1 only; every wrk run and wait loop is bounded; all processes this
+# script starts are stopped by PID on exit, and the temp dir (mktemp -d under /tmp) is removed.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BIN=${ENGAGED_BIN:-$ROOT/build/engaged}
+RUNS=${BENCH_RUNS:-3}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+TRACK_CONNS=${BENCH_TRACK_CONNECTIONS:-32}
+BATCH_CONNS=${BENCH_BATCH_CONNECTIONS:-8 32}
+BATCH_SIZE=${BENCH_BATCH_SIZE:-100}
+MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
+RESTART_EVENTS=${BENCH_RESTART_EVENTS:-10000000}
+RESTART_RUNS=${BENCH_RESTART_RUNS:-3}
+STORE_CACHE=${BENCH_STORE_CACHE:-}
+OUT_DIR=${BENCH_OUT:-$HERE/out}
+WRITE_KEY=wk_bench_$RANDOM$RANDOM
+ADMIN_KEY=ak_bench_$RANDOM$RANDOM
+READY_TIMEOUT_S=900 # a server start (restart of a big store) that takes longer is a failure
+
+sections=("$@")
+[ ${#sections[@]} -eq 0 ] && sections=(track batch memory restart)
+for s in "${sections[@]}"; do
+  case $s in track | batch | memory | restart) ;; *)
+    echo "usage: $0 [track] [batch] [memory] [restart]" >&2
+    exit 2
+    ;;
+  esac
+done
+for tool in wrk awk du; do
+  command -v $tool >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh bench)" >&2; exit 2; }
+done
+[[ " ${sections[*]} " == *" track "* ]] && ! command -v nginx >/dev/null &&
+  { echo "bench: nginx is missing (scripts/deps.sh bench)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "bench: no server binary at $BIN (ninja -C build)" >&2; exit 2; }
+[ -n "${EPOCHREALTIME:-}" ] || { echo "bench: needs bash >= 5 (EPOCHREALTIME)" >&2; exit 2; }
+
+TMP=$(mktemp -d /tmp/engaged-bench.XXXXXX)
+PIDS=() # every server this script started and has not stopped yet
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+forget_pid() { # $1 has exited: cleanup() leaves it alone
+  local keep=() q
+  for q in "${PIDS[@]}"; do [ "$q" = "$1" ] || keep+=("$q"); done
+  PIDS=("${keep[@]}")
+}
+trap 'exit 130' INT TERM
+
+# ---- small helpers -------------------------------------------------------------------------------
+
+say() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); } # wall clock, ms (µs resolution)
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+calc() { awk "BEGIN { printf \"%s\", $1 }"; } # calc 'sprintf("%.1f", 3/2)'
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+minmax() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "–" hi}'; }
+del() { local s=$1; s=${s//,/}; echo "$s"; }
+ticks_hz=$(getconf CLK_TCK)
+
+# A port nothing listens on (the connect is refused).
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "bench: no free port found" >&2
+  return 1
+}
+
+# http_get PORT PATH [BEARER] — the body of a GET (HTTP/1.0 over bash's /dev/tcp: no curl needed).
+# Fails unless the status is 200.
+http_get() {
+  local port=$1 path=$2 auth=${3:-} status resp hdr=
+  [ -n "$auth" ] && hdr="Authorization: Bearer $auth"$'\r\n'
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n' "$path" "$hdr" >&3
+  resp=$(timeout 10 cat <&3) || { exec 3<&-; return 1; }
+  exec 3<&-
+  status=${resp%%$'\r'*}
+  [[ $status == "HTTP/1."?" 200 "* ]] || return 1
+  printf '%s\n' "${resp#*$'\r\n\r\n'}"
+}
+
+# healthz_once PORT — 0 when GET /healthz answers 200.
+healthz_once() {
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 2>/dev/null || { exec 3<&-; return 1; }
+  local line=
+  read -r -t 5 line <&3 || true
+  exec 3<&-
+  [[ $line == "HTTP/1."?" 200 "* ]]
+}
+
+# CPU time (ms) used so far by these processes, all threads (utime + stime).
+cpu_ms() {
+  local p sum=0 f
+  for p in "$@"; do
+    f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    f=${f##*) }
+    read -r -a a <<<"$f"
+    sum=$((sum + a[11] + a[12]))
+  done
+  echo $((sum * 1000 / ticks_hz))
+}
+# Machine-wide busy CPU time (ms) from /proc/stat (everything but idle and iowait).
+machine_busy_ms() {
+  local user nice sys irq sirq steal
+  read -r _ user nice sys _ _ irq sirq steal _ </proc/stat
+  echo $(((user + nice + sys + irq + sirq + steal) * 1000 / ticks_hz))
+}
+
+proc_status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; } # kB
+
+# ---- engaged -------------------------------------------------------------------------------------
+
+ENG_PID='' ENG_PORT='' ENG_LOG='' ENG_READY_MS='' ENG_START_CPU_S='' ENG_START_OTHER=''
+# start_engaged DATA_DIR LOG — starts the server, waits for /healthz (polled every 10 ms) and sets
+# ENG_PID, ENG_PORT, ENG_READY_MS (from the fork to the first 200), ENG_START_CPU_S (CPU seconds the
+# server used to get there) and ENG_START_OTHER (cores the rest of the machine used meanwhile).
+start_engaged() {
+  local data=$1 t0 deadline m0
+  ENG_LOG=$2
+  ENG_PORT=$(free_port)
+  m0=$(machine_busy_ms)
+  t0=$(now_ms)
+  ENGAGED_WRITE_KEY=$WRITE_KEY ENGAGED_ADMIN_KEY=$ADMIN_KEY ENGAGED_ACCESS_LOG=off \
+    "$BIN" serve --listen "127.0.0.1:$ENG_PORT" --data "$data" >>"$ENG_LOG" 2>&1 &
+  ENG_PID=$!
+  PIDS+=("$ENG_PID")
+  deadline=$((t0 + READY_TIMEOUT_S * 1000))
+  until healthz_once "$ENG_PORT"; do
+    if ! kill -0 "$ENG_PID" 2>/dev/null; then
+      echo "bench: engaged exited before it was ready; its log:" >&2
+      tail -20 "$ENG_LOG" >&2
+      return 1
+    fi
+    if [ "$(now_ms)" -gt "$deadline" ]; then
+      echo "bench: engaged not ready after ${READY_TIMEOUT_S}s" >&2
+      return 1
+    fi
+    sleep 0.01
+  done
+  ENG_READY_MS=$(($(now_ms) - t0))
+  local c
+  c=$(cpu_ms "$ENG_PID")
+  ENG_START_CPU_S=$(calc "sprintf(\"%.1f\", $c / 1000)")
+  ENG_START_OTHER=$(calc "sprintf(\"%.2f\", ($(machine_busy_ms) - $m0 - $c) / ($ENG_READY_MS > 0 ? $ENG_READY_MS : 1))")
+}
+
+# stop_engaged — SIGTERM, wait for the exit (bounded); sets ENG_STOP_MS and ENG_EXIT.
+ENG_STOP_MS='' ENG_EXIT=''
+stop_engaged() {
+  local t0 p=$ENG_PID
+  t0=$(now_ms)
+  kill -TERM "$p"
+  for _ in $(seq 1200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$p" 2>/dev/null; then
+    echo "bench: engaged (pid $p) did not stop within 60 s of SIGTERM; killing it" >&2
+    kill -KILL "$p" 2>/dev/null || true
+  fi
+  ENG_EXIT=0
+  wait "$p" 2>/dev/null || ENG_EXIT=$?
+  ENG_STOP_MS=$(($(now_ms) - t0))
+  forget_pid "$p"
+  [ "$ENG_EXIT" = 0 ] || echo "bench: engaged exited with status $ENG_EXIT (log: $ENG_LOG)" >&2
+}
+
+# metric NAME [LABELS] — a value from GET /metrics of the running engaged (0 when absent).
+METRICS=
+fetch_metrics() { METRICS=$(http_get "$ENG_PORT" /metrics "$ADMIN_KEY") || METRICS=; }
+metric() {
+  local v
+  v=$(printf '%s\n' "$METRICS" | awk -v k="$1${2:+\{$2\}}" '$1 == k {print $2; exit}')
+  echo "${v:-0}"
+}
+# Sum of engaged_http_requests_total for a route, by status class: prints "ok non2xx other".
+route_statuses() {
+  printf '%s\n' "$METRICS" | awk -v r="route=\"$1\"" '
+    /^engaged_http_requests_total\{/ && index($0, r) {
+      s = $1; sub(/.*status="/, "", s); sub(/".*/, "", s)
+      if (s ~ /^2/) ok += $2; else if (s == "other") other += $2; else bad += $2 }
+    END { printf "%d %d %d\n", ok, bad, other }'
+}
+errors_in_log() { grep -cE '"level":"(error|fatal)"' "$1" 2>/dev/null || true; }
+
+# ---- nginx ---------------------------------------------------------------------------------------
+
+NGX_PID='' NGX_PORT='' NGX_DIR=''
+start_nginx() {
+  NGX_DIR=$TMP/nginx
+  mkdir -p "$NGX_DIR"
+  NGX_PORT=$(free_port)
+  local temps="" m v
+  v=$(nginx -V 2>&1)
+  for m in client_body proxy fastcgi uwsgi scgi; do
+    [[ $m != client_body && $v == *"--without-http_${m}_module"* ]] && continue
+    temps+="  ${m}_temp_path $NGX_DIR/${m}_temp;"$'\n'
+  done
+  cat >"$NGX_DIR/nginx.conf" <<EOF
+# written by bench/run.sh: the baseline, a server that does no work but HTTP
+worker_processes 2;
+daemon off;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 75s;
+$temps
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    location / { return 204; }
+  }
+}
+EOF
+  nginx -e "$NGX_DIR/error.log" -c "$NGX_DIR/nginx.conf" -p "$NGX_DIR" >"$NGX_DIR/stdout.log" 2>&1 &
+  NGX_PID=$!
+  PIDS+=("$NGX_PID")
+  local i
+  for i in $(seq 500); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$NGX_PORT") 2>/dev/null && return 0
+    kill -0 "$NGX_PID" 2>/dev/null || break
+    sleep 0.01
+  done
+  echo "bench: nginx did not start:" >&2
+  cat "$NGX_DIR/error.log" "$NGX_DIR/stdout.log" >&2 2>/dev/null || true
+  return 1
+}
+# The master and its workers (their parent is the master).
+nginx_pids() {
+  local f p ppid
+  echo -n "$NGX_PID"
+  for f in /proc/[0-9]*/stat; do
+    p=$(cat "$f" 2>/dev/null) || continue
+    read -r _ ppid _ <<<"${p##*) }"
+    [ "$ppid" = "$NGX_PID" ] && echo -n " $(basename "$(dirname "$f")")"
+  done
+  echo
+}
+stop_nginx() {
+  kill -TERM "$NGX_PID" 2>/dev/null || true # fast shutdown
+  for _ in $(seq 200); do kill -0 "$NGX_PID" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$NGX_PID" 2>/dev/null || true
+  wait "$NGX_PID" 2>/dev/null || true
+  forget_pid "$NGX_PID"
+}
+
+# ---- wrk -----------------------------------------------------------------------------------------
+
+# run_wrk NAME CONNS DURATION_S SCRIPT PORT ARGS... — runs wrk, measuring the CPU of the server
+# processes in SRV_PIDS, of wrk itself, and of the whole machine. Sets W[...] from the BENCH line of
+# report.lua plus: rps, load (1-min load average at the start), srv_cores, wrk_cores, other_cores
+# (what the rest of the machine used: the noise).
+declare -A W
+SRV_PIDS=()
+run_wrk() {
+  local name=$1 conns=$2 dur=$3 script=$4 port=$5
+  shift 5
+  local out=$TMP/wrk-$name.txt s0 s1 m0 m1 t0 t1 line kv wrk_cpu
+  W=()
+  W[load]=$(load1)
+  s0=$(cpu_ms "${SRV_PIDS[@]}")
+  m0=$(machine_busy_ms)
+  t0=$(now_ms)
+  local TIMEFORMAT='%U %S'
+  { time timeout $((dur + 60)) wrk -t"$WRK_THREADS" -c"$conns" -d"${dur}s" --timeout 10s \
+    -s "$HERE/$script" "http://127.0.0.1:$port" -- "$@" >"$out" 2>&1; } 2>"$out.time" ||
+    { echo "bench: wrk failed ($name):" >&2; cat "$out" >&2; return 1; }
+  t1=$(now_ms)
+  s1=$(cpu_ms "${SRV_PIDS[@]}")
+  m1=$(machine_busy_ms)
+  line=$(grep '^BENCH ' "$out") || { echo "bench: no result from wrk ($name):" >&2; cat "$out" >&2; return 1; }
+  for kv in ${line#BENCH }; do W[${kv%%=*}]=${kv#*=}; done
+  wrk_cpu=$(awk '{printf "%d", ($1 + $2) * 1000}' "$out.time")
+  W[wall_ms]=$((t1 - t0))
+  W[rps]=$(calc "sprintf(\"%.1f\", ${W[requests]} / (${W[duration_us]} / 1e6))")
+  W[srv_cores]=$(calc "sprintf(\"%.2f\", ($s1 - $s0) / ${W[wall_ms]})")
+  W[wrk_cores]=$(calc "sprintf(\"%.2f\", $wrk_cpu / ${W[wall_ms]})")
+  W[other_cores]=$(calc "sprintf(\"%.2f\", ($m1 - $m0 - ($s1 - $s0) - $wrk_cpu) / ${W[wall_ms]})")
+  W[errors]=$((${W[err_connect]} + ${W[err_read]} + ${W[err_write]} + ${W[err_timeout]}))
+  [ "${W[errors]}" = 0 ] || say "  wrk $name: socket errors: connect ${W[err_connect]} read ${W[err_read]} write ${W[err_write]} timeout ${W[err_timeout]}"
+  [ "${W[err_status]}" = 0 ] || say "  wrk $name: ${W[err_status]} non-2xx answers"
+}
+us2ms() { calc "sprintf(\"%.2f\", $1 / 1000)"; }
+
+# load_events N CONNS PER_THREAD RUNID — sends N events to the running engaged through /v1/batch with
+# wrk (each wrk thread stops after PER_THREAD answered batches), polling /metrics every 0.2 s until
+# the server has stored N. wrk's main thread sleeps for the whole -d, so it is stopped with SIGINT
+# (its own handler) once the events are in. Sets LOAD_MS (start to N stored), LOAD_STORED, LOAD_BAD
+# (non-2xx answers), LOAD_SRV_CORES and LOAD_REST_CORES.
+LOAD_MS='' LOAD_STORED='' LOAD_BAD='' LOAD_SRV_CORES='' LOAD_REST_CORES=''
+load_events() {
+  local n=$1 conns=$2 per_thread=$3 run=$4 out=$TMP/wrk-load-$4.txt t0 s0 m0 wpid acc=0 limit_ms
+  limit_ms=$((3600 * 1000))
+  s0=$(cpu_ms "$ENG_PID") m0=$(machine_busy_ms) t0=$(now_ms)
+  wrk -t"$WRK_THREADS" -c"$conns" -d3600s --timeout 30s -s "$HERE/batch.lua" \
+    "http://127.0.0.1:$ENG_PORT" -- "$run" "$WRITE_KEY" /v1/batch "$BATCH_SIZE" "$per_thread" >"$out" 2>&1 &
+  wpid=$!
+  PIDS+=("$wpid")
+  while :; do
+    sleep 0.2
+    fetch_metrics
+    acc=$(metric engaged_events_accepted_total)
+    [ "$acc" -ge "$n" ] && break
+    if ! kill -0 "$wpid" 2>/dev/null; then
+      problem "memory load: wrk ended with only $acc events stored: $(tail -3 "$out" | tr '\n' ' ')"
+      break
+    fi
+    if [ $(($(now_ms) - t0)) -gt "$limit_ms" ]; then
+      problem "memory load: only $acc of $n events stored after $((limit_ms / 1000)) s; stopping"
+      break
+    fi
+  done
+  LOAD_MS=$(($(now_ms) - t0))
+  LOAD_SRV_CORES=$(calc "sprintf(\"%.2f\", ($(cpu_ms "$ENG_PID") - $s0) / $LOAD_MS)")
+  LOAD_REST_CORES=$(calc "sprintf(\"%.2f\", ($(machine_busy_ms) - $m0 - ($(cpu_ms "$ENG_PID") - $s0)) / $LOAD_MS)")
+  kill -INT "$wpid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  forget_pid "$wpid"
+  # Batches in flight when wrk stopped are still stored: wait until the count holds for 1 s (bounded).
+  local prev=-1
+  for _ in $(seq 30); do
+    fetch_metrics
+    LOAD_STORED=$(metric engaged_events_accepted_total)
+    [ "$LOAD_STORED" = "$prev" ] && break
+    prev=$LOAD_STORED
+    sleep 1
+  done
+  read -r _ LOAD_BAD _ <<<"$(route_statuses /v1/batch)"
+}
+
+# ---- results -------------------------------------------------------------------------------------
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT_DIR"
+RESULT=$OUT_DIR/results-$STAMP.md
+SUMMARY=() # rows of the summary table
+MEM_POINT="" # "events rss_kB" from the memory section, for the marginal cost at the restart store
+PROBLEMS=()
+emit() { printf '%s\n' "$*" | tee -a "$RESULT"; }
+problem() { PROBLEMS+=("$*"); say "PROBLEM: $*"; }
+
+# What one small synchronous write costs on the temp dir's disk (what every group commit pays at least).
+fsync_probe() {
+  local t0 t1
+  t0=$(now_ms)
+  dd if=/dev/zero of="$TMP/dsync.probe" bs=4k count=100 oflag=dsync 2>/dev/null || { echo "dd failed"; return; }
+  t1=$(now_ms)
+  rm -f "$TMP/dsync.probe"
+  echo "$(calc "sprintf(\"%.2f\", ($t1 - $t0) / 100)") ms per 4 KiB O_DSYNC write (dd, 100 writes)"
+}
+
+machine_info() {
+  local cpu fs
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  fs=$(df -PT "$TMP" | awk 'NR == 2 {print $2 " on " $1}')
+  emit "# engaged benchmark results, $(date '+%Y-%m-%d %H:%M:%S %Z')"
+  emit ""
+  emit "- machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
+  emit "- temp dir: $TMP ($fs)"
+  emit "- engaged: $("$BIN" version 2>&1 | head -1), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(nginx -v 2>&1 | sed 's/.*: //')"
+  local bt=""
+  command -v meson >/dev/null && bt=$(meson introspect "$(dirname "$BIN")" --buildoptions 2>/dev/null |
+    grep -o '"name": "buildtype", "value": "[a-z]*"' | grep -o '[a-z]*"$' | tr -d '"') || true
+  emit "- build: ${bt:-unknown buildtype} ($BIN)"
+  emit "- settings: runs=$RUNS duration=${DURATION}s warmup=${WARMUP}s wrk threads=$WRK_THREADS; sections: ${sections[*]}"
+  emit "- disk sync cost: $(fsync_probe)"
+  emit "- load average at start: $(loadavg)"
+  emit ""
+  emit "Column notes: *load* is the 1-minute load average when the measurement started; it counts this benchmark's own server and wrk too (about 2 while they run), so it says little on its own. *srv / wrk / other cores* are the CPU cores the server, wrk and everything else on the machine used on average during the measurement: *other* is the noise from jobs that are not part of the benchmark (2 cores in all on this machine). *per server CPU-s* divides the rate by the server's CPU time, which depends far less on that noise."
+  emit ""
+}
+
+# ---- track ---------------------------------------------------------------------------------------
+
+bench_track() {
+  say "track: POST /v1/track, $TRACK_CONNS connections, $RUNS x ${DURATION}s each for engaged and nginx"
+  local data=$TMP/track-data
+  start_engaged "$data" "$TMP/engaged-track.log"
+  start_nginx
+  local i who order e_rps=() n_rps=() e_p50=() e_p99=() n_p50=() n_p99=() ratios=() e_cpu=() n_cpu=() loads=()
+  local e_eff=() n_eff=() others=() bad=0 acc0 acc1 dup0 dup1 sent=0 st_ok st_bad st_other
+  emit "## 1. Single-event POST /v1/track, $TRACK_CONNS keep-alive connections (engaged vs nginx \`return 204\`)"
+  emit ""
+  emit "| run | server | req/s | p50 ms | p99 ms | max ms | non-2xx | sock err | srv cores | req per srv CPU-s | wrk cores | other cores | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  say "track: warm-up ${WARMUP}s each"
+  SRV_PIDS=("$ENG_PID")
+  run_wrk track-warm-e "$TRACK_CONNS" "$WARMUP" track.lua "$ENG_PORT" "w$STAMP" "$WRITE_KEY" /v1/track
+  read -r -a SRV_PIDS <<<"$(nginx_pids)"
+  run_wrk track-warm-n "$TRACK_CONNS" "$WARMUP" track.lua "$NGX_PORT" "w$STAMP" "$WRITE_KEY" /v1/track
+  fetch_metrics
+  acc0=$(metric engaged_events_accepted_total) dup0=$(metric engaged_events_duplicate_total)
+  for i in $(seq "$RUNS"); do
+    if ((i % 2)); then order="engaged nginx"; else order="nginx engaged"; fi
+    for who in $order; do
+      if [ "$who" = engaged ]; then
+        SRV_PIDS=("$ENG_PID")
+        run_wrk "track-e$i" "$TRACK_CONNS" "$DURATION" track.lua "$ENG_PORT" "t$STAMP$i" "$WRITE_KEY" /v1/track
+        e_rps+=("${W[rps]}") e_p50+=("$(us2ms "${W[p50_us]}")") e_p99+=("$(us2ms "${W[p99_us]}")")
+        e_cpu+=("${W[srv_cores]}")
+        e_eff+=("$(calc "sprintf(\"%.0f\", ${W[rps]} / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")")
+        sent=$((sent + ${W[requests]}))
+        bad=$((bad + ${W[err_status]}))
+      else
+        read -r -a SRV_PIDS <<<"$(nginx_pids)"
+        run_wrk "track-n$i" "$TRACK_CONNS" "$DURATION" track.lua "$NGX_PORT" "t$STAMP$i" "$WRITE_KEY" /v1/track
+        n_rps+=("${W[rps]}") n_p50+=("$(us2ms "${W[p50_us]}")") n_p99+=("$(us2ms "${W[p99_us]}")")
+        n_cpu+=("${W[srv_cores]}")
+        n_eff+=("$(calc "sprintf(\"%.0f\", ${W[rps]} / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")")
+      fi
+      loads+=("${W[load]}") others+=("${W[other_cores]}")
+      emit "| $i | $who | ${W[rps]} | $(us2ms "${W[p50_us]}") | $(us2ms "${W[p99_us]}") | $(us2ms "${W[max_us]}") | ${W[err_status]} | ${W[errors]} | ${W[srv_cores]} | $(calc "sprintf(\"%.0f\", ${W[rps]} / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))") | ${W[wrk_cores]} | ${W[other_cores]} | ${W[load]} |"
+      say "  run $i $who: ${W[rps]} req/s, p50 $(us2ms "${W[p50_us]}") ms, p99 $(us2ms "${W[p99_us]}") ms (load ${W[load]}, other jobs ${W[other_cores]} cores)"
+    done
+    ratios+=("$(calc "sprintf(\"%.3f\", ${e_rps[-1]} / ${n_rps[-1]})")")
+  done
+  fetch_metrics
+  acc1=$(metric engaged_events_accepted_total) dup1=$(metric engaged_events_duplicate_total)
+  read -r st_ok st_bad st_other <<<"$(route_statuses /v1/track)"
+  stop_nginx
+  stop_engaged
+  local me mn ratio p99 verdict
+  me=$(median "${e_rps[@]}") mn=$(median "${n_rps[@]}")
+  ratio=$(calc "sprintf(\"%.3f\", $me / $mn)")
+  p99=$(median "${e_p99[@]}")
+  emit ""
+  emit "Medians over $RUNS runs: engaged **$me events/s** (p50 $(median "${e_p50[@]}") ms, p99 **$p99 ms**, $(median "${e_eff[@]}") req per server CPU-second, server used $(median "${e_cpu[@]}") cores); nginx **$mn req/s** (p50 $(median "${n_p50[@]}") ms, p99 $(median "${n_p99[@]}") ms, $(median "${n_eff[@]}") req per server CPU-second, $(median "${n_cpu[@]}") cores)."
+  emit "Ratio of medians engaged/nginx: **$ratio** (per-run pairs: ${ratios[*]}). Load average during the runs: $(minmax "${loads[@]}")."
+  emit "Server-side check: engaged stored $((acc1 - acc0)) events during the measured runs, wrk got $sent answers ($((acc1 - acc0 - sent)) more stored than answered: requests in flight when wrk stopped), $((dup1 - dup0)) counted as duplicates; /v1/track status counts since start: 2xx $st_ok, non-2xx $st_bad, unanswered (client gone) $st_other; error lines in the server log: $(errors_in_log "$TMP/engaged-track.log")."
+  emit ""
+  [ "$bad" = 0 ] || problem "track: $bad non-2xx answers from engaged"
+  [ "$((dup1 - dup0))" = 0 ] || problem "track: $((dup1 - dup0)) events counted as duplicates (messageIds should be unique)"
+  [ "$st_bad" = 0 ] || problem "track: engaged counted $st_bad non-2xx answers on /v1/track"
+  [ "$ENG_EXIT" = 0 ] || problem "track: engaged exited with status $ENG_EXIT on SIGTERM"
+  verdict=$(calc "($ratio >= 0.6 ? \"met\" : \"NOT met\")")
+  SUMMARY+=("| track events/s vs nginx \`return 204\` ($TRACK_CONNS conns) | ≥ 0.6 × nginx | $me vs $mn req/s = **${ratio} ×** | $verdict | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  local ee ne
+  ee=$(median "${e_eff[@]}") ne=$(median "${n_eff[@]}")
+  SUMMARY+=("| track, requests per server CPU-second (load-independent view) | — | engaged $ee vs nginx $ne = **$(calc "sprintf(\"%.3f\", $ee / $ne)") ×** | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  verdict=$(calc "($p99 <= 5 ? \"met\" : \"NOT met\")")
+  SUMMARY+=("| track p99 latency ($TRACK_CONNS conns) | ≤ 5 ms | **$p99 ms** (p50 $(median "${e_p50[@]}") ms) | $verdict | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+}
+
+# ---- batch ---------------------------------------------------------------------------------------
+
+bench_batch() {
+  say "batch: POST /v1/batch x $BATCH_SIZE events at ${BATCH_CONNS// /, } connections, $RUNS x ${DURATION}s each"
+  start_engaged "$TMP/batch-data" "$TMP/engaged-batch.log"
+  SRV_PIDS=("$ENG_PID")
+  emit "## 2. POST /v1/batch, $BATCH_SIZE events per request: durable events/s"
+  emit ""
+  emit "A 200 from /v1/batch means every event in it is on disk (fsync'd), so events/s = answered requests × $BATCH_SIZE / s; the server's own engaged_events_accepted_total is the cross-check."
+  emit ""
+  emit "| run | conns | events/s (answered) | events/s (server-counted) | batch p50 ms | p99 ms | non-2xx | sock err | events per commit | srv cores | events per srv CPU-s | wrk cores | other cores | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  local c i a0 a1 c0 c1 d0 d1 evs srv_evs
+  declare -A res_evs res_p99 res_p50 res_eff res_load res_other
+  say "batch: warm-up ${WARMUP}s"
+  run_wrk batch-warm 8 "$WARMUP" batch.lua "$ENG_PORT" "bw$STAMP" "$WRITE_KEY" /v1/batch "$BATCH_SIZE"
+  for i in $(seq "$RUNS"); do
+    for c in $BATCH_CONNS; do
+      fetch_metrics
+      a0=$(metric engaged_events_accepted_total) c0=$(metric engaged_commits_total) d0=$(metric engaged_events_duplicate_total)
+      run_wrk "batch-c$c-$i" "$c" "$DURATION" batch.lua "$ENG_PORT" "b$STAMP$i$c" "$WRITE_KEY" /v1/batch "$BATCH_SIZE"
+      fetch_metrics
+      a1=$(metric engaged_events_accepted_total) c1=$(metric engaged_commits_total) d1=$(metric engaged_events_duplicate_total)
+      evs=$(calc "sprintf(\"%.0f\", (${W[requests]} - ${W[err_status]}) * $BATCH_SIZE / (${W[duration_us]} / 1e6))")
+      srv_evs=$(calc "sprintf(\"%.0f\", ($a1 - $a0) / (${W[duration_us]} / 1e6))")
+      local epc eff
+      epc=$(calc "sprintf(\"%.0f\", ($c1 > $c0) ? ($a1 - $a0) / ($c1 - $c0) : 0)")
+      eff=$(calc "sprintf(\"%.0f\", $evs / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")
+      res_evs[$c]+="$evs " res_p50[$c]+="$(us2ms "${W[p50_us]}") " res_p99[$c]+="$(us2ms "${W[p99_us]}") "
+      res_eff[$c]+="$eff " res_load[$c]+="${W[load]} " res_other[$c]+="${W[other_cores]} "
+      emit "| $i | $c | $evs | $srv_evs | $(us2ms "${W[p50_us]}") | $(us2ms "${W[p99_us]}") | ${W[err_status]} | ${W[errors]} | $epc | ${W[srv_cores]} | $eff | ${W[wrk_cores]} | ${W[other_cores]} | ${W[load]} |"
+      say "  run $i, $c conns: $evs events/s answered, $srv_evs stored/s, batch p99 $(us2ms "${W[p99_us]}") ms (load ${W[load]}, other jobs ${W[other_cores]} cores)"
+      [ "${W[err_status]}" = 0 ] || problem "batch ($c conns, run $i): ${W[err_status]} non-2xx answers"
+      [ "$((d1 - d0))" = 0 ] || problem "batch ($c conns, run $i): $((d1 - d0)) events counted as duplicates (messageIds should be unique)"
+    done
+  done
+  fetch_metrics
+  local st_ok st_bad st_other
+  read -r st_ok st_bad st_other <<<"$(route_statuses /v1/batch)"
+  local du_b stored
+  stored=$(metric engaged_events_accepted_total)
+  stop_engaged
+  du_b=$(du -sb "$TMP/batch-data" | cut -f1)
+  emit ""
+  for c in $BATCH_CONNS; do
+    # shellcheck disable=SC2086
+    local m p50 p99 eff lr verdict
+    m=$(median ${res_evs[$c]}) p50=$(median ${res_p50[$c]}) p99=$(median ${res_p99[$c]}) eff=$(median ${res_eff[$c]}) lr=$(minmax ${res_load[$c]})
+    emit "- $c connections: median **$m durable events/s** (batch latency p50 $p50 ms, p99 $p99 ms; $eff events per server CPU-second; load $lr)"
+    verdict=$(calc "($m >= 300000 ? \"met\" : \"NOT met\")")
+    SUMMARY+=("| batch of $BATCH_SIZE, durable events/s ($c conns) | ≥ 300,000 | **$m** ($(calc "sprintf(\"%.3f\", $m / 300000)") × target; $eff per server CPU-s) | $verdict | $lr | $(minmax ${res_other[$c]}) |")
+  done
+  emit "- server-side: /v1/batch 2xx $st_ok, non-2xx $st_bad, unanswered (client gone at the end of a run) $st_other; $stored events stored, $du_b bytes on disk ($(calc "sprintf(\"%.0f\", $du_b / ($stored > 0 ? $stored : 1))") B/event); error lines in the server log: $(errors_in_log "$TMP/engaged-batch.log")."
+  emit ""
+  [ "$st_bad" = 0 ] || problem "batch: engaged counted $st_bad non-2xx answers on /v1/batch"
+  [ "$ENG_EXIT" = 0 ] || problem "batch: engaged exited with status $ENG_EXIT on SIGTERM"
+}
+
+# ---- memory --------------------------------------------------------------------------------------
+
+bench_memory() {
+  local data=$TMP/memory-data log=$TMP/engaged-memory.log
+  say "memory: load $MEM_EVENTS events through /v1/batch, then restart $RESTART_RUNS times and read VmRSS/VmHWM"
+  start_engaged "$data" "$log"
+  local rss0 hwm0 conns=8 per_thread t0 t1 stored rss1 hwm1 du_live du_stop
+  rss0=$(proc_status "$ENG_PID" VmRSS) hwm0=$(proc_status "$ENG_PID" VmHWM)
+  per_thread=$(((MEM_EVENTS + BATCH_SIZE * WRK_THREADS - 1) / (BATCH_SIZE * WRK_THREADS)))
+  local load_start load_rate load_secs
+  load_start=$(loadavg)
+  load_events "$MEM_EVENTS" "$conns" "$per_thread" "m$STAMP"
+  load_secs=$(calc "sprintf(\"%.1f\", $LOAD_MS / 1000)")
+  stored=$LOAD_STORED
+  load_rate=$(calc "sprintf(\"%.0f\", $stored / ($load_secs > 0 ? $load_secs : 1))")
+  rss1=$(proc_status "$ENG_PID" VmRSS) hwm1=$(proc_status "$ENG_PID" VmHWM)
+  du_live=$(du -sb "$data" | cut -f1)
+  stop_engaged
+  local first_stop=$ENG_STOP_MS
+  du_stop=$(du -sb "$data" | cut -f1)
+  [ "$LOAD_BAD" = 0 ] || problem "memory load: $LOAD_BAD non-2xx answers from /v1/batch"
+  emit "## 3. Memory per million stored events"
+  emit ""
+  emit "Loaded $stored events through POST /v1/batch ($BATCH_SIZE per request, $conns connections) in $load_secs s = $load_rate events/s sustained (load average $load_start at the start; the server used $LOAD_SRV_CORES cores, everything else on the machine but the server $LOAD_REST_CORES cores, wrk included)."
+  emit "Empty server after start: VmRSS $rss0 kB, VmHWM $hwm0 kB. After the load, before restart: VmRSS $rss1 kB, VmHWM $hwm1 kB. SIGTERM to exit: $first_stop ms."
+  emit ""
+  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | dedup load ms (server log) | stop ms | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|"
+  local i rss=() hwm=() ready=() l ids ms loads=() others=()
+  for i in $(seq "$RESTART_RUNS"); do
+    l=$(load1)
+    : >"$log.restart"
+    start_engaged "$data" "$log.restart"
+    local r h
+    r=$(proc_status "$ENG_PID" VmRSS) h=$(proc_status "$ENG_PID" VmHWM)
+    stop_engaged
+    cat "$log.restart" >>"$log"
+    ids=$(grep -o '"commit: [0-9]* message ids in the dedup window, loaded in [0-9]* ms' "$log.restart" | awk '{print $2}')
+    ms=$(grep -o 'loaded in [0-9]* ms' "$log.restart" | awk '{print $3}')
+    rss+=("$r") hwm+=("$h") ready+=("$ENG_READY_MS") loads+=("$l") others+=("$ENG_START_OTHER")
+    emit "| $i | $ENG_READY_MS | $ENG_START_CPU_S | $ENG_START_OTHER | $r | $h | ${ids:-?} | ${ms:-?} | $ENG_STOP_MS | $l |"
+    say "  restart $i: ready in $ENG_READY_MS ms, VmRSS $r kB, VmHWM $h kB"
+  done
+  local mr mh per_m per_m_hwm bpe bpe_stop
+  mr=$(median "${rss[@]}") mh=$(median "${hwm[@]}")
+  per_m=$(calc "sprintf(\"%.1f\", ($mr - $rss0) / 1024 / ($stored / 1e6))")
+  per_m_hwm=$(calc "sprintf(\"%.1f\", ($mh - $hwm0) / 1024 / ($stored / 1e6))")
+  bpe=$(calc "sprintf(\"%.0f\", $du_live / $stored)")
+  bpe_stop=$(calc "sprintf(\"%.0f\", $du_stop / $stored)")
+  emit ""
+  emit "- RSS after a restart that loaded the store: median **$mr kB** (VmHWM $mh kB); minus the empty server's $rss0 kB: **$per_m MiB per million events** (VmHWM: $per_m_hwm MiB per million). Restart time at $stored events: median $(median "${ready[@]}") ms."
+  emit "- on disk: $du_live bytes while running (**$bpe B/event**), $du_stop bytes after a clean stop ($bpe_stop B/event)."
+  emit "- error lines in the server log: $(errors_in_log "$log")."
+  emit ""
+  MEM_POINT="$stored $mr"
+  SUMMARY+=("| memory: RSS per million stored events (after restart) | — | **$per_m MiB**/M (RSS $mr kB at $stored events; HWM $per_m_hwm MiB/M) | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  SUMMARY+=("| on-disk bytes per event | — | **$bpe B** ($bpe_stop B after clean stop) | measured | ${load_start%% *} | — |")
+  SUMMARY+=("| restart time at $stored events | — | **$(median "${ready[@]}") ms** | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+}
+
+# ---- restart -------------------------------------------------------------------------------------
+
+bench_restart() {
+  local n=$RESTART_EVENTS data stamp built build_s="" imp_line="" load_b
+  if [ -n "$STORE_CACHE" ]; then
+    data=$STORE_CACHE/restart-$n
+    stamp=$data/.bench-built
+    if [ -f "$stamp" ] && [ $(($(date +%s) - $(stat -c %Y "$stamp"))) -gt $((20 * 3600)) ]; then
+      say "restart: cached store $data is older than 20 h (its events leave the dedup window): rebuilding"
+      rm -rf "$data"
+    fi
+  else
+    data=$TMP/restart-data
+    stamp=$data/.bench-built
+  fi
+  if [ -f "$stamp" ]; then
+    built="reused from $data, $(cat "$stamp")"
+    say "restart: reusing the store in $data"
+  else
+    rm -rf "$data"
+    mkdir -p "$data"
+    # ~535 B/event on disk, plus the WAL and headroom: ask for 700 B/event before starting.
+    local need_kb avail_kb
+    need_kb=$((n * 700 / 1024))
+    avail_kb=$(df -Pk "$data" | awk 'NR == 2 {print $4}')
+    if [ "$avail_kb" -lt "$need_kb" ]; then
+      problem "restart: a store of $n events needs about $((need_kb / 1024)) MiB free in $data; only $((avail_kb / 1024)) MiB are (set BENCH_RESTART_EVENTS lower)"
+      rm -rf "$data"
+      return 0
+    fi
+    load_b=$(loadavg)
+    say "restart: building a store of $n events: awk generator | engaged import (this takes a while; progress in $TMP/import.log)"
+    local t0 t1 rc=0
+    t0=$(now_ms)
+    awk -v n="$n" -v prefix="r$STAMP" -f "$HERE/gen_events.awk" |
+      "$BIN" import /dev/stdin --format jsonl --data "$data" >"$TMP/import.log" 2>&1 || rc=$?
+    t1=$(now_ms)
+    build_s=$(calc "sprintf(\"%.0f\", ($t1 - $t0) / 1000)")
+    imp_line=$(grep '^import: .* records in' "$TMP/import.log" | tail -1) || imp_line="(no summary line)"
+    if [ "$rc" != 0 ]; then
+      problem "restart: engaged import exited with $rc: $imp_line $(tail -3 "$TMP/import.log" | tr '\n' ' ')"
+      [ "$rc" = 1 ] || return 1 # 1: some lines rejected, the store is still usable
+    fi
+    built="built in $build_s s ($(calc "sprintf(\"%.0f\", $n / ($build_s > 0 ? $build_s : 1))") events/s; load average at the start $load_b) on $(date '+%Y-%m-%d %H:%M'): \`$imp_line\`"
+    printf '%s\n' "$built" >"$stamp"
+    say "restart: store built in $build_s s"
+  fi
+  local du_b
+  du_b=$(du -sb "$data" | cut -f1)
+  emit "## 4. Restart time with $n events stored"
+  emit ""
+  emit "Store: $n events, $du_b bytes on disk ($(calc "sprintf(\"%.0f\", $du_b / $n)") B/event); $built."
+  emit "Ready = from starting \`engaged serve\` to the first 200 from GET /healthz, polled every 10 ms. The store's files are in the page cache (just written or just read): this is a warm restart, not a cold boot."
+  emit ""
+  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | dedup load ms (server log) | stop ms | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|"
+  local i ready=() rss=() loads=() others=() cpus=() l ids ms log=$TMP/engaged-restart.log r h
+  for i in $(seq "$RESTART_RUNS"); do
+    l=$(load1)
+    : >"$log.$i"
+    say "  restart $i: starting"
+    start_engaged "$data" "$log.$i"
+    r=$(proc_status "$ENG_PID" VmRSS) h=$(proc_status "$ENG_PID" VmHWM)
+    stop_engaged
+    [ "$ENG_EXIT" = 0 ] || problem "restart: engaged exited with status $ENG_EXIT on SIGTERM"
+    ids=$(grep -o '"commit: [0-9]* message ids in the dedup window, loaded in [0-9]* ms' "$log.$i" | awk '{print $2}')
+    ms=$(grep -o 'loaded in [0-9]* ms' "$log.$i" | awk '{print $3}')
+    ready+=("$ENG_READY_MS") rss+=("$r") loads+=("$l") others+=("$ENG_START_OTHER") cpus+=("$ENG_START_CPU_S")
+    emit "| $i | $ENG_READY_MS | $ENG_START_CPU_S | $ENG_START_OTHER | $r | $h | ${ids:-?} | ${ms:-?} | $ENG_STOP_MS | $l |"
+    say "  restart $i: ready in $ENG_READY_MS ms (dedup ids ${ids:-?} loaded in ${ms:-?} ms), VmRSS $r kB"
+    [ "$(errors_in_log "$log.$i")" = 0 ] || problem "restart $i: error lines in the server log ($(grep -m1 '"level":"error"' "$log.$i"))"
+  done
+  local mr
+  mr=$(median "${rss[@]}")
+  emit ""
+  emit "- median ready time **$(median "${ready[@]}") ms**; VmRSS after start median $mr kB ($(calc "sprintf(\"%.1f\", $mr / 1024 / ($n / 1e6))") MiB per million events, empty-server RSS not subtracted)."
+  emit ""
+  if [ -n "$MEM_POINT" ]; then
+    local n1 r1
+    read -r n1 r1 <<<"$MEM_POINT"
+    if [ "$n" -gt "$n1" ]; then
+      local slope
+      slope=$(calc "sprintf(\"%.1f\", ($mr - $r1) / 1024 / (($n - $n1) / 1e6))")
+      emit "- marginal memory between the memory section's store ($n1 events, RSS $r1 kB) and this one: **$slope MiB per million events** (fixed costs such as SQLite's page cache cancel out)."
+      emit ""
+      SUMMARY+=("| memory: marginal RSS per million events ($n1 → $n events) | — | **$slope MiB**/M | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+    fi
+  fi
+  SUMMARY+=("| restart time at $n events | — | **$(median "${ready[@]}") ms** (server CPU to ready $(median "${cpus[@]}") s; RSS $mr kB) | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  if [ -z "$STORE_CACHE" ]; then rm -rf "$data"; fi
+}
+
+# ---- main ----------------------------------------------------------------------------------------
+
+# The whole run is one function, called on the file's last line: bash has then read all of it before
+# anything runs, so editing this file during a run cannot change the run.
+main() {
+  machine_info
+  T_START=$(now_ms)
+  trap 'echo "bench: FAILED at line $LINENO: $BASH_COMMAND (partial results in $RESULT)" >&2' ERR
+  for s in "${sections[@]}"; do
+    "bench_$s"
+  done
+  emit "## Summary"
+  emit ""
+  emit "| what | target | measured (medians) | verdict | load avg during | other jobs, cores |"
+  emit "|---|---|---|---|---|---|"
+  for row in "${SUMMARY[@]}"; do emit "$row"; done
+  emit ""
+  if [ ${#PROBLEMS[@]} -eq 0 ]; then
+    emit "Server problems seen: none (no non-2xx answers, no socket errors counted as failures, no error lines in the server logs, every SIGTERM exit 0)."
+  else
+    emit "Problems seen (server errors, non-2xx answers, duplicates, failed or skipped steps):"
+    for p in "${PROBLEMS[@]}"; do emit "- $p"; done
+  fi
+  emit ""
+  emit "Total time: $((($(now_ms) - T_START) / 1000)) s; load average at the end: $(loadavg)."
+  say "results written to $RESULT"
+}
+
+main "$@"; exit $?
