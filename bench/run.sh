@@ -217,7 +217,7 @@ route_statuses() {
   printf '%s\n' "$METRICS" | awk -v r="route=\"$1\"" '
     /^engaged_http_requests_total\{/ && index($0, r) {
       s = $1; sub(/.*status="/, "", s); sub(/".*/, "", s)
-      if (s ~ /^2/) ok += $2; else if (s == "other") other += $2; else bad += $2 }
+      if (s ~ /^2/) ok += $2; else if (s == "unanswered" || s == "other") other += $2; else bad += $2 }
     END { printf "%d %d %d\n", ok, bad, other }'
 }
 errors_in_log() { grep -cE '"level":"(error|fatal)"' "$1" 2>/dev/null || true; }
@@ -568,7 +568,7 @@ bench_memory() {
   emit "Loaded $stored events through POST /v1/batch ($BATCH_SIZE per request, $conns connections) in $load_secs s = $load_rate events/s sustained (load average $load_start at the start; the server used $LOAD_SRV_CORES cores, everything else on the machine but the server $LOAD_REST_CORES cores, wrk included)."
   emit "Empty server after start: VmRSS $rss0 kB, VmHWM $hwm0 kB. After the load, before restart: VmRSS $rss1 kB, VmHWM $hwm1 kB. SIGTERM to exit: $first_stop ms."
   emit ""
-  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | dedup load ms (server log) | stop ms | load |"
+  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | index load ms (server log) | stop ms | load |"
   emit "|---|---|---|---|---|---|---|---|---|---|"
   local i rss=() hwm=() ready=() l ids ms loads=() others=()
   for i in $(seq "$RESTART_RUNS"); do
@@ -579,8 +579,8 @@ bench_memory() {
     r=$(proc_status "$ENG_PID" VmRSS) h=$(proc_status "$ENG_PID" VmHWM)
     stop_engaged
     cat "$log.restart" >>"$log"
-    ids=$(grep -o '"commit: [0-9]* message ids in the dedup window, loaded in [0-9]* ms' "$log.restart" | awk '{print $2}')
-    ms=$(grep -o 'loaded in [0-9]* ms' "$log.restart" | awk '{print $3}')
+    ids=$(grep -o '[0-9]* message ids in the dedup window' "$log.restart" | awk '{print $1}' || true)
+    ms=$(grep -o 'loaded in [0-9]* ms' "$log.restart" | awk '{print $3}' || true)
     rss+=("$r") hwm+=("$h") ready+=("$ENG_READY_MS") loads+=("$l") others+=("$ENG_START_OTHER")
     emit "| $i | $ENG_READY_MS | $ENG_START_CPU_S | $ENG_START_OTHER | $r | $h | ${ids:-?} | ${ms:-?} | $ENG_STOP_MS | $l |"
     say "  restart $i: ready in $ENG_READY_MS ms, VmRSS $r kB, VmHWM $h kB"
@@ -656,7 +656,7 @@ bench_restart() {
   emit "Store: $n events, $du_b bytes on disk ($(calc "sprintf(\"%.0f\", $du_b / $n)") B/event); $built."
   emit "Ready = from starting \`engaged serve\` to the first 200 from GET /healthz, polled every 10 ms. The store's files are in the page cache (just written or just read): this is a warm restart, not a cold boot."
   emit ""
-  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | dedup load ms (server log) | stop ms | load |"
+  emit "| restart | ready ms | server CPU s to ready | other cores | VmRSS kB | VmHWM kB | dedup ids loaded | index load ms (server log) | stop ms | load |"
   emit "|---|---|---|---|---|---|---|---|---|---|"
   local i ready=() rss=() loads=() others=() cpus=() l ids ms log=$TMP/engaged-restart.log r h
   for i in $(seq "$RESTART_RUNS"); do
@@ -667,8 +667,8 @@ bench_restart() {
     r=$(proc_status "$ENG_PID" VmRSS) h=$(proc_status "$ENG_PID" VmHWM)
     stop_engaged
     [ "$ENG_EXIT" = 0 ] || problem "restart: engaged exited with status $ENG_EXIT on SIGTERM"
-    ids=$(grep -o '"commit: [0-9]* message ids in the dedup window, loaded in [0-9]* ms' "$log.$i" | awk '{print $2}')
-    ms=$(grep -o 'loaded in [0-9]* ms' "$log.$i" | awk '{print $3}')
+    ids=$(grep -o '[0-9]* message ids in the dedup window' "$log.$i" | awk '{print $1}' || true)
+    ms=$(grep -o 'loaded in [0-9]* ms' "$log.$i" | awk '{print $3}' || true)
     ready+=("$ENG_READY_MS") rss+=("$r") loads+=("$l") others+=("$ENG_START_OTHER") cpus+=("$ENG_START_CPU_S")
     emit "| $i | $ENG_READY_MS | $ENG_START_CPU_S | $ENG_START_OTHER | $r | $h | ${ids:-?} | ${ms:-?} | $ENG_STOP_MS | $l |"
     say "  restart $i: ready in $ENG_READY_MS ms (dedup ids ${ids:-?} loaded in ${ms:-?} ms), VmRSS $r kB"

@@ -69,7 +69,7 @@ int cmd_import(int argc, char **argv) {
                 fmt = IMP_CSV;
             else if (strcmp(v, "auto") != 0)
                 path = NULL, i = nrest;
-        } else if (!path && a[0] != '-') {
+        } else if (!path && (a[0] != '-' || strcmp(a, "-") == 0)) { /* "-": standard input */
             path = a;
         } else {
             path = NULL;

@@ -11,8 +11,9 @@
 
 #define MAX_ROUTES 64
 
-static const int statuses[] = {200, 201, 204, 400, 401, 403, 404,
-                               405, 409, 413, 415, 429, 500, 503};
+/* 0 is a request that got no answer: the client went away first. */
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,
+                               409, 413, 415, 429, 500, 503, 0};
 #define NSTATUS (sizeof statuses / sizeof statuses[0])
 
 /* The last row counts requests that matched no route; the last column, any other status. */
@@ -58,12 +59,15 @@ void metrics_handler(http_req *r) {
         for (size_t col = 0; col <= NSTATUS; col++) {
             uint64_t v = atomic_load_explicit(&requests[row][col], memory_order_relaxed);
             if (!v) continue;
-            if (col < NSTATUS)
-                buf_printf(&b, "engaged_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                           route_label(row), statuses[col], (unsigned long long)v);
+            char status[16];
+            if (col == NSTATUS)
+                snprintf(status, sizeof status, "other");
+            else if (statuses[col] == 0)
+                snprintf(status, sizeof status, "unanswered");
             else
-                buf_printf(&b, "engaged_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                           route_label(row), (unsigned long long)v);
+                snprintf(status, sizeof status, "%d", statuses[col]);
+            buf_printf(&b, "engaged_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                       route_label(row), status, (unsigned long long)v);
         }
     }
     buf_puts(&b, "# HELP engaged_http_request_duration_seconds Time from request headers to "
