@@ -14,18 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "ingest/ev.h"
 #include "util/timefmt.h"
 
 #define RECEIVED 1714564800000LL /* 2024-05-01T12:00:00Z */
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const char *const known_codes[] = {"missing_field", "invalid_field", "event_too_large",
                                           "too_deep"};

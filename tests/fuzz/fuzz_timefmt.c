@@ -11,19 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "util/timefmt.h"
 
 #define T_MIN (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
 #define T_MAX (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
 #define DAY_MS 86400000LL
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check_format(int64_t ms) {
     char out[TF_LEN], again[TF_LEN];

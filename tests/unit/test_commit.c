@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <ftw.h>
 #include <pthread.h>
 
@@ -30,11 +32,6 @@ typedef struct fixture {
     commit *c;
     commit_opts opts;
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static void open_store(fixture *f) {
     char err[512] = "";
@@ -82,7 +79,7 @@ static int teardown(void **state) {
     fixture *f = *state;
     commit_stop(f->c);
     store_close(f->s);
-    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = test_rmtree(f->dir);
     free(f);
     return rc;
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <ftw.h>
 #include <unistd.h>
 
@@ -18,11 +20,6 @@
 extern char **environ;
 
 static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 /* Removes every ENGAGED_* variable, so the runner's environment cannot leak into a test. */
 static void clear_engaged_env(void) {
@@ -49,7 +46,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    return nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return test_rmtree(tmpdir);
 }
 
 static int test_setup(void **state) {

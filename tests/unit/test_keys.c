@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <ctype.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -29,11 +31,6 @@ typedef struct fixture {
     keyring *k;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
@@ -50,7 +47,7 @@ static int teardown(void **state) {
     fixture *f = *state;
     keys_free(f->k);
     store_close(f->s);
-    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = test_rmtree(f->dir);
     free(f);
     return rc;
 }

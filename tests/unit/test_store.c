@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
@@ -27,11 +29,6 @@ typedef struct fixture {
     store *s;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
@@ -44,7 +41,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     store_close(f->s);
-    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = test_rmtree(f->dir);
     free(f);
     return rc;
 }
