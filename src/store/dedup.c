@@ -62,6 +62,13 @@ static int resize(dedup *d, size_t cap) {
     return 0;
 }
 
+int dedup_reserve(dedup *d, size_t n) {
+    size_t cap = d->mask + 1;
+    while (n * 4 > cap * 3)
+        cap *= 2;
+    return cap == d->mask + 1 ? 0 : resize(d, cap);
+}
+
 int dedup_add(dedup *d, uint64_t hash, int64_t seq) {
     if ((d->count + 1) * 4 > (d->mask + 1) * 3 && resize(d, (d->mask + 1) * 2)) return -1;
     insert_slot(d->slots, d->mask, hash, seq);

@@ -25,6 +25,8 @@ void dedup_free(dedup *d);
  * (the set is unchanged). O(1) amortised.
  */
 int dedup_add(dedup *d, uint64_t hash, int64_t seq);
+/* Makes room for n ids in all without growing (used before loading a known number). 0 or -1. */
+int dedup_reserve(dedup *d, size_t n);
 /* Calls match(seq, arg) for each entry with this hash until it returns nonzero; returns that value,
  * or 0 when none matched. O(1) expected. */
 int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *arg), void *arg);

@@ -231,6 +231,22 @@ static void test_wraparound_run(void **state) {
     }
 }
 
+/* dedup_reserve sizes the table once: adding that many ids afterwards never grows it. */
+static void test_reserve(void **state) {
+    (void)state;
+    dedup *d = dedup_new();
+    assert_int_equal(dedup_reserve(d, 10000), 0);
+    size_t bytes = dedup_bytes(d);
+    assert_true(bytes >= 16384 * 16 && bytes < 16384 * 16 + 1024); /* 10000 / (3/4) -> 2^14 slots */
+    for (int64_t i = 1; i <= 10000; i++)
+        assert_int_equal(dedup_add(d, (uint64_t)i * 0x9e3779b97f4a7c15ull, i), 0);
+    assert_int_equal(dedup_bytes(d), bytes);
+    assert_int_equal(dedup_count(d), 10000);
+    assert_int_equal(dedup_reserve(d, 100), 0); /* never shrinks */
+    assert_int_equal(dedup_bytes(d), bytes);
+    dedup_free(d);
+}
+
 static void test_growth(void **state) {
     (void)state;
     dedup *d = dedup_new();
@@ -375,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_backward_shift_runs),
         cmocka_unit_test(test_wraparound_run),
         cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_prune),
         cmocka_unit_test(test_randomized),
     };
