@@ -112,15 +112,8 @@ void admin_clock(http_req *r) {
                              "the clock can only be set when the server runs with --test-clock");
             return;
         }
-        const char *body;
-        size_t len;
-        if (http_body(r, &body, &len)) return;
-        json_error_t je;
-        json_t *root = json_loadb(body, len, 0, &je);
-        if (!root) {
-            http_reply_json_error(r, &je);
-            return;
-        }
+        json_t *root = http_json_object(r);
+        if (!root) return;
         const json_t *now = json_object_get(root, "now"),
                      *adv = json_object_get(root, "advance_ms");
         int64_t ms;

@@ -11,26 +11,6 @@
 
 #define BATCH_MAX_EVENTS 2500
 
-/* Parses the body as a JSON object. Returns it (the caller decrefs) or replies and returns NULL. */
-static json_t *parse_object(http_req *r) {
-    const char *body;
-    size_t len;
-    if (http_body(r, &body, &len)) return NULL;
-    json_error_t je;
-    /* JSON_DECODE_ANY: a scalar body is valid JSON of the wrong shape, and is told so. */
-    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
-    if (!root) {
-        http_reply_json_error(r, &je);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        http_reply_error(r, "invalid_body", NULL, "the body must be a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
 /* The writeKey member, when the body carries the key (sendBeacon and some SDKs do). */
 static const char *body_write_key(const json_t *root) {
     return json_string_value(json_object_get(root, "writeKey"));
@@ -55,7 +35,7 @@ void collect_single(http_req *r) {
         http_reply_error(r, "internal", NULL, "route %s has no event type", r->route->path);
         return;
     }
-    json_t *root = parse_object(r);
+    json_t *root = http_json_object(r);
     if (!root) return;
     r->events_received = 1;
     if (http_authorize(r, body_write_key(root), 1)) goto out;
@@ -117,7 +97,7 @@ static bool envelope_object(http_req *r, const json_t *root, const char *name, c
 }
 
 void collect_batch(http_req *r) {
-    json_t *root = parse_object(r);
+    json_t *root = http_json_object(r);
     if (!root) return;
     const json_t *batch = json_object_get(root, "batch");
     const json_t *context, *integrations;

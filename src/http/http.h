@@ -123,6 +123,11 @@ int http_body(http_req *r, const char **out, size_t *len);
  * or 429 and returns -1. */
 int http_authorize(http_req *r, const char *body_key, double nevents);
 
+/* The body (inflated as http_body() does) parsed as a JSON object, which the caller decrefs; or
+ * NULL after replying invalid_json (with the position) or invalid_body (valid JSON of another
+ * shape). Every endpoint that takes a JSON object reads its body through this. */
+json_t *http_json_object(http_req *r);
+
 /* Hands r->events[0..nevents) (owned by r) to the committer and suspends the request; on_commit is
  * called when r->creq has its result, and must reply. Returns 0, or replies 503 and returns -1. */
 int http_commit(http_req *r, void (*on_commit)(http_req *r));

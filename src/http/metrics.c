@@ -100,7 +100,8 @@ void metrics_handler(http_req *r) {
                "# HELP engaged_commit_queue_events Events waiting for the next commit.\n"
                "# TYPE engaged_commit_queue_events gauge\n"
                "engaged_commit_queue_events %llu\n"
-               "# HELP engaged_commits_total Transactions committed (each one fsync).\n"
+               "# HELP engaged_commits_total Transactions committed (written; syncs_total counts "
+               "the fdatasyncs).\n"
                "# TYPE engaged_commits_total counter\n"
                "engaged_commits_total %llu\n"
                "# HELP engaged_commit_failures_total Transactions rolled back.\n"
@@ -116,25 +117,27 @@ void metrics_handler(http_req *r) {
     buf_printf(&b,
                "# HELP engaged_syncs_total fdatasyncs of the WAL (each makes all written groups "
                "durable).\n# TYPE engaged_syncs_total counter\nengaged_syncs_total %llu\n"
-               "# HELP engaged_sync_duration_seconds One fdatasync of the WAL.\n"
-               "# TYPE engaged_sync_duration_seconds histogram\n",
-               (unsigned long long)atomic_load(&cs->syncs));
-    histo_render(&cs->sync_latency, "engaged_sync_duration_seconds", "", &b);
-    buf_puts(&b, "# HELP engaged_commit_duration_seconds One group's transaction, BEGIN to COMMIT "
-                 "written (before its sync).\n"
-                 "# TYPE engaged_commit_duration_seconds histogram\n");
-    histo_render(&cs->latency, "engaged_commit_duration_seconds", "", &b);
-    buf_puts(&b, "# HELP engaged_commit_wait_seconds A request's wait from submission to durable.\n"
-                 "# TYPE engaged_commit_wait_seconds histogram\n");
-    histo_render(&cs->group_wait, "engaged_commit_wait_seconds", "", &b);
-    buf_printf(&b,
                "# HELP engaged_checkpoints_total WAL checkpoints run off the commit path.\n"
-               "# TYPE engaged_checkpoints_total counter\n"
-               "engaged_checkpoints_total %llu\n"
-               "# HELP engaged_checkpoint_duration_seconds One checkpoint (bulk or finishing).\n"
-               "# TYPE engaged_checkpoint_duration_seconds histogram\n",
+               "# TYPE engaged_checkpoints_total counter\nengaged_checkpoints_total %llu\n",
+               (unsigned long long)atomic_load(&cs->syncs),
                (unsigned long long)atomic_load(&cs->checkpoints));
-    histo_render(&cs->checkpoint_latency, "engaged_checkpoint_duration_seconds", "", &b);
+    const struct {
+        const char *name, *help;
+        const histo *h;
+    } histos[] = {
+        {"engaged_sync_duration_seconds", "One fdatasync of the WAL.", &cs->sync_latency},
+        {"engaged_commit_duration_seconds",
+         "One group's transaction, BEGIN to COMMIT written (before its sync).", &cs->latency},
+        {"engaged_commit_wait_seconds", "A request's wait from submission to durable.",
+         &cs->group_wait},
+        {"engaged_checkpoint_duration_seconds", "One checkpoint (bulk or finishing).",
+         &cs->checkpoint_latency},
+    };
+    for (size_t i = 0; i < sizeof histos / sizeof histos[0]; i++) {
+        buf_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", histos[i].name, histos[i].help,
+                   histos[i].name);
+        histo_render(histos[i].h, histos[i].name, "", &b);
+    }
     size_t len;
     char *p = buf_detach(&b, &len);
     http_reply_take(r, 200, "text/plain; version=0.0.4", p, len);

@@ -265,6 +265,25 @@ int http_body(http_req *r, const char **out, size_t *len) {
     return 0;
 }
 
+json_t *http_json_object(http_req *r) {
+    const char *body;
+    size_t len;
+    if (http_body(r, &body, &len)) return NULL;
+    json_error_t je;
+    /* JSON_DECODE_ANY: a scalar body is valid JSON of the wrong shape, and is told so. */
+    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
+    if (!root) {
+        http_reply_json_error(r, &je);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        http_reply_error(r, "invalid_body", NULL, "the body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
 /* ---- Deferred commits ---- */
 
 static void resume_request(commit_req *req) {

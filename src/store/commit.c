@@ -94,26 +94,23 @@ static int remember_recent(int64_t seq, const char *message_id, void *arg) {
 /* One scan of the store: the person index, and the dedup set for the window. */
 static int load_indexes(commit *c) {
     int64_t since = clock_now_ms() - c->opts.dedup_window_ms;
-    /* Size the dedup set once, from the window's span of seqs (an upper bound: seqs are rowids),
-     * rather than doubling it while loading: at 10M ids the doubling held two tables at once. */
     sqlite3 *db = store_writer(c->store);
-    int64_t first = store_first_seq_since(db, since);
+    /* The last row gives both the greatest received_at (the column stays non-decreasing from it)
+     * and the greatest seq, from which the dedup set is sized once rather than doubled while
+     * loading (at 10M ids the doubling held two tables at once). */
     sqlite3_stmt *st;
-    if (first != INT64_MAX &&
-        sqlite3_prepare_v2(db, "SELECT max(seq) FROM events", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, "SELECT seq, received_at FROM events ORDER BY seq DESC LIMIT 1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t first = store_first_seq_since(db, since);
+        if (first != INT64_MAX) /* an upper bound on the window's ids: seqs are rowids */
             dedup_reserve(c->dedup, (size_t)(sqlite3_column_int64(st, 0) - first + 1));
-        sqlite3_finalize(st);
+        c->last_received_ms = sqlite3_column_int64(st, 1);
     }
+    sqlite3_finalize(st);
     if (store_index_load(c->store, since, remember_recent, c)) return -1;
     c->last_prune_ms = clock_now_ms();
-    sqlite3_stmt *last;
-    if (sqlite3_prepare_v2(store_writer(c->store),
-                           "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", -1, &last,
-                           NULL) != SQLITE_OK)
-        return -1;
-    if (sqlite3_step(last) == SQLITE_ROW) c->last_received_ms = sqlite3_column_int64(last, 0);
-    sqlite3_finalize(last);
     return 0;
 }
 

@@ -344,11 +344,13 @@ pindex *store_people(store *s) {
     return s->people;
 }
 
+/* The first column of the first row of sql, binding arg to ?1 when sql has a parameter; none when
+ * there is no row or the value is NULL. */
 static int64_t query_int64(sqlite3 *db, const char *sql, int64_t arg, int64_t none) {
     sqlite3_stmt *st;
     int64_t v = none;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return none;
-    sqlite3_bind_int64(st, 1, arg);
+    if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, arg);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -357,7 +359,7 @@ static int64_t query_int64(sqlite3 *db, const char *sql, int64_t arg, int64_t no
 
 int64_t store_count_events(store *s) {
     sqlite3 *db = store_reader(s);
-    return db ? query_int64(db, "SELECT count(*) FROM events WHERE ?1 = ?1", 0, 0) : -1;
+    return db ? query_int64(db, "SELECT count(*) FROM events", 0, 0) : -1;
 }
 
 /* The first row at or after seq x: its seq and received_at, or false when there is none. */
@@ -386,7 +388,7 @@ int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms) {
         sqlite3_finalize(st);
         return INT64_MAX;
     }
-    hi = query_int64(db, "SELECT max(seq) FROM events WHERE ?1 = ?1", 0, lo) + 1;
+    hi = query_int64(db, "SELECT max(seq) FROM events", 0, lo) + 1;
     /* Smallest x whose first row at or after it was received at or after since_ms (or has none). */
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
