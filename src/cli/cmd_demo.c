@@ -178,9 +178,12 @@ static void print_welcome(const cfg *c, int port) {
         "Read the events back (admin key %s):\n"
         "  curl -H 'Authorization: Bearer %s' 'http://127.0.0.1:%d/v1/events?user_id=u1'\n"
         "  curl -H 'Authorization: Bearer %s' 'http://127.0.0.1:%d/v1/events?type=track&limit=5'\n"
+        "Look a shopper up (one live profile from the first anonymous visit to the order):\n"
+        "  curl -H 'Authorization: Bearer %s' "
+        "'http://127.0.0.1:%d/v1/profiles/lookup?anonymous_id=demo-anon-0001'\n"
         "Metrics: curl -H 'Authorization: Bearer %s' http://127.0.0.1:%d/metrics\n"
         "Stop with Ctrl-C.\n\n",
-        port, c->data, wk, wk, port, ak, ak, port, ak, port, ak, port);
+        port, c->data, wk, wk, port, ak, ak, port, ak, port, ak, port, ak, port);
     fflush(stdout);
 }
 

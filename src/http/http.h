@@ -37,6 +37,7 @@ typedef struct http_route {
     key_scope scope;  /* 0: no key needed */
     size_t max_body;  /* bytes, after inflating; 0: no body allowed */
     const char *name; /* the metrics label */
+    const char *op;   /* the engine operation the route runs (c360.c), or NULL */
 } http_route;
 
 #define HTTP_MAX_PARAMS 4
@@ -109,6 +110,8 @@ void http_reply_error(http_req *r, const char *code, const char *field, const ch
     __attribute__((format(printf, 4, 5)));
 /* invalid_json, with the byte position, line and column jansson reported. */
 void http_reply_json_error(http_req *r, const json_error_t *je);
+/* An error whose status the caller decides (the engine's domain refusals: 409 "expired", ...). */
+void http_reply_error_status(http_req *r, int status, const ev_error *e);
 /* The same, from an ev_error. */
 void http_reply_ev_error(http_req *r, const ev_error *e);
 /* The HTTP status for an error code (400 for an unknown one). */
@@ -127,10 +130,17 @@ int http_authorize(http_req *r, const char *body_key, double nevents);
  * NULL after replying invalid_json (with the position) or invalid_body (valid JSON of another
  * shape). Every endpoint that takes a JSON object reads its body through this. */
 json_t *http_json_object(http_req *r);
+/* The same for a body of any JSON shape (a bulk upsert is an array). */
+json_t *http_json_value(http_req *r);
 
 /* Hands r->events[0..nevents) (owned by r) to the committer and suspends the request; on_commit is
- * called when r->creq has its result, and must reply. Returns 0, or replies 503 and returns -1. */
+ * called when r->creq has its result, and must reply — or start another commit, which suspends the
+ * request again. Returns 0, or replies 503 and returns -1. */
 int http_commit(http_req *r, void (*on_commit)(http_req *r));
+/* The same for deleting rows (seqs, kept alive by the caller until on_commit) and no events. */
+int http_commit_deletes(http_req *r, const int64_t *seqs, size_t n, void (*on_commit)(http_req *r));
+/* The engine (Customer 360 state). */
+struct engine *http_engine(http_req *r);
 
 /* ---- The route handlers (collect.c, admin.c, metrics.c) ---- */
 
@@ -140,6 +150,7 @@ void admin_events(http_req *r);
 void admin_healthz(http_req *r);
 void admin_clock(http_req *r);
 void metrics_handler(http_req *r);
+void c360_handler(http_req *r); /* every route with an op */
 /* Counts a finished request for /metrics. route_index: into the routes table, -1 for unmatched. */
 void metrics_count_request(int route_index, int status, uint64_t duration_us);
 void metrics_count_events(size_t accepted, size_t duplicates, const char *const *rejected_codes,

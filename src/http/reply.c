@@ -11,12 +11,13 @@ static const struct {
     const char *code;
     int status;
 } error_codes[] = {
-    {"invalid_json", 400},       {"invalid_body", 400},    {"missing_field", 400},
-    {"invalid_field", 400},      {"invalid_batch", 400},   {"too_deep", 400},
-    {"unauthorized", 401},       {"forbidden", 403},       {"not_found", 404},
-    {"method_not_allowed", 405}, {"conflict", 409},        {"event_too_large", 413},
-    {"body_too_large", 413},     {"too_many_events", 413}, {"unsupported_encoding", 415},
-    {"rate_limited", 429},       {"internal", 500},        {"unavailable", 503},
+    {"invalid_json", 400},       {"invalid_body", 400},      {"missing_field", 400},
+    {"invalid_field", 400},      {"invalid_batch", 400},     {"too_deep", 400},
+    {"unauthorized", 401},       {"forbidden", 403},         {"not_found", 404},
+    {"method_not_allowed", 405}, {"conflict", 409},          {"event_too_large", 413},
+    {"body_too_large", 413},     {"too_many_events", 413},   {"unsupported_encoding", 415},
+    {"product_too_large", 413},  {"too_many_products", 413}, {"rate_limited", 429},
+    {"internal", 500},           {"unavailable", 503},
 };
 
 int http_error_status(const char *code) {
@@ -39,7 +40,8 @@ void http_reply_json(http_req *r, int status, buf *b) {
     http_reply_take(r, status, "application/json", p, len);
 }
 
-static void reply_error_msg(http_req *r, const char *code, const char *field, const char *msg) {
+static void reply_error_status(http_req *r, int status, const char *code, const char *field,
+                               const char *msg) {
     buf b = BUF_INIT(0);
     buf_puts(&b, "{\"error\":{\"code\":\"");
     buf_puts(&b, code);
@@ -53,7 +55,15 @@ static void reply_error_msg(http_req *r, const char *code, const char *field, co
     }
     buf_puts(&b, "}}");
     r->error_code = code;
-    http_reply_json(r, http_error_status(code), &b);
+    http_reply_json(r, status, &b);
+}
+
+static void reply_error_msg(http_req *r, const char *code, const char *field, const char *msg) {
+    reply_error_status(r, http_error_status(code), code, field, msg);
+}
+
+void http_reply_error_status(http_req *r, int status, const ev_error *e) {
+    reply_error_status(r, status, e->code, e->field[0] ? e->field : NULL, e->message);
 }
 
 void http_reply_error(http_req *r, const char *code, const char *field, const char *fmt, ...) {

@@ -14,6 +14,8 @@
 #include <zlib.h>
 
 #include "http/http.h"
+
+#include "c360/engine.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -24,20 +26,61 @@
 /* The API. Order matters only for readability; lookups try every row. */
 const http_route http_routes[] = {
     /* Collection: the Segment HTTP Tracking API. */
-    {"POST", "/v1/track", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/track"},
-    {"POST", "/v1/identify", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/identify"},
-    {"POST", "/v1/page", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/page"},
-    {"POST", "/v1/screen", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/screen"},
-    {"POST", "/v1/group", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/group"},
-    {"POST", "/v1/alias", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/alias"},
-    {"POST", "/v1/batch", collect_batch, KEY_WRITE, 500 * KB, "/v1/batch"},
-    {"POST", "/v1/import", collect_batch, KEY_WRITE, 500 * KB, "/v1/import"},
+    {"POST", "/v1/track", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/track", NULL},
+    {"POST", "/v1/identify", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/identify", NULL},
+    {"POST", "/v1/page", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/page", NULL},
+    {"POST", "/v1/screen", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/screen", NULL},
+    {"POST", "/v1/group", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/group", NULL},
+    {"POST", "/v1/alias", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/alias", NULL},
+    {"POST", "/v1/batch", collect_batch, KEY_WRITE, 500 * KB, "/v1/batch", NULL},
+    {"POST", "/v1/import", collect_batch, KEY_WRITE, 500 * KB, "/v1/import", NULL},
     /* Reading and operating. */
-    {"GET", "/v1/events", admin_events, KEY_ADMIN, 0, "/v1/events"},
-    {"GET", "/v1/admin/clock", admin_clock, KEY_ADMIN, 0, "/v1/admin/clock"},
-    {"POST", "/v1/admin/clock", admin_clock, KEY_ADMIN, 4 * KB, "/v1/admin/clock"},
-    {"GET", "/healthz", admin_healthz, 0, 0, "/healthz"},
-    {"GET", "/metrics", metrics_handler, KEY_ADMIN, 0, "/metrics"},
+    {"GET", "/v1/events", admin_events, KEY_ADMIN, 0, "/v1/events", NULL},
+    {"GET", "/v1/admin/clock", admin_clock, KEY_ADMIN, 0, "/v1/admin/clock", NULL},
+    {"POST", "/v1/admin/clock", admin_clock, KEY_ADMIN, 4 * KB, "/v1/admin/clock", NULL},
+    {"GET", "/healthz", admin_healthz, 0, 0, "/healthz", NULL},
+    /* Customer 360 (c360.c): profiles, catalogue, offers. More specific paths first. */
+    {"GET", "/v1/profiles/lookup", c360_handler, KEY_ADMIN, 0, "/v1/profiles/lookup",
+     "profile.lookup"},
+    {"GET", "/v1/profiles/*", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}", "profile.get"},
+    {"DELETE", "/v1/profiles/*", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}", "profile.erase"},
+    {"GET", "/v1/profiles/*/events", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}/events",
+     "profile.events"},
+    {"GET", "/v1/profiles/*/export", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}/export",
+     "profile.export"},
+    {"POST", "/v1/profiles/*/unmerge", c360_handler, KEY_ADMIN, 4 * KB, "/v1/profiles/{id}/unmerge",
+     "profile.unmerge"},
+    {"POST", "/v1/profiles/*/consent", c360_handler, KEY_ADMIN, 64 * KB,
+     "/v1/profiles/{id}/consent", "profile.consent"},
+    {"GET", "/v1/catalog/products", c360_handler, KEY_ADMIN, 0, "/v1/catalog/products",
+     "catalog.list"},
+    {"PUT", "/v1/catalog/products", c360_handler, KEY_ADMIN, 16384 * KB, "/v1/catalog/products",
+     "catalog.upsert"},
+    {"GET", "/v1/catalog/products/*", c360_handler, KEY_ADMIN, 0, "/v1/catalog/products/{id}",
+     "catalog.get"},
+    {"PATCH", "/v1/catalog/products/*", c360_handler, KEY_ADMIN, 64 * KB,
+     "/v1/catalog/products/{id}", "catalog.patch"},
+    {"DELETE", "/v1/catalog/products/*", c360_handler, KEY_ADMIN, 0, "/v1/catalog/products/{id}",
+     "catalog.archive"},
+    {"GET", "/v1/catalog/products/*/available", c360_handler, KEY_ADMIN, 0,
+     "/v1/catalog/products/{id}/available", "catalog.available"},
+    {"GET", "/v1/catalog/changes", c360_handler, KEY_ADMIN, 0, "/v1/catalog/changes",
+     "catalog.changes"},
+    {"GET", "/v1/profiles/*/offers", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}/offers",
+     "offer.eligible"},
+    {"GET", "/v1/offers", c360_handler, KEY_ADMIN, 0, "/v1/offers", "offer.list"},
+    {"GET", "/v1/offers/*", c360_handler, KEY_ADMIN, 0, "/v1/offers/{id}", "offer.get"},
+    {"PUT", "/v1/offers/*", c360_handler, KEY_ADMIN, 64 * KB, "/v1/offers/{id}", "offer.put"},
+    {"PATCH", "/v1/offers/*", c360_handler, KEY_ADMIN, 64 * KB, "/v1/offers/{id}", "offer.patch"},
+    {"POST", "/v1/offers/*/codes", c360_handler, KEY_ADMIN, 4096 * KB, "/v1/offers/{id}/codes",
+     "offer.codes"},
+    {"POST", "/v1/offers/*/assign", c360_handler, KEY_ADMIN, 4 * KB, "/v1/offers/{id}/assign",
+     "offer.assign"},
+    {"POST", "/v1/offers/*/validate", c360_handler, KEY_ADMIN, 4 * KB, "/v1/offers/{id}/validate",
+     "offer.validate"},
+    {"POST", "/v1/offers/*/redeem", c360_handler, KEY_ADMIN, 4 * KB, "/v1/offers/{id}/redeem",
+     "offer.redeem"},
+    {"GET", "/metrics", metrics_handler, KEY_ADMIN, 0, "/metrics", NULL},
 };
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];
 
@@ -45,6 +88,7 @@ struct http_server {
     cfg cfg;
     store *store;
     commit *commit;
+    struct engine *engine;
     keyring *keys;
     struct MHD_Daemon *daemon;
     int port;
@@ -62,6 +106,9 @@ keyring *http_keys(http_req *r) {
 }
 const cfg *http_cfg(http_req *r) {
     return &r->srv->cfg;
+}
+struct engine *http_engine(http_req *r) {
+    return r->srv->engine;
 }
 const commit_stats *http_commit_stats(http_req *r) {
     return commit_get_stats(r->srv->commit);
@@ -265,17 +312,20 @@ int http_body(http_req *r, const char **out, size_t *len) {
     return 0;
 }
 
-json_t *http_json_object(http_req *r) {
+json_t *http_json_value(http_req *r) {
     const char *body;
     size_t len;
     if (http_body(r, &body, &len)) return NULL;
     json_error_t je;
     /* JSON_DECODE_ANY: a scalar body is valid JSON of the wrong shape, and is told so. */
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
-    if (!root) {
-        http_reply_json_error(r, &je);
-        return NULL;
-    }
+    if (!root) http_reply_json_error(r, &je);
+    return root;
+}
+
+json_t *http_json_object(http_req *r) {
+    json_t *root = http_json_value(r);
+    if (!root) return NULL;
     if (!json_is_object(root)) {
         json_decref(root);
         http_reply_error(r, "invalid_body", NULL, "the body must be a JSON object");
@@ -292,8 +342,17 @@ static void resume_request(commit_req *req) {
 }
 
 int http_commit(http_req *r, void (*on_commit)(http_req *r)) {
-    r->creq =
-        (commit_req){.events = r->events, .nevents = r->nevents, .done = resume_request, .arg = r};
+    return http_commit_deletes(r, NULL, 0, on_commit);
+}
+
+int http_commit_deletes(http_req *r, const int64_t *seqs, size_t n,
+                        void (*on_commit)(http_req *r)) {
+    r->creq = (commit_req){.events = seqs ? NULL : r->events,
+                           .nevents = seqs ? 0 : r->nevents,
+                           .deletes = seqs,
+                           .ndeletes = n,
+                           .done = resume_request,
+                           .arg = r};
     r->on_commit = on_commit;
     r->suspended = true;
     MHD_suspend_connection(r->conn);
@@ -393,6 +452,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->suspended) { /* resumed by the committer */
         r->suspended = false;
         r->on_commit(r);
+        if (r->suspended) return MHD_YES; /* it started another commit */
         return send_reply(r);
     }
     if (r->status) return send_reply(r);
@@ -506,7 +566,13 @@ http_server *http_start(const cfg *c, store *s, char *err, size_t errlen) {
     srv->store = s;
     srv->keys = keys_load(s, c->rate_limit, err, errlen);
     if (!srv->keys) goto fail;
-    commit_opts co = {.dedup_window_ms = (int64_t)(c->dedup_hours * 3600 * 1000)};
+    /* The engine replays the log before the committer starts (it may finish an erasure). */
+    eng_opts eo = {.default_country = c->default_country};
+    srv->engine = eng_open(s, &eo, err, errlen);
+    if (!srv->engine) goto fail;
+    commit_opts co = {.dedup_window_ms = (int64_t)(c->dedup_hours * 3600 * 1000),
+                      .apply = eng_apply,
+                      .apply_arg = srv->engine};
     srv->commit = commit_start(s, &co, err, errlen);
     if (!srv->commit) goto fail;
 
@@ -530,6 +596,7 @@ http_server *http_start(const cfg *c, store *s, char *err, size_t errlen) {
     return srv;
 fail:
     commit_stop(srv->commit);
+    eng_close(srv->engine);
     keys_free(srv->keys);
     free(srv);
     return NULL;
@@ -551,6 +618,7 @@ void http_stop(http_server *srv, int timeout_ms) {
     MHD_stop_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     commit_stop(srv->commit);
+    eng_close(srv->engine);
     keys_free(srv->keys);
     free(srv);
 }

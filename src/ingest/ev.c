@@ -478,7 +478,7 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
         }
     }
     out->type = t;
-    json_decref(o);
+    out->json = o;
     return 0;
 
 fail:
@@ -493,5 +493,7 @@ void ev_event_free(ev_event *e) {
     free(e->anonymous_id);
     free(e->body);
     cm_event_free(e->commerce);
+    json_decref(e->json);
+    json_decref(e->result);
     memset(e, 0, sizeof *e);
 }

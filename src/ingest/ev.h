@@ -98,6 +98,11 @@ typedef struct ev_event {
     cm_event *commerce; /* typed e-commerce fields; NULL unless a track event of a known kind */
     char *body;         /* the normalised event as compact JSON, NUL-terminated */
     size_t body_len;
+    json_t *json; /* the same, parsed (what the engine folds into profiles) */
+    /* Set by the log: */
+    int64_t seq;    /* the event's place in the log once stored; 0 for a duplicate */
+    bool command;   /* a log record that is an engine command (body {"op":...}), not an event */
+    json_t *result; /* a command's outcome, set by the engine when it applied it */
 } ev_event;
 
 /* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's

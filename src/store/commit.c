@@ -29,7 +29,7 @@ struct commit {
 
     /* Owned by the committer thread. */
     dedup *dedup;
-    sqlite3_stmt *insert, *get_message_id, *begin, *end, *rollback;
+    sqlite3_stmt *insert, *get_message_id, *begin, *end, *rollback, *delete;
     int64_t last_prune_ms;
     int64_t last_received_ms; /* the greatest received_at stored */
     /* The events written in the open transaction: to undo their ids if it fails, and to index
@@ -37,7 +37,7 @@ struct commit {
     struct undo {
         uint64_t hash;
         int64_t seq;
-        const ev_event *event;
+        ev_event *event;
     } * undo;
     size_t nundo, undo_cap;
 
@@ -124,7 +124,7 @@ static void maybe_prune(commit *c) {
 
 /* ---- Writing ---- */
 
-static int remember(commit *c, uint64_t h, int64_t seq, const ev_event *e) {
+static int remember(commit *c, uint64_t h, int64_t seq, ev_event *e) {
     if (c->nundo == c->undo_cap) {
         size_t cap = c->undo_cap ? c->undo_cap * 2 : 1024;
         struct undo *u = realloc(c->undo, cap * sizeof *u);
@@ -143,8 +143,9 @@ static int step_done(sqlite3_stmt *st) {
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int write_event(commit *c, const ev_event *e, bool *dup) {
+static int write_event(commit *c, ev_event *e, bool *dup) {
     uint64_t h = hash64(e->message_id, strlen(e->message_id));
+    e->seq = 0;
     *dup = is_duplicate(c, e->message_id, h);
     if (*dup) return 0;
     sqlite3_stmt *st = c->insert;
@@ -154,7 +155,7 @@ static int write_event(commit *c, const ev_event *e, bool *dup) {
     if (e->received_ms > c->last_received_ms) c->last_received_ms = e->received_ms;
     sqlite3_bind_int64(st, 1, c->last_received_ms);
     sqlite3_bind_int64(st, 2, e->timestamp_ms);
-    sqlite3_bind_int(st, 3, (int)e->type);
+    sqlite3_bind_int(st, 3, e->command ? STORE_TYPE_COMMAND : (int)e->type);
     sqlite3_bind_int(st, 4, e->commerce ? (int)e->commerce->kind : 0);
     if (e->user_id)
         sqlite3_bind_text(st, 5, e->user_id, -1, SQLITE_STATIC);
@@ -169,7 +170,8 @@ static int write_event(commit *c, const ev_event *e, bool *dup) {
     int rc = step_done(st);
     sqlite3_clear_bindings(st);
     if (rc) return -1;
-    return remember(c, h, sqlite3_last_insert_rowid(store_writer(c->store)), e);
+    e->seq = sqlite3_last_insert_rowid(store_writer(c->store));
+    return remember(c, h, e->seq, e);
 }
 
 /* Reports the outcome to every request of a group (a list linked by next). */
@@ -183,6 +185,7 @@ static void finish_group(commit *c, commit_req *group, int status) {
         atomic_fetch_add(&c->stats.events_duplicate, r->duplicates);
         atomic_fetch_sub(&c->stats.queued_events, r->nevents);
         histo_observe_us(&c->stats.group_wait, (now - r->submitted_ns) / 1000);
+        if (!status && c->opts.apply) c->opts.apply(c->opts.apply_arg, r->events, r->nevents);
         r->done(r);
     }
 }
@@ -255,6 +258,10 @@ static void commit_group(commit *c, commit_req *group) {
                 r->duplicates++;
             else
                 r->stored++;
+        }
+        for (size_t i = 0; i < r->ndeletes && !rc; i++) {
+            sqlite3_bind_int64(c->delete, 1, r->deletes[i]);
+            rc = step_done(c->delete);
         }
     }
     if (!rc) rc = step_done(c->end);
@@ -419,7 +426,9 @@ commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen
                            &c->get_message_id, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &c->begin, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "COMMIT", -1, &c->end, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "ROLLBACK", -1, &c->rollback, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(db, "ROLLBACK", -1, &c->rollback, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM events WHERE seq = ?1", -1, &c->delete, NULL) !=
+            SQLITE_OK) {
         snprintf(err, errlen, "commit: %s", sqlite3_errmsg(db));
         goto fail;
     }
@@ -487,6 +496,7 @@ fail:
     sqlite3_finalize(c->begin);
     sqlite3_finalize(c->end);
     sqlite3_finalize(c->rollback);
+    sqlite3_finalize(c->delete);
     dedup_free(c->dedup);
     free(c);
     return NULL;
@@ -557,6 +567,7 @@ void commit_stop(commit *c) {
     sqlite3_finalize(c->begin);
     sqlite3_finalize(c->end);
     sqlite3_finalize(c->rollback);
+    sqlite3_finalize(c->delete);
     dedup_free(c->dedup);
     free(c->undo);
     pthread_mutex_destroy(&c->lock);

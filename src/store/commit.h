@@ -10,7 +10,8 @@
  *     transaction that held them was rolled back (req->status < 0, nothing of it stored);
  *   - a request is never split across transactions, so a crash leaves no partial batch;
  *   - an event whose messageId was stored within the dedup window is not stored again; it counts as
- *     a duplicate (the client is told it was accepted, as Segment does).
+ *     a duplicate (the client is told it was accepted, as Segment does);
+ *   - requests are applied (opts.apply) in log order, each before its done().
  *
  * Ownership: the caller owns req and its events, and must keep both alive and unchanged until
  * done() is called. done() runs on the committer thread and must not block. */
@@ -32,6 +33,9 @@ struct commit_req {
     size_t nevents;
     void (*done)(commit_req *req); /* may be NULL for commit_submit_wait() */
     void *arg;
+    /* Rows to delete in the same transaction (erasure); the caller keeps the array alive. */
+    const int64_t *deletes;
+    size_t ndeletes;
     /* Results, set before done() is called: */
     int status;        /* 0: durable; -1: the store failed and nothing of this request was stored */
     size_t stored;     /* events written */
@@ -44,6 +48,12 @@ struct commit_req {
 typedef struct commit_opts {
     int64_t dedup_window_ms; /* how long a messageId is remembered; at least 24 h is the promise */
     size_t max_group_events; /* most events per transaction (a request is never split) */
+    /* Called on the syncer thread once a request's events are durable and before its done(), with
+     * the events in log order (each stored one has its seq; duplicates have seq 0): the engine
+     * applies them here, so the state a client reads after its 200 already holds its events. May
+     * be NULL. */
+    void (*apply)(void *arg, ev_event *events, size_t n);
+    void *apply_arg;
 } commit_opts;
 
 typedef struct commit_stats {

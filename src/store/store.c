@@ -282,7 +282,8 @@ int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_s
     }
     /* Without the person index (CLI commands), ids are filtered by a scan. */
     char sql[512];
-    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1");
+    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1 AND type < %d",
+                     STORE_TYPE_COMMAND);
     if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
     if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
     if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
@@ -400,4 +401,62 @@ int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms) {
     int64_t first = row_at_or_after(st, lo, &seq, &received) ? seq : INT64_MAX;
     sqlite3_finalize(st);
     return first;
+}
+
+int store_each(sqlite3 *db, const int64_t *seqs, size_t n,
+               int (*fn)(const store_row *row, void *arg), void *arg) {
+    sqlite3_stmt *st;
+    const char *sql = seqs ? "SELECT seq, ts, type, kind, body FROM events WHERE seq = ?1"
+                           : "SELECT seq, ts, type, kind, body FROM events ORDER BY seq";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("each", db);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && (!seqs || i < n); i++) {
+        if (seqs) {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, seqs[i]);
+        }
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) {
+            if (!seqs) break;
+            continue;
+        }
+        if (step != SQLITE_ROW) {
+            rc = fail("each", db);
+            break;
+        }
+        store_row row = {
+            .seq = sqlite3_column_int64(st, 0),
+            .ts_ms = sqlite3_column_int64(st, 1),
+            .type = sqlite3_column_int(st, 2),
+            .kind = sqlite3_column_int(st, 3),
+            .body = (const char *)sqlite3_column_blob(st, 4),
+            .body_len = (size_t)sqlite3_column_bytes(st, 4),
+        };
+        rc = fn(&row, arg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+typedef struct bodies_arg {
+    buf *out;
+    bool first;
+} bodies_arg;
+
+static int append_body(const store_row *row, void *arg) {
+    bodies_arg *a = arg;
+    if ((!a->first && buf_putc(a->out, ',')) || buf_append(a->out, row->body, row->body_len)) {
+        snprintf(last_error, sizeof last_error, "result too large");
+        return -1;
+    }
+    a->first = false;
+    return 0;
+}
+
+int store_bodies(store *s, const int64_t *seqs, size_t n, buf *out) {
+    sqlite3 *db = store_reader(s);
+    if (!db) return -1;
+    bodies_arg a = {out, true};
+    if (buf_putc(out, '[') || store_each(db, seqs, n, append_body, &a)) return -1;
+    return buf_putc(out, ']') ? -1 : 0;
 }

@@ -42,6 +42,12 @@ int store_exec(sqlite3 *db, const char *sql);
 
 /* ---- Events ---- */
 
+/* The events table is the log: customer events (type is their ev_type) and, interleaved in the
+ * same order, the engine's commands (catalogue and offer changes, unmerges, erasures: type
+ * STORE_TYPE_COMMAND, body {"op":...}), so that replaying it rebuilds exactly the state the running
+ * server had. Commands have no ids and are never returned as events. */
+#define STORE_TYPE_COMMAND 64
+
 /* Prepared statements the committer uses; see commit.c. bind order: received_at, ts, type, kind,
  * user_id, anonymous_id, message_id, body. */
 #define STORE_SQL_INSERT_EVENT                                                                     \
@@ -72,6 +78,23 @@ int store_index_load(store *s, int64_t recent_ms,
                      int (*recent)(int64_t seq, const char *message_id, void *arg), void *arg);
 /* The person index, or NULL before store_index_load(). The committer adds to it. */
 pindex *store_people(store *s);
+
+/* One log record, as store_each() hands it over; body is valid during the call only. */
+typedef struct store_row {
+    int64_t seq, ts_ms;
+    int type, kind;
+    const char *body;
+    size_t body_len;
+} store_row;
+
+/* Calls fn for every record in seq order (seqs == NULL), or for the records with the given seqs
+ * (increasing; missing ones skipped), on connection db; stops when fn returns nonzero and returns
+ * that. Returns 0 when done, -1 on a store error. */
+int store_each(sqlite3 *db, const int64_t *seqs, size_t n,
+               int (*fn)(const store_row *row, void *arg), void *arg);
+/* Appends the bodies of the given seqs (missing ones skipped) as a JSON array to out. Returns 0,
+ * or -1 (a store error, or out's cap). */
+int store_bodies(store *s, const int64_t *seqs, size_t n, buf *out);
 
 /* The number of stored events; and the first seq received at or after since_ms (INT64_MAX when
  * none), on the given connection. The received_at column never decreases along seq: the committer

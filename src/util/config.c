@@ -40,6 +40,8 @@ static const opt options[] = {
     {"write_key", STR(write_key), "", 0, 0, "a write key to provision at start"},
     {"admin_key", STR(admin_key), "", 0, 0, "an admin key to provision at start"},
     {"log_level", STR(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"default_country", STR(default_country), "", 0, 0,
+     "country (ISO 3166 alpha-2, e.g. DE) of phone numbers written without a country code"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { sleep } from './lib/http.mjs';
 import { Server, logOnFail } from './lib/server.mjs';
 
 test('engaged demo loads the demo shop once and serves it', async (t) => {
@@ -10,7 +11,11 @@ test('engaged demo loads the demo shop once and serves it', async (t) => {
   await logOnFail(() => srv, async () => {
     await srv.start({ readyTimeoutMs: 30000 });
     assert.match(srv.stderr + '', /demo: \d+ events from 300 simulated shoppers stored \(0 refused\)/);
-    assert.match(srv.stderr, new RegExp(`http://127\\.0\\.0\\.1:${srv.port}`), 'the welcome text names the URL');
+    // The welcome text comes just after the server answers /healthz: wait for it (bounded).
+    const url = new RegExp(`http://127\\.0\\.0\\.1:${srv.port}`);
+    for (let i = 0; i < 100 && !url.test(srv.stderr); i++) await sleep(50);
+    assert.match(srv.stderr, url, 'the welcome text names the URL');
+    assert.match(srv.stderr, /profiles\/lookup\?anonymous_id=/, 'the welcome text shows a profile lookup');
 
     const all = await srv.allEvents();
     assert.ok(all.length >= 900, `a few events per shopper, got ${all.length}`);
@@ -28,6 +33,12 @@ test('engaged demo loads the demo shop once and serves it', async (t) => {
       assert.ok(own.some((e) => e.kind === 'product_viewed'), 'the buyer browsed first');
     }
     // The demo accepts new events like any server.
+    // Every buyer has one profile joining the anonymous visit and the sign-up.
+    const buyer = orders[0];
+    const prof = await srv.get(`/v1/profiles/lookup?user_id=${encodeURIComponent(buyer.userId)}`);
+    assert.equal(prof.status, 200, prof.text);
+    assert.ok(prof.json.identities.some((i) => i.type === 'anonymous_id' && i.value === buyer.anonymousId));
+    assert.ok(prof.json.computed.orders_count >= 1);
     const r = await srv.post('/v1/track', { userId: 'demo-newcomer', event: 'Product Viewed', properties: { product_id: 'p-1001', price: 119 } });
     assert.equal(r.status, 200);
 

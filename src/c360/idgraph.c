@@ -1,0 +1,638 @@
+#include "c360/idgraph.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/hash.h"
+#include "util/timefmt.h"
+#include "util/vec.h"
+
+/* A node. Erased nodes keep their index (merge records refer to nodes by index) with value NULL. */
+typedef struct node {
+    char *value;
+    uint32_t slot;
+    uint32_t next; /* hash chain */
+    int64_t first_seq;
+    uint8_t type;
+} node;
+
+typedef struct edge {
+    uint32_t a, b; /* a: the event's anchor */
+    int64_t seq;
+    uint32_t k;
+} edge;
+
+typedef struct merge_rec {
+    int64_t seq, ts_ms;
+    int64_t from_id;
+    uint32_t a, b;
+    char cause[48];
+} merge_rec;
+
+typedef struct refusal {
+    int64_t seq;
+    int64_t slot_id, other_id; /* other_id 0: a new identifier */
+    uint8_t type, other_type;
+    char *value, *other_value;
+    const char *reason; /* static */
+} refusal;
+
+enum { SLOT_LIVE, SLOT_MERGED, SLOT_ERASED };
+
+typedef struct slot {
+    int64_t id;
+    uint32_t *nodes;
+    size_t nnodes, anodes;
+    edge *edges;
+    size_t nedges, aedges;
+    merge_rec *merges;
+    size_t nmerges, amerges;
+    int64_t *never; /* ids of customers split from this one: never merged again */
+    size_t nnever, anever;
+    uint32_t merged_into;
+    uint8_t state;
+} slot;
+
+struct idg {
+    idg_opts opts;
+    node *nodes;
+    size_t nnodes, anodes;
+    uint32_t *buckets; /* chain heads, IDG_NONE for empty */
+    size_t nbuckets;
+    slot *slots;
+    size_t nslots, aslots, live;
+    /* slot ids -> slot: open addressing on id */
+    uint32_t *ids;
+    size_t nids_cap, nids;
+    refusal refusals[IDG_MAX_REFUSALS];
+    size_t nrefusals; /* total ever; the ring holds the last IDG_MAX_REFUSALS */
+    size_t value_bytes;
+};
+
+/* ---- Hashing nodes ---- */
+
+static uint64_t node_hash(int type, const char *value) {
+    uint64_t h = hash64(value, strlen(value));
+    return h ^ ((uint64_t)type * 0x9E3779B97F4A7C15ull);
+}
+
+static uint32_t find_node(const idg *g, int type, const char *value) {
+    if (!g->nbuckets) return IDG_NONE;
+    uint32_t i = g->buckets[node_hash(type, value) & (g->nbuckets - 1)];
+    while (i != IDG_NONE) {
+        const node *n = &g->nodes[i];
+        if (n->type == type && n->value && strcmp(n->value, value) == 0) return i;
+        i = n->next;
+    }
+    return IDG_NONE;
+}
+
+static int grow_buckets(idg *g) {
+    size_t nb = g->nbuckets ? g->nbuckets * 2 : 1024;
+    uint32_t *b = malloc(nb * sizeof *b);
+    if (!b) return -1;
+    memset(b, 0xff, nb * sizeof *b);
+    for (size_t i = 0; i < g->nnodes; i++) {
+        node *n = &g->nodes[i];
+        if (!n->value) continue;
+        size_t h = node_hash(n->type, n->value) & (nb - 1);
+        n->next = b[h];
+        b[h] = (uint32_t)i;
+    }
+    free(g->buckets);
+    g->buckets = b;
+    g->nbuckets = nb;
+    return 0;
+}
+
+static uint32_t add_node(idg *g, int type, const char *value, uint32_t s, int64_t seq) {
+    if (g->nnodes + 1 > g->nbuckets && grow_buckets(g)) return IDG_NONE;
+    if (g->nnodes >= UINT32_MAX - 1 ||
+        vec_reserve((void **)&g->nodes, &g->anodes, g->nnodes + 1, sizeof *g->nodes))
+        return IDG_NONE;
+    slot *sl = &g->slots[s];
+    if (vec_reserve((void **)&sl->nodes, &sl->anodes, sl->nnodes + 1, sizeof *sl->nodes))
+        return IDG_NONE;
+    char *copy = strdup(value);
+    if (!copy) return IDG_NONE;
+    uint32_t i = (uint32_t)g->nnodes++;
+    size_t h = node_hash(type, value) & (g->nbuckets - 1);
+    g->nodes[i] = (node){copy, s, g->buckets[h], seq, (uint8_t)type};
+    g->buckets[h] = i;
+    sl->nodes[sl->nnodes++] = i;
+    g->value_bytes += strlen(value) + 1;
+    return i;
+}
+
+/* ---- Slot ids ---- */
+
+static uint64_t id_hash(int64_t id) {
+    return (uint64_t)id * 0x9E3779B97F4A7C15ull;
+}
+
+static int put_id(idg *g, int64_t id, uint32_t s) {
+    if ((g->nids + 1) * 4 > g->nids_cap * 3) {
+        size_t cap = g->nids_cap ? g->nids_cap * 2 : 1024;
+        uint32_t *t = malloc(cap * sizeof *t);
+        if (!t) return -1;
+        memset(t, 0xff, cap * sizeof *t);
+        for (size_t i = 0; i < g->nids_cap; i++) {
+            uint32_t v = g->ids[i];
+            if (v == IDG_NONE) continue;
+            size_t h = id_hash(g->slots[v].id) & (cap - 1);
+            while (t[h] != IDG_NONE)
+                h = (h + 1) & (cap - 1);
+            t[h] = v;
+        }
+        free(g->ids);
+        g->ids = t;
+        g->nids_cap = cap;
+    }
+    size_t h = id_hash(id) & (g->nids_cap - 1);
+    while (g->ids[h] != IDG_NONE)
+        h = (h + 1) & (g->nids_cap - 1);
+    g->ids[h] = s;
+    g->nids++;
+    return 0;
+}
+
+static uint32_t new_slot(idg *g, int64_t id) {
+    if (g->nslots >= UINT32_MAX - 1 ||
+        vec_reserve((void **)&g->slots, &g->aslots, g->nslots + 1, sizeof *g->slots))
+        return IDG_NONE;
+    uint32_t s = (uint32_t)g->nslots;
+    g->slots[s] = (slot){.id = id, .merged_into = IDG_NONE, .state = SLOT_LIVE};
+    if (put_id(g, id, s)) return IDG_NONE;
+    g->nslots++;
+    g->live++;
+    return s;
+}
+
+uint32_t idg_slot_by_id(const idg *g, int64_t id) {
+    if (!g->nids_cap) return IDG_NONE;
+    size_t h = id_hash(id) & (g->nids_cap - 1);
+    for (uint32_t v; (v = g->ids[h]) != IDG_NONE; h = (h + 1) & (g->nids_cap - 1)) {
+        if (g->slots[v].id != id) continue;
+        while (g->slots[v].state == SLOT_MERGED)
+            v = g->slots[v].merged_into;
+        return g->slots[v].state == SLOT_LIVE ? v : IDG_NONE;
+    }
+    return IDG_NONE;
+}
+
+int64_t idg_slot_id(const idg *g, uint32_t s) {
+    return g->slots[s].id;
+}
+bool idg_slot_live(const idg *g, uint32_t s) {
+    return s < g->nslots && g->slots[s].state == SLOT_LIVE;
+}
+size_t idg_slots(const idg *g) {
+    return g->nslots;
+}
+size_t idg_live(const idg *g) {
+    return g->live;
+}
+size_t idg_nodes(const idg *g) {
+    return g->nnodes;
+}
+
+/* ---- Customers kept apart by an unmerge ---- */
+
+static bool kept_apart(const idg *g, uint32_t a, uint32_t b) {
+    const slot *x = &g->slots[a];
+    for (size_t i = 0; i < x->nnever; i++)
+        if (idg_slot_by_id(g, x->never[i]) == b) return true;
+    return false;
+}
+
+static int add_never(slot *s, int64_t id) {
+    if (vec_reserve((void **)&s->never, &s->anever, s->nnever + 1, sizeof *s->never)) return -1;
+    s->never[s->nnever++] = id;
+    return 0;
+}
+
+/* ---- Limits ---- */
+
+static void count_types(const idg *g, const slot *s, uint32_t counts[IDG_MAX_TYPES]) {
+    for (size_t i = 0; i < s->nnodes; i++)
+        counts[g->nodes[s->nodes[i]].type]++;
+}
+
+static bool can_add(const idg *g, uint32_t s, int type) {
+    uint32_t counts[IDG_MAX_TYPES] = {0};
+    count_types(g, &g->slots[s], counts);
+    return counts[type] + 1 <= g->opts.limits[type];
+}
+
+/* The first type over its limit if a and b became one, or -1 when they may. */
+static int merge_violation(const idg *g, uint32_t a, uint32_t b) {
+    uint32_t counts[IDG_MAX_TYPES] = {0};
+    count_types(g, &g->slots[a], counts);
+    count_types(g, &g->slots[b], counts);
+    for (size_t t = 0; t < g->opts.ntypes; t++)
+        if (counts[t] > g->opts.limits[t]) return (int)t;
+    return -1;
+}
+
+static void refuse(idg *g, int64_t seq, uint32_t s, uint32_t other_slot, const idg_ident *x,
+                   uint32_t anchor, const char *reason) {
+    refusal *r = &g->refusals[g->nrefusals % IDG_MAX_REFUSALS];
+    if (g->nrefusals >= IDG_MAX_REFUSALS) {
+        free(r->value);
+        free(r->other_value);
+    }
+    const node *an = &g->nodes[anchor];
+    *r = (refusal){
+        .seq = seq,
+        .slot_id = g->slots[s].id,
+        .other_id = other_slot == IDG_NONE ? 0 : g->slots[other_slot].id,
+        .type = an->type,
+        .other_type = (uint8_t)x->type,
+        .value = an->value ? strdup(an->value) : NULL,
+        .other_value = strdup(x->value),
+        .reason = reason,
+    };
+    g->nrefusals++;
+}
+
+/* ---- Resolution ---- */
+
+static int add_edge(idg *g, uint32_t s, uint32_t a, uint32_t b, int64_t seq, uint32_t k) {
+    slot *sl = &g->slots[s];
+    if (vec_reserve((void **)&sl->edges, &sl->aedges, sl->nedges + 1, sizeof *sl->edges)) return -1;
+    sl->edges[sl->nedges++] = (edge){a, b, seq, k};
+    return 0;
+}
+
+/* Moves everything of slot from into slot into. */
+static int merge_slots(idg *g, uint32_t into, uint32_t from) {
+    slot *a = &g->slots[into], *b = &g->slots[from];
+    if (vec_reserve((void **)&a->nodes, &a->anodes, a->nnodes + b->nnodes, sizeof *a->nodes) ||
+        vec_reserve((void **)&a->edges, &a->aedges, a->nedges + b->nedges, sizeof *a->edges) ||
+        vec_reserve((void **)&a->merges, &a->amerges, a->nmerges + b->nmerges, sizeof *a->merges) ||
+        vec_reserve((void **)&a->never, &a->anever, a->nnever + b->nnever, sizeof *a->never))
+        return -1;
+    for (size_t i = 0; i < b->nnodes; i++) {
+        g->nodes[b->nodes[i]].slot = into;
+        a->nodes[a->nnodes++] = b->nodes[i];
+    }
+    if (b->nedges) memcpy(a->edges + a->nedges, b->edges, b->nedges * sizeof *b->edges);
+    a->nedges += b->nedges;
+    if (b->nmerges) memcpy(a->merges + a->nmerges, b->merges, b->nmerges * sizeof *b->merges);
+    a->nmerges += b->nmerges;
+    if (b->nnever) memcpy(a->never + a->nnever, b->never, b->nnever * sizeof *b->never);
+    a->nnever += b->nnever;
+    free(b->nodes);
+    free(b->edges);
+    free(b->merges);
+    free(b->never);
+    *b = (slot){.id = b->id, .merged_into = into, .state = SLOT_MERGED};
+    g->live--;
+    return 0;
+}
+
+static int record_merge(idg *g, uint32_t into, int64_t from_id, uint32_t a, uint32_t b, int64_t seq,
+                        int64_t ts, const char *cause) {
+    slot *s = &g->slots[into];
+    if (vec_reserve((void **)&s->merges, &s->amerges, s->nmerges + 1, sizeof *s->merges)) return -1;
+    merge_rec *m = &s->merges[s->nmerges++];
+    *m = (merge_rec){.seq = seq, .ts_ms = ts, .from_id = from_id, .a = a, .b = b};
+    snprintf(m->cause, sizeof m->cause, "%s", cause ? cause : "");
+    return 0;
+}
+
+int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_ms,
+                const char *cause, idg_result *out) {
+    memset(out, 0, sizeof *out);
+    out->slot = IDG_NONE;
+    if (n == 0) return 0;
+    if (n > IDG_MAX_IDENTS) n = IDG_MAX_IDENTS;
+    uint32_t nodes[IDG_MAX_IDENTS];
+    for (size_t i = 0; i < n; i++)
+        nodes[i] = find_node(g, ids[i].type, ids[i].value);
+
+    uint32_t t = IDG_NONE;
+    uint32_t anchor = nodes[0];
+    if (anchor != IDG_NONE) {
+        t = g->nodes[anchor].slot;
+    } else {
+        size_t via = 0;
+        for (size_t i = 1; i < n && t == IDG_NONE; i++)
+            if (nodes[i] != IDG_NONE && can_add(g, g->nodes[nodes[i]].slot, ids[0].type)) {
+                t = g->nodes[nodes[i]].slot;
+                via = i;
+            }
+        if (t == IDG_NONE) {
+            if ((t = new_slot(g, seq)) == IDG_NONE) return -1;
+            out->created = true;
+        }
+        if ((anchor = add_node(g, ids[0].type, ids[0].value, t, seq)) == IDG_NONE) return -1;
+        if (via && add_edge(g, t, anchor, nodes[via], seq, (uint32_t)via)) return -1;
+    }
+
+    for (size_t i = 1; i < n; i++) {
+        uint32_t x = nodes[i];
+        if (x == IDG_NONE) {
+            if (!can_add(g, t, ids[i].type)) {
+                refuse(g, seq, t, IDG_NONE, &ids[i], anchor, "limit");
+                out->refused++;
+                continue;
+            }
+            if ((x = add_node(g, ids[i].type, ids[i].value, t, seq)) == IDG_NONE ||
+                add_edge(g, t, anchor, x, seq, (uint32_t)i))
+                return -1;
+            continue;
+        }
+        uint32_t q = g->nodes[x].slot;
+        if (q == t) continue;
+        if (kept_apart(g, t, q)) {
+            refuse(g, seq, t, q, &ids[i], anchor, "unmerged");
+            out->refused++;
+            continue;
+        }
+        if (merge_violation(g, t, q) >= 0) {
+            refuse(g, seq, t, q, &ids[i], anchor, "limit");
+            out->refused++;
+            continue;
+        }
+        /* The older customer keeps its id. */
+        uint32_t into = g->slots[t].id < g->slots[q].id ? t : q, from = into == t ? q : t;
+        int64_t from_id = g->slots[from].id;
+        if (merge_slots(g, into, from) || add_edge(g, into, anchor, x, seq, (uint32_t)i) ||
+            record_merge(g, into, from_id, anchor, x, seq, ts_ms, cause))
+            return -1;
+        if (out->nmerged < IDG_MAX_IDENTS)
+            out->merged[out->nmerged++] = (idg_merge_pair){from, into};
+        t = into;
+    }
+    out->slot = t;
+    return 0;
+}
+
+uint32_t idg_lookup(const idg *g, int type, const char *value) {
+    uint32_t n = find_node(g, type, value);
+    return n == IDG_NONE ? IDG_NONE : g->nodes[n].slot;
+}
+
+/* ---- Unmerge ---- */
+
+/* Links form a tree over a customer's identifiers (an identifier is linked once, by the event that
+ * first tied it in; later events between identifiers already together add nothing), so cutting a
+ * link always splits the customer in two. side[i] is set for the nodes (by position in the slot's
+ * list) reachable from start without crossing the cut edge. */
+static void reach(const slot *s, size_t start, size_t cut, uint8_t *side, size_t *queue) {
+    size_t head = 0, tail = 0;
+    side[start] = 1;
+    queue[tail++] = start;
+    while (head < tail) {
+        uint32_t v = s->nodes[queue[head++]];
+        for (size_t e = 0; e < s->nedges; e++) {
+            const edge *ed = &s->edges[e];
+            if (e == cut) continue;
+            uint32_t w = ed->a == v ? ed->b : ed->b == v ? ed->a : IDG_NONE;
+            if (w == IDG_NONE) continue;
+            for (size_t j = 0; j < s->nnodes; j++) {
+                if (s->nodes[j] != w || side[j]) continue;
+                side[j] = 1;
+                queue[tail++] = j;
+            }
+        }
+    }
+}
+
+static size_t node_pos(const slot *s, uint32_t v) {
+    for (size_t i = 0; i < s->nnodes; i++)
+        if (s->nodes[i] == v) return i;
+    return 0;
+}
+
+idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, int64_t seq,
+                           uint32_t *new_slot_out) {
+    slot *s = &g->slots[sidx];
+    size_t cut = SIZE_MAX;
+    for (size_t e = 0; e < s->nedges; e++)
+        if (s->edges[e].seq == link_seq && s->edges[e].k == (uint32_t)link_k) cut = e;
+    if (cut == SIZE_MAX) return IDG_UNMERGE_NO_LINK;
+    size_t n = s->nnodes;
+    uint8_t *side = calloc(n, 1);
+    size_t *queue = malloc(n * sizeof *queue);
+    idg_unmerge_rc rc = IDG_UNMERGE_NOMEM;
+    if (!side || !queue) goto out;
+    reach(s, node_pos(s, s->edges[cut].a), cut, side, queue);
+    /* The side holding the oldest identifier keeps the slot. */
+    size_t oldest = 0;
+    for (size_t i = 1; i < n; i++)
+        if (g->nodes[s->nodes[i]].first_seq < g->nodes[s->nodes[oldest]].first_seq) oldest = i;
+    uint8_t keep = side[oldest];
+    uint32_t ns = new_slot(g, seq);
+    if (ns == IDG_NONE) goto out;
+    s = &g->slots[sidx]; /* new_slot may have moved the array */
+    slot *t = &g->slots[ns];
+    if (add_never(s, t->id) || add_never(t, s->id)) goto out;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = s->nodes[i];
+        if (side[i] == keep) {
+            s->nodes[kept++] = v;
+            continue;
+        }
+        if (vec_reserve((void **)&t->nodes, &t->anodes, t->nnodes + 1, sizeof *t->nodes)) goto out;
+        t->nodes[t->nnodes++] = v;
+        g->nodes[v].slot = ns;
+    }
+    s->nnodes = kept;
+    size_t ke = 0;
+    for (size_t e = 0; e < s->nedges; e++) {
+        edge ed = s->edges[e];
+        if (e == cut) continue;
+        if (g->nodes[ed.a].slot == sidx) {
+            s->edges[ke++] = ed;
+            continue;
+        }
+        if (vec_reserve((void **)&t->edges, &t->aedges, t->nedges + 1, sizeof *t->edges)) goto out;
+        t->edges[t->nedges++] = ed;
+    }
+    s->nedges = ke;
+    *new_slot_out = ns;
+    rc = IDG_UNMERGE_OK;
+out:
+    free(side);
+    free(queue);
+    return rc;
+}
+
+/* ---- Erasure ---- */
+
+static void unlink_node(idg *g, uint32_t v) {
+    node *n = &g->nodes[v];
+    uint32_t *at = &g->buckets[node_hash(n->type, n->value) & (g->nbuckets - 1)];
+    while (*at != v)
+        at = &g->nodes[*at].next;
+    *at = n->next;
+    g->value_bytes -= strlen(n->value) + 1;
+    free(n->value);
+    n->value = NULL;
+}
+
+void idg_erase(idg *g, uint32_t sidx) {
+    slot *s = &g->slots[sidx];
+    if (s->state != SLOT_LIVE) return;
+    for (size_t i = 0; i < s->nnodes; i++)
+        unlink_node(g, s->nodes[i]);
+    free(s->nodes);
+    free(s->edges);
+    free(s->merges);
+    free(s->never);
+    *s = (slot){.id = s->id, .merged_into = IDG_NONE, .state = SLOT_ERASED};
+    g->live--;
+    /* Refusals name identifiers: the erased customer's go too. */
+    size_t n = g->nrefusals < IDG_MAX_REFUSALS ? g->nrefusals : IDG_MAX_REFUSALS;
+    for (size_t i = 0; i < n; i++) {
+        refusal *r = &g->refusals[i];
+        if (r->slot_id != s->id && r->other_id != s->id) continue;
+        free(r->value);
+        free(r->other_value);
+        r->value = r->other_value = NULL;
+        r->reason = "erased";
+    }
+}
+
+/* ---- JSON ---- */
+
+void idg_each_ident(const idg *g, uint32_t sidx, void (*fn)(void *, int, const char *), void *arg) {
+    const slot *s = &g->slots[sidx];
+    for (size_t i = 0; i < s->nnodes; i++) {
+        const node *n = &g->nodes[s->nodes[i]];
+        if (n->value) fn(arg, n->type, n->value);
+    }
+}
+
+static const char *type_name(const idg *g, int t) {
+    return (size_t)t < g->opts.ntypes && g->opts.type_names[t] ? g->opts.type_names[t] : "unknown";
+}
+
+static json_t *node_json(const idg *g, uint32_t v) {
+    const node *n = &g->nodes[v];
+    return json_pack("{s:s, s:s?}", "type", type_name(g, n->type), "value", n->value);
+}
+
+json_t *idg_identities_json(const idg *g, uint32_t sidx) {
+    const slot *s = &g->slots[sidx];
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->nnodes && a; i++)
+        json_array_append_new(a, node_json(g, s->nodes[i]));
+    return a;
+}
+
+json_t *idg_links_json(const idg *g, uint32_t sidx) {
+    const slot *s = &g->slots[sidx];
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->nedges && a; i++) {
+        char id[32];
+        idg_link_id(s->edges[i].seq, (int)s->edges[i].k, id);
+        json_array_append_new(
+            a, json_pack("{s:s, s:o, s:o, s:I}", "id", id, "from", node_json(g, s->edges[i].a),
+                         "to", node_json(g, s->edges[i].b), "seq", (json_int_t)s->edges[i].seq));
+    }
+    return a;
+}
+
+json_t *idg_merges_json(const idg *g, uint32_t sidx) {
+    const slot *s = &g->slots[sidx];
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->nmerges && a; i++) {
+        const merge_rec *m = &s->merges[i];
+        char at[TF_LEN], pid[32];
+        snprintf(pid, sizeof pid, "p_%" PRId64, m->from_id);
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "merged_profile", pid,
+                                           "at", tf_format(m->ts_ms, at), "cause", m->cause, "seq",
+                                           (json_int_t)m->seq, "from", node_json(g, m->a), "to",
+                                           node_json(g, m->b)));
+    }
+    return a;
+}
+
+json_t *idg_refusals_json(const idg *g, uint32_t sidx, size_t max) {
+    json_t *a = json_array();
+    size_t n = g->nrefusals < IDG_MAX_REFUSALS ? g->nrefusals : IDG_MAX_REFUSALS;
+    int64_t want = sidx == IDG_NONE ? 0 : g->slots[sidx].id;
+    for (size_t k = 0; k < n && a && json_array_size(a) < max; k++) {
+        /* Newest first while collecting, reversed below. */
+        const refusal *r = &g->refusals[(g->nrefusals - 1 - k) % IDG_MAX_REFUSALS];
+        if (want && r->slot_id != want && r->other_id != want) continue;
+        char p1[32], p2[32];
+        snprintf(p1, sizeof p1, "p_%" PRId64, r->slot_id);
+        snprintf(p2, sizeof p2, "p_%" PRId64, r->other_id);
+        json_array_insert_new(
+            a, 0,
+            json_pack("{s:I, s:s, s:s?, s:{s:s, s:s?}, s:{s:s, s:s?}, s:s}", "seq",
+                      (json_int_t)r->seq, "profile", p1, "other_profile", r->other_id ? p2 : NULL,
+                      "from", "type", type_name(g, r->type), "value", r->value, "to", "type",
+                      type_name(g, r->other_type), "value", r->other_value, "reason", r->reason));
+    }
+    return a;
+}
+
+size_t idg_refusal_count(const idg *g) {
+    return g->nrefusals;
+}
+
+size_t idg_bytes(const idg *g) {
+    size_t n = sizeof *g + g->anodes * sizeof(node) + g->nbuckets * sizeof(uint32_t) +
+               g->aslots * sizeof(slot) + g->nids_cap * sizeof(uint32_t) + g->value_bytes;
+    for (size_t i = 0; i < g->nslots; i++) {
+        const slot *s = &g->slots[i];
+        n += s->anodes * sizeof(uint32_t) + s->aedges * sizeof(edge) +
+             s->amerges * sizeof(merge_rec) + s->anever * sizeof(int64_t);
+    }
+    return n;
+}
+
+void idg_link_id(int64_t seq, int k, char out[32]) {
+    snprintf(out, 32, "%" PRId64 ".%d", seq, k);
+}
+
+bool idg_link_parse(const char *s, int64_t *seq, int *k) {
+    char *end;
+    long long a = strtoll(s, &end, 10);
+    if (end == s || *end != '.' || a <= 0) return false;
+    const char *p = end + 1;
+    long b = strtol(p, &end, 10);
+    if (end == p || *end || b < 0 || b >= IDG_MAX_IDENTS) return false;
+    *seq = a;
+    *k = (int)b;
+    return true;
+}
+
+/* ---- Life cycle ---- */
+
+idg *idg_new(const idg_opts *opts) {
+    idg *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->opts = *opts;
+    return g;
+}
+
+void idg_free(idg *g) {
+    if (!g) return;
+    for (size_t i = 0; i < g->nnodes; i++)
+        free(g->nodes[i].value);
+    for (size_t i = 0; i < g->nslots; i++) {
+        free(g->slots[i].nodes);
+        free(g->slots[i].edges);
+        free(g->slots[i].merges);
+        free(g->slots[i].never);
+    }
+    size_t n = g->nrefusals < IDG_MAX_REFUSALS ? g->nrefusals : IDG_MAX_REFUSALS;
+    for (size_t i = 0; i < n; i++) {
+        free(g->refusals[i].value);
+        free(g->refusals[i].other_value);
+    }
+    free(g->nodes);
+    free(g->buckets);
+    free(g->slots);
+    free(g->ids);
+    free(g);
+}

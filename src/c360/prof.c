@@ -1,0 +1,627 @@
+#include "c360/prof.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+#include "util/jsonw.h"
+#include "util/timefmt.h"
+#include "util/vec.h"
+
+/* Favourite weights by what the customer did with the product. */
+#define W_VIEW 1.0f
+#define W_WISHLIST 2.0f
+#define W_CART 3.0f
+#define W_PURCHASE 5.0f
+
+static const char *const channel_names[PROF_NCHANNELS] = {
+    "web", "app", "email", "sms", "whatsapp", "messenger", "pos", "server",
+};
+static const char *const device_names[PROF_NDEVICES] = {"desktop", "mobile", "tablet", "other"};
+
+const char *prof_channel_name(prof_channel c) {
+    return (unsigned)c < PROF_NCHANNELS ? channel_names[c] : NULL;
+}
+const char *prof_device_name(prof_device d) {
+    return (unsigned)d < PROF_NDEVICES ? device_names[d] : NULL;
+}
+
+prof *prof_new(void) {
+    return calloc(1, sizeof(prof));
+}
+
+static void free_favs(prof_fav *f) {
+    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
+        free(f[i].name);
+        f[i].name = NULL;
+        f[i].weight = 0;
+    }
+}
+
+static void clear_cart(prof *p) {
+    for (size_t i = 0; i < p->ncart; i++)
+        free(p->cart[i].product_id);
+    p->ncart = 0;
+    p->cart_value = 0;
+}
+
+void prof_free(prof *p) {
+    if (!p) return;
+    clear_cart(p);
+    free(p->cart);
+    for (size_t i = 0; i < p->nbought; i++)
+        free(p->bought[i]);
+    free(p->bought);
+    free_favs(p->categories);
+    free_favs(p->brands);
+    free(p->traits);
+    free(p->trait_times);
+    free(p->seqs);
+    free(p->last_order_id);
+    free(p);
+}
+
+/* ---- Where an event came from ---- */
+
+typedef struct name_map {
+    const char *name;
+    int value;
+} name_map;
+
+static int map_lookup(const name_map *m, size_t n, const char *s) {
+    if (!s) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(m[i].name, s) == 0) return m[i].value;
+    return -1;
+}
+
+/* Segment's top-level `channel` ("browser", "server", "mobile") and the channel names engaged's
+ * own sources use. */
+static const name_map channel_map[] = {
+    {"browser", PROF_CH_WEB}, {"web", PROF_CH_WEB},           {"mobile", PROF_CH_APP},
+    {"app", PROF_CH_APP},     {"server", PROF_CH_SERVER},     {"email", PROF_CH_EMAIL},
+    {"sms", PROF_CH_SMS},     {"whatsapp", PROF_CH_WHATSAPP}, {"messenger", PROF_CH_MESSENGER},
+    {"pos", PROF_CH_POS},
+};
+
+static const char *str_at(const json_t *o, const char *a, const char *b) {
+    const json_t *v = json_object_get(o, a);
+    if (b) v = json_object_get(v, b);
+    return json_string_value(v);
+}
+
+prof_channel prof_event_channel(const json_t *event, ev_type type) {
+    const json_t *ctx = json_object_get(event, "context");
+    const char *names[] = {str_at(event, "channel", NULL), str_at(ctx, "channel", NULL)};
+    for (size_t i = 0; i < 2; i++) {
+        int c = map_lookup(channel_map, sizeof channel_map / sizeof *channel_map, names[i]);
+        if (c >= 0) return (prof_channel)c;
+    }
+    if (type == EV_SCREEN || json_object_get(ctx, "app")) return PROF_CH_APP;
+    if (type == EV_PAGE || json_object_get(ctx, "userAgent") || json_object_get(ctx, "page"))
+        return PROF_CH_WEB;
+    return PROF_CH_SERVER;
+}
+
+static const name_map device_map[] = {
+    {"mobile", PROF_DEV_MOBILE},   {"phone", PROF_DEV_MOBILE},     {"ios", PROF_DEV_MOBILE},
+    {"android", PROF_DEV_MOBILE},  {"tablet", PROF_DEV_TABLET},    {"ipad", PROF_DEV_TABLET},
+    {"desktop", PROF_DEV_DESKTOP}, {"computer", PROF_DEV_DESKTOP},
+};
+
+prof_device prof_event_device(const json_t *event) {
+    const json_t *ctx = json_object_get(event, "context");
+    int d = map_lookup(device_map, sizeof device_map / sizeof *device_map,
+                       str_at(ctx, "device", "type"));
+    if (d >= 0) return (prof_device)d;
+    const char *ua = str_at(ctx, "userAgent", NULL);
+    if (!ua) return PROF_DEV_OTHER;
+    if (strstr(ua, "iPad") || strstr(ua, "Tablet")) return PROF_DEV_TABLET;
+    if (strstr(ua, "Mobi") || strstr(ua, "iPhone") || strstr(ua, "Android")) return PROF_DEV_MOBILE;
+    return PROF_DEV_DESKTOP;
+}
+
+/* ---- Traits ---- */
+
+static prof_trait_time *trait_time(prof *p, uint64_t h) {
+    for (size_t i = 0; i < p->ntrait_times; i++)
+        if (p->trait_times[i].key_hash == h) return &p->trait_times[i];
+    return NULL;
+}
+
+/* The hash of a value's compact JSON: to tell a trait sent again unchanged (context.traits rides on
+ * every event of some SDKs) without reading the stored traits. */
+static uint64_t value_hash(const json_t *v) {
+    buf b = BUF_INIT(PROF_TRAIT_VALUE_HASH_MAX);
+    uint64_t h = jsonw_value(&b, v) ? 0 : hash64_stable(b.data, b.len);
+    buf_free(&b);
+    return h;
+}
+
+json_t *prof_traits(const prof *p) {
+    if (!p->traits) return json_object();
+    return json_loadb(p->traits, p->traits_len, 0, NULL);
+}
+
+/* Applies traits as of ts_ms to *cur (parsed on first need), key by key, unless a newer value
+ * is held; sets *changed when a stored value changes. `times`, when given, holds each key's own
+ * time (merging: the other profile's). */
+static int apply_traits(prof *p, const json_t *traits, int64_t ts_ms, const prof *times,
+                        json_t **cur, bool *changed) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)traits, key, v) {
+        uint64_t kh = hash64_stable(key, strlen(key)), vh = value_hash(v);
+        int64_t ts = ts_ms;
+        if (times) {
+            const prof_trait_time *ot = trait_time((prof *)times, kh);
+            ts = ot ? ot->ts_ms : 0;
+        }
+        prof_trait_time *t = trait_time(p, kh);
+        if (t && t->ts_ms > ts) continue;
+        if (!t) {
+            if (p->ntrait_times >= PROF_TRAITS_MAX) continue;
+            if (vec_reserve((void **)&p->trait_times, &p->atrait_times, p->ntrait_times + 1,
+                            sizeof *p->trait_times))
+                return -1;
+            t = &p->trait_times[p->ntrait_times++];
+            *t = (prof_trait_time){kh, INT64_MIN, 0};
+        }
+        bool same = t->ts_ms != INT64_MIN && t->value_hash == vh;
+        t->ts_ms = ts;
+        t->value_hash = vh;
+        if (same) continue;
+        if (!*cur && !(*cur = prof_traits(p))) return -1;
+        if (json_is_null(v))
+            json_object_del(*cur, key);
+        else if (json_object_set(*cur, key, v))
+            return -1;
+        *changed = true;
+    }
+    return 0;
+}
+
+/* Stores cur as the profile's traits text. */
+static int store_traits(prof *p, const json_t *cur) {
+    buf b = BUF_INIT(0);
+    if (jsonw_value(&b, cur)) {
+        buf_free(&b);
+        return -1;
+    }
+    free(p->traits);
+    p->traits = buf_detach(&b, &p->traits_len);
+    return 0;
+}
+
+static int set_traits(prof *p, const json_t *traits, int64_t ts_ms, const prof *times) {
+    json_t *cur = NULL;
+    bool changed = false;
+    int rc = apply_traits(p, traits, ts_ms, times, &cur, &changed);
+    if (!rc && changed) rc = store_traits(p, cur);
+    json_decref(cur);
+    return rc;
+}
+
+int prof_set_traits(prof *p, const json_t *traits, int64_t ts_ms) {
+    return set_traits(p, traits, ts_ms, NULL);
+}
+
+/* ---- Favourites: the space-saving summary, PROF_FAVOURITES counters ---- */
+
+static int add_fav(prof_fav *f, const char *name, float w) {
+    if (!name || !*name) return 0;
+    size_t min = 0;
+    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
+        if (f[i].name && strcmp(f[i].name, name) == 0) {
+            f[i].weight += w;
+            return 0;
+        }
+        if (f[i].weight < f[min].weight) min = i;
+    }
+    /* Not tracked: take the lightest slot, inheriting its weight (the summary's overestimate
+     * bound), so a newly frequent name can climb past an old one. */
+    char *copy = strdup(name);
+    if (!copy) return -1;
+    float base = f[min].name ? f[min].weight : 0;
+    free(f[min].name);
+    f[min].name = copy;
+    f[min].weight = base + w;
+    return 0;
+}
+
+static int fav_products(prof *p, const cm_event *cm, float w) {
+    for (size_t i = 0; i < cm->nproducts; i++) {
+        const cm_product *pr = &cm->products[i];
+        if (add_fav(p->categories, pr->category, w) || add_fav(p->brands, pr->brand, w)) return -1;
+    }
+    return 0;
+}
+
+/* ---- Cart ---- */
+
+static prof_line *cart_line(prof *p, const char *id) {
+    for (size_t i = 0; i < p->ncart; i++)
+        if (strcmp(p->cart[i].product_id, id) == 0) return &p->cart[i];
+    return NULL;
+}
+
+static void cart_total(prof *p) {
+    double v = 0;
+    for (size_t i = 0; i < p->ncart; i++)
+        v += p->cart[i].price * (double)p->cart[i].quantity;
+    p->cart_value = v;
+}
+
+static const char *product_key(const cm_product *pr) {
+    return pr->product_id ? pr->product_id : pr->sku;
+}
+
+/* Adds delta of the product (negative: removes), dropping a line that reaches zero. */
+static int cart_add(prof *p, const cm_product *pr, int64_t delta) {
+    const char *id = product_key(pr);
+    if (!id) return 0;
+    prof_line *l = cart_line(p, id);
+    if (!l) {
+        if (delta <= 0 || p->ncart >= PROF_CART_MAX) return 0;
+        if (vec_reserve((void **)&p->cart, &p->acart, p->ncart + 1, sizeof *p->cart)) return -1;
+        char *copy = strdup(id);
+        if (!copy) return -1;
+        l = &p->cart[p->ncart++];
+        *l = (prof_line){copy, 0, 0};
+    }
+    l->quantity += delta;
+    if (pr->has & CM_HAS_PRICE) l->price = pr->price;
+    if (l->quantity <= 0) {
+        free(l->product_id);
+        *l = p->cart[--p->ncart];
+    }
+    return 0;
+}
+
+/* ---- Bought products: a sorted array of ids ---- */
+
+static size_t bought_pos(const prof *p, const char *id, bool *found) {
+    size_t lo = 0, hi = p->nbought;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(p->bought[mid], id);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static int add_bought(prof *p, const char *id) {
+    if (!id) return 0;
+    bool found;
+    size_t at = bought_pos(p, id, &found);
+    if (found || p->nbought >= PROF_BOUGHT_MAX) return 0;
+    if (vec_reserve((void **)&p->bought, &p->abought, p->nbought + 1, sizeof *p->bought)) return -1;
+    char *copy = strdup(id);
+    if (!copy) return -1;
+    memmove(p->bought + at + 1, p->bought + at, (p->nbought - at) * sizeof *p->bought);
+    p->bought[at] = copy;
+    p->nbought++;
+    return 0;
+}
+
+bool prof_has_bought(const prof *p, const char *product_id) {
+    bool found;
+    bought_pos(p, product_id, &found);
+    return found;
+}
+
+bool prof_in_cart(const prof *p, const char *product_id) {
+    return cart_line((prof *)p, product_id) != NULL;
+}
+
+/* ---- Orders ---- */
+
+/* An order's value: revenue, else total, else subtotal, else the sum of its lines, as the
+ * e-commerce spec lets shops send any of them. */
+static double order_value(const cm_event *cm) {
+    if (cm->has & CM_HAS_REVENUE) return cm->revenue;
+    if (cm->has & CM_HAS_TOTAL) return cm->total;
+    if (cm->has & CM_HAS_SUBTOTAL) return cm->subtotal;
+    double v = 0;
+    for (size_t i = 0; i < cm->nproducts; i++)
+        v += cm->products[i].price * (double)cm->products[i].quantity;
+    return v;
+}
+
+static int fold_commerce(prof *p, const cm_event *cm, int64_t ts) {
+    switch (cm->kind) {
+    case CM_PRODUCT_VIEWED:
+        p->product_views++;
+        return fav_products(p, cm, W_VIEW);
+    case CM_PRODUCTS_SEARCHED:
+        p->searches++;
+        return 0;
+    case CM_PRODUCT_ADDED:
+    case CM_WISHLIST_PRODUCT_ADDED_TO_CART:
+    case CM_PRODUCT_REMOVED: {
+        bool add = cm->kind != CM_PRODUCT_REMOVED;
+        for (size_t i = 0; i < cm->nproducts; i++)
+            if (cart_add(p, &cm->products[i],
+                         add ? cm->products[i].quantity : -cm->products[i].quantity))
+                return -1;
+        cart_total(p);
+        p->cart_updated_ms = ts;
+        return add ? fav_products(p, cm, W_CART) : 0;
+    }
+    case CM_CART_VIEWED:
+    case CM_CHECKOUT_STARTED:
+        /* These carry the whole cart: it replaces what the profile pieced together. */
+        if (cm->nproducts == 0) return 0;
+        clear_cart(p);
+        for (size_t i = 0; i < cm->nproducts; i++)
+            if (cart_add(p, &cm->products[i], cm->products[i].quantity)) return -1;
+        cart_total(p);
+        p->cart_updated_ms = ts;
+        return 0;
+    case CM_PRODUCT_ADDED_TO_WISHLIST:
+        return fav_products(p, cm, W_WISHLIST);
+    case CM_ORDER_COMPLETED: {
+        p->orders++;
+        p->revenue += order_value(cm);
+        if (!p->first_order_ms || ts < p->first_order_ms) p->first_order_ms = ts;
+        if (ts >= p->last_order_ms) {
+            p->last_order_ms = ts;
+            free(p->last_order_id);
+            p->last_order_id = cm->order_id ? strdup(cm->order_id) : NULL;
+        }
+        if (!p->currency[0] && cm->currency[0]) memcpy(p->currency, cm->currency, 4);
+        for (size_t i = 0; i < cm->nproducts; i++)
+            if (add_bought(p, product_key(&cm->products[i]))) return -1;
+        /* The order consumed the cart. */
+        clear_cart(p);
+        p->cart_updated_ms = ts;
+        return fav_products(p, cm, W_PURCHASE);
+    }
+    case CM_ORDER_REFUNDED:
+    case CM_ORDER_CANCELLED: {
+        double v = order_value(cm);
+        p->refunds++;
+        p->refunded += v;
+        p->revenue -= v;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+int prof_fold(prof *p, const prof_event *e) {
+    if (vec_reserve((void **)&p->seqs, &p->aseqs, p->nseqs + 1, sizeof *p->seqs)) return -1;
+    p->seqs[p->nseqs++] = e->seq;
+    int64_t ts = e->ts_ms;
+    if (p->events == 0 || ts - p->last_event_ms >= PROF_SESSION_GAP_MS) p->sessions++;
+    if (p->events == 0 || ts < p->first_seen_ms) p->first_seen_ms = ts;
+    if (p->events == 0 || ts > p->last_seen_ms) p->last_seen_ms = ts;
+    if (ts > p->last_event_ms) p->last_event_ms = ts;
+    p->events++;
+    p->channels[prof_event_channel(e->json, e->type)]++;
+    p->devices[prof_event_device(e->json)]++;
+    if (e->type == EV_PAGE) p->page_views++;
+    if (e->type == EV_SCREEN) p->screen_views++;
+    const json_t *traits = json_object_get(json_object_get(e->json, "context"), "traits");
+    if (json_is_object(traits) && prof_set_traits(p, traits, ts)) return -1;
+    traits = json_object_get(e->json, "traits");
+    if (e->type == EV_IDENTIFY && json_is_object(traits) && prof_set_traits(p, traits, ts))
+        return -1;
+    return e->cm ? fold_commerce(p, e->cm, ts) : 0;
+}
+
+/* ---- Merging ---- */
+
+static int merge_seqs(prof *into, prof *from) {
+    size_t n = into->nseqs + from->nseqs;
+    int64_t *m = malloc((n ? n : 1) * sizeof *m);
+    if (!m) return -1;
+    size_t i = 0, j = 0, k = 0;
+    while (i < into->nseqs && j < from->nseqs)
+        m[k++] = into->seqs[i] < from->seqs[j] ? into->seqs[i++] : from->seqs[j++];
+    while (i < into->nseqs)
+        m[k++] = into->seqs[i++];
+    while (j < from->nseqs)
+        m[k++] = from->seqs[j++];
+    free(into->seqs);
+    into->seqs = m;
+    into->nseqs = into->aseqs = n;
+    free(from->seqs);
+    from->seqs = NULL;
+    from->nseqs = from->aseqs = 0;
+    return 0;
+}
+
+static int merge_traits(prof *into, prof *from) {
+    if (!from->traits) return 0;
+    /* Each of from's keys competes with into's by its own time. A key removed (null) on one
+     * side has no value to carry, and its time still wins if newer. */
+    json_t *theirs = prof_traits(from);
+    if (!theirs) return -1;
+    int rc = set_traits(into, theirs, 0, from);
+    json_decref(theirs);
+    return rc;
+}
+
+int prof_merge(prof *into, prof *from) {
+    if (from->events) {
+        if (!into->events || from->first_seen_ms < into->first_seen_ms)
+            into->first_seen_ms = from->first_seen_ms;
+        if (!into->events || from->last_seen_ms > into->last_seen_ms)
+            into->last_seen_ms = from->last_seen_ms;
+        if (from->last_event_ms > into->last_event_ms) into->last_event_ms = from->last_event_ms;
+    }
+    into->events += from->events;
+    into->sessions += from->sessions;
+    into->page_views += from->page_views;
+    into->screen_views += from->screen_views;
+    into->product_views += from->product_views;
+    into->searches += from->searches;
+    into->orders += from->orders;
+    into->refunds += from->refunds;
+    into->revenue += from->revenue;
+    into->refunded += from->refunded;
+    if (from->first_order_ms &&
+        (!into->first_order_ms || from->first_order_ms < into->first_order_ms))
+        into->first_order_ms = from->first_order_ms;
+    if (from->last_order_ms > into->last_order_ms) {
+        into->last_order_ms = from->last_order_ms;
+        free(into->last_order_id);
+        into->last_order_id = from->last_order_id;
+        from->last_order_id = NULL;
+    }
+    if (!into->currency[0]) memcpy(into->currency, from->currency, 4);
+    for (size_t i = 0; i < PROF_NCHANNELS; i++)
+        into->channels[i] += from->channels[i];
+    for (size_t i = 0; i < PROF_NDEVICES; i++)
+        into->devices[i] += from->devices[i];
+    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
+        if (from->categories[i].name &&
+            add_fav(into->categories, from->categories[i].name, from->categories[i].weight))
+            return -1;
+        if (from->brands[i].name &&
+            add_fav(into->brands, from->brands[i].name, from->brands[i].weight))
+            return -1;
+    }
+    if (from->cart_updated_ms > into->cart_updated_ms) {
+        clear_cart(into);
+        free(into->cart);
+        into->cart = from->cart;
+        into->ncart = from->ncart;
+        into->acart = from->acart;
+        into->cart_value = from->cart_value;
+        into->cart_updated_ms = from->cart_updated_ms;
+        from->cart = NULL;
+        from->ncart = from->acart = 0;
+    }
+    for (size_t i = 0; i < from->nbought; i++)
+        if (add_bought(into, from->bought[i])) return -1;
+    if (merge_traits(into, from)) return -1;
+    return merge_seqs(into, from);
+}
+
+prof_rfm_input prof_rfm(const prof *p) {
+    return (prof_rfm_input){p->orders, p->revenue, p->last_order_ms};
+}
+
+int prof_preferred_channel(const prof *p) {
+    int best = -1;
+    for (int i = 0; i < PROF_NCHANNELS; i++)
+        if (p->channels[i] && (best < 0 || p->channels[i] > p->channels[best])) best = i;
+    return best;
+}
+
+static int preferred_device(const prof *p) {
+    int best = -1;
+    for (int i = 0; i < PROF_NDEVICES; i++)
+        if (p->devices[i] && (best < 0 || p->devices[i] > p->devices[best])) best = i;
+    return best;
+}
+
+/* ---- JSON ---- */
+
+static json_t *time_or_null(int64_t ms, bool have) {
+    char t[TF_LEN];
+    return have ? json_string(tf_format(ms, t)) : json_null();
+}
+
+/* Money is rounded to the cent: sums of doubles drift (0.1 + 0.2), and clients compare values. */
+static json_t *money(double v) {
+    return json_real(round(v * 100) / 100);
+}
+
+static int fav_cmp(const void *a, const void *b) {
+    const prof_fav *x = a, *y = b;
+    if (!x->name || !y->name) return !x->name - !y->name;
+    if (x->weight != y->weight) return x->weight < y->weight ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+static json_t *top_favs(const prof_fav *f) {
+    prof_fav sorted[PROF_FAVOURITES];
+    memcpy(sorted, f, sizeof sorted);
+    qsort(sorted, PROF_FAVOURITES, sizeof *sorted, fav_cmp);
+    json_t *a = json_array();
+    for (size_t i = 0; i < 3 && a; i++)
+        if (sorted[i].name) json_array_append_new(a, json_string(sorted[i].name));
+    return a;
+}
+
+static json_t *cart_json(const prof *p) {
+    json_t *items = json_array();
+    for (size_t i = 0; i < p->ncart && items; i++)
+        json_array_append_new(
+            items, json_pack("{s:s, s:I, s:o}", "product_id", p->cart[i].product_id, "quantity",
+                             (json_int_t)p->cart[i].quantity, "price", money(p->cart[i].price)));
+    return json_pack("{s:o, s:o, s:I, s:o}", "items", items ? items : json_array(), "value",
+                     money(p->cart_value), "count", (json_int_t)p->ncart, "updated_at",
+                     time_or_null(p->cart_updated_ms, p->cart_updated_ms != 0));
+}
+
+json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms) {
+    int ch = prof_preferred_channel(p), dev = preferred_device(p);
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "first_seen", time_or_null(p->first_seen_ms, p->events > 0));
+    json_object_set_new(o, "last_seen", time_or_null(p->last_seen_ms, p->events > 0));
+    json_object_set_new(o, "events", json_integer(p->events));
+    json_object_set_new(o, "sessions", json_integer(p->sessions));
+    json_object_set_new(o, "page_views", json_integer(p->page_views));
+    json_object_set_new(o, "screen_views", json_integer(p->screen_views));
+    json_object_set_new(o, "product_views", json_integer(p->product_views));
+    json_object_set_new(o, "searches", json_integer(p->searches));
+    json_object_set_new(o, "cart", cart_json(p));
+    json_object_set_new(o, "orders_count", json_integer(p->orders));
+    json_object_set_new(o, "total_spend", money(p->revenue));
+    json_object_set_new(o, "average_order_value",
+                        money(p->orders ? (p->revenue + p->refunded) / (double)p->orders : 0));
+    json_object_set_new(o, "refunds", json_integer(p->refunds));
+    json_object_set_new(o, "lifetime_value", money(p->revenue));
+    json_object_set_new(o, "currency", p->currency[0] ? json_string(p->currency) : json_null());
+    json_object_set_new(o, "first_order_at", time_or_null(p->first_order_ms, p->orders > 0));
+    json_object_set_new(o, "last_order_at", time_or_null(p->last_order_ms, p->orders > 0));
+    json_object_set_new(o, "last_order_id",
+                        p->last_order_id ? json_string(p->last_order_id) : json_null());
+    json_object_set_new(o, "days_since_last_order",
+                        p->orders > 0 ? json_integer((now_ms - p->last_order_ms) / 86400000)
+                                      : json_null());
+    json_object_set_new(o, "favourite_categories", top_favs(p->categories));
+    json_object_set_new(o, "favourite_brands", top_favs(p->brands));
+    json_object_set_new(o, "preferred_channel",
+                        ch >= 0 ? json_string(channel_names[ch]) : json_null());
+    json_object_set_new(o, "preferred_device",
+                        dev >= 0 ? json_string(device_names[dev]) : json_null());
+    json_t *bought = json_array();
+    for (size_t i = 0; i < p->nbought && bought; i++)
+        json_array_append_new(bought, json_string(p->bought[i]));
+    json_object_set_new(o, "products_bought", bought ? bought : json_array());
+    char score[4] = {(char)('0' + rfm[0]), (char)('0' + rfm[1]), (char)('0' + rfm[2]), 0};
+    json_object_set_new(o, "rfm",
+                        p->orders > 0
+                            ? json_pack("{s:i, s:i, s:i, s:s}", "recency", rfm[0], "frequency",
+                                        rfm[1], "monetary", rfm[2], "score", score)
+                            : json_null());
+    return o;
+}
+
+size_t prof_bytes(const prof *p) {
+    size_t n = p->acart * sizeof *p->cart + p->abought * sizeof *p->bought +
+               p->atrait_times * sizeof *p->trait_times + p->traits_len;
+    for (size_t i = 0; i < p->ncart; i++)
+        n += strlen(p->cart[i].product_id) + 1;
+    for (size_t i = 0; i < p->nbought; i++)
+        n += strlen(p->bought[i]) + 1;
+    return n;
+}
