@@ -16,6 +16,7 @@
 #include "expr/expr.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/strpool.h"
 #include "util/timefmt.h"
 #include "util/vec.h"
 
@@ -67,6 +68,8 @@ static size_t rfm_bucket(int which, prof_rfm_input in) {
 /* ---- State ---- */
 
 #define ENG_CHANGES_KEPT 10000
+/* Category and brand names kept for favourites; past this, new names are not tracked. */
+#define ENG_NAMES_MAX_BYTES (16u * 1024 * 1024)
 
 struct engine {
     pthread_rwlock_t lock;
@@ -78,6 +81,7 @@ struct engine {
     consent_ledger **consents; /* by slot, like profs; NULL until a first record */
     size_t aconsents;
     consent_ledger *scratch; /* consent read from one event, before it joins a ledger */
+    strpool *names;          /* category and brand names the profiles' favourites point to */
     offer_state *offers;
     cat *catalog;
     /* The catalogue's price and stock changes, newest last: a ring rebuilt by replay. */
@@ -327,7 +331,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         redeem_coupon(e, r.slot, cm, ts);
     if (cm && cm->order_id && (cm->kind == CM_ORDER_CANCELLED || cm->kind == CM_ORDER_REFUNDED))
         unredeem_order(e, cm->order_id, ts);
-    prof_event pe = {seq, ts, type, cm, ev};
+    prof_event pe = {seq, ts, type, cm, ev, e->names};
     if (prof_fold(p, &pe)) fail_oom("folding an event");
     rfm_update(e, p, +1);
     fold_consent(e, r.slot, ev, ts);
@@ -389,7 +393,7 @@ static int refold_row(const store_row *row, void *arg) {
         }
         if (s == a->keep) break;
     }
-    prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev};
+    prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev, a->e->names};
     int rc = prof_fold(to, &pe);
     if (!rc && to == a->moved_p) fold_consent(a->e, a->moved, ev, row->ts_ms);
     cm_event_free(cm);
@@ -683,10 +687,11 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     e->offers = offer_state_new(&oo);
     e->catalog = cat_new(&co);
     e->scratch = consent_ledger_new();
+    e->names = strpool_new(ENG_NAMES_MAX_BYTES);
     for (int i = 0; i < 3; i++)
         e->rfm[i] = calloc(1, sizeof(fenwick));
-    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->rfm[0] || !e->rfm[1] ||
-        !e->rfm[2]) {
+    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->rfm[0] ||
+        !e->rfm[1] || !e->rfm[2]) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -717,6 +722,7 @@ void eng_close(engine *e) {
     free(e->profs);
     free(e->consents);
     consent_ledger_free(e->scratch);
+    strpool_free(e->names);
     cat_free(e->catalog);
     for (size_t i = 0; i < ENG_CHANGES_KEPT; i++)
         json_decref(e->changes[i]);
@@ -738,7 +744,7 @@ static json_t *profile_root(const engine *e, uint32_t s, int64_t now_ms) {
     int rfm[3];
     rfm_scores(e, p, rfm);
     json_t *o = prof_traits(p);
-    json_t *computed = prof_computed_json(p, rfm, now_ms);
+    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names);
     if (!o || !computed) {
         json_decref(o);
         json_decref(computed);
@@ -803,7 +809,7 @@ static json_t *profile_json(const engine *e, uint32_t s, int64_t now_ms) {
     rfm_scores(e, p, rfm);
     char pid[32];
     profile_id(e, s, pid);
-    json_t *computed = prof_computed_json(p, rfm, now_ms);
+    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names);
     if (computed) json_object_set_new(computed, "channels", channels_json(e, s));
     return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", pid, "identities",
                      idg_identities_json(e->graph, s), "traits", prof_traits(p), "computed",

@@ -9,20 +9,31 @@
 #include "util/timefmt.h"
 #include "util/vec.h"
 
-/* A node. Erased nodes keep their index (merge records refer to nodes by index) with value NULL. */
+#define VALUE_CHUNK (64 * 1024)
+
+/* A node: 24 bytes. Erased nodes keep their index (merge records refer to nodes by index) with
+ * value NULL. Nodes are only ever appended, in log order, so a lower index is an older identifier.
+ */
 typedef struct node {
     char *value;
     uint32_t slot;
     uint32_t next; /* hash chain */
-    int64_t first_seq;
     uint8_t type;
 } node;
 
+/* 16 bytes: the link's id (the event's seq, and k, the identifier's place in the event, below
+ * IDG_MAX_IDENTS) packed in one word. */
 typedef struct edge {
     uint32_t a, b; /* a: the event's anchor */
-    int64_t seq;
-    uint32_t k;
+    int64_t seqk;  /* seq << 4 | k */
 } edge;
+
+static int64_t edge_seq(const edge *e) {
+    return e->seqk >> 4;
+}
+static uint32_t edge_k(const edge *e) {
+    return (uint32_t)(e->seqk & 15);
+}
 
 typedef struct merge_rec {
     int64_t seq, ts_ms;
@@ -41,19 +52,29 @@ typedef struct refusal {
 
 enum { SLOT_LIVE, SLOT_MERGED, SLOT_ERASED };
 
+/* 80 bytes: there is one per customer ever seen, so counts are 32-bit. */
 typedef struct slot {
     int64_t id;
     uint32_t *nodes;
-    size_t nnodes, anodes;
+    uint32_t nnodes, anodes;
     edge *edges;
-    size_t nedges, aedges;
+    uint32_t nedges, aedges;
     merge_rec *merges;
-    size_t nmerges, amerges;
+    uint32_t nmerges, amerges;
     int64_t *never; /* ids of customers split from this one: never merged again */
-    size_t nnever, anever;
+    uint32_t nnever, anever;
     uint32_t merged_into;
     uint8_t state;
 } slot;
+
+/* vec_reserve() for a 32-bit count. */
+static int vec32(void **p, uint32_t *alloc, size_t need, size_t elem) {
+    size_t a = *alloc;
+    if (need > UINT32_MAX || vec_reserve(p, &a, need, elem)) return -1;
+    if (a > UINT32_MAX) a = UINT32_MAX;
+    *alloc = (uint32_t)a;
+    return 0;
+}
 
 struct idg {
     idg_opts opts;
@@ -69,6 +90,13 @@ struct idg {
     refusal refusals[IDG_MAX_REFUSALS];
     size_t nrefusals; /* total ever; the ring holds the last IDG_MAX_REFUSALS */
     size_t value_bytes;
+    /* Identifier values live in chunks, not one malloc each (an allocation's header was a third
+     * of a value's cost); an erased value is wiped in place. */
+    struct value_chunk {
+        struct value_chunk *next;
+        size_t used;
+        char data[VALUE_CHUNK];
+    } * chunks;
 };
 
 /* ---- Hashing nodes ---- */
@@ -107,19 +135,34 @@ static int grow_buckets(idg *g) {
     return 0;
 }
 
-static uint32_t add_node(idg *g, int type, const char *value, uint32_t s, int64_t seq) {
+static char *copy_value(idg *g, const char *value) {
+    size_t n = strlen(value) + 1;
+    if (n > VALUE_CHUNK) return NULL;
+    if (!g->chunks || g->chunks->used + n > VALUE_CHUNK) {
+        struct value_chunk *c = malloc(sizeof *c);
+        if (!c) return NULL;
+        c->next = g->chunks;
+        c->used = 0;
+        g->chunks = c;
+    }
+    char *at = g->chunks->data + g->chunks->used;
+    memcpy(at, value, n);
+    g->chunks->used += n;
+    return at;
+}
+
+static uint32_t add_node(idg *g, int type, const char *value, uint32_t s) {
     if (g->nnodes + 1 > g->nbuckets && grow_buckets(g)) return IDG_NONE;
     if (g->nnodes >= UINT32_MAX - 1 ||
         vec_reserve((void **)&g->nodes, &g->anodes, g->nnodes + 1, sizeof *g->nodes))
         return IDG_NONE;
     slot *sl = &g->slots[s];
-    if (vec_reserve((void **)&sl->nodes, &sl->anodes, sl->nnodes + 1, sizeof *sl->nodes))
-        return IDG_NONE;
-    char *copy = strdup(value);
+    if (vec32((void **)&sl->nodes, &sl->anodes, sl->nnodes + 1, sizeof *sl->nodes)) return IDG_NONE;
+    char *copy = copy_value(g, value);
     if (!copy) return IDG_NONE;
     uint32_t i = (uint32_t)g->nnodes++;
     size_t h = node_hash(type, value) & (g->nbuckets - 1);
-    g->nodes[i] = (node){copy, s, g->buckets[h], seq, (uint8_t)type};
+    g->nodes[i] = (node){copy, s, g->buckets[h], (uint8_t)type};
     g->buckets[h] = i;
     sl->nodes[sl->nnodes++] = i;
     g->value_bytes += strlen(value) + 1;
@@ -208,7 +251,7 @@ static bool kept_apart(const idg *g, uint32_t a, uint32_t b) {
 }
 
 static int add_never(slot *s, int64_t id) {
-    if (vec_reserve((void **)&s->never, &s->anever, s->nnever + 1, sizeof *s->never)) return -1;
+    if (vec32((void **)&s->never, &s->anever, s->nnever + 1, sizeof *s->never)) return -1;
     s->never[s->nnever++] = id;
     return 0;
 }
@@ -261,18 +304,18 @@ static void refuse(idg *g, int64_t seq, uint32_t s, uint32_t other_slot, const i
 
 static int add_edge(idg *g, uint32_t s, uint32_t a, uint32_t b, int64_t seq, uint32_t k) {
     slot *sl = &g->slots[s];
-    if (vec_reserve((void **)&sl->edges, &sl->aedges, sl->nedges + 1, sizeof *sl->edges)) return -1;
-    sl->edges[sl->nedges++] = (edge){a, b, seq, k};
+    if (vec32((void **)&sl->edges, &sl->aedges, sl->nedges + 1, sizeof *sl->edges)) return -1;
+    sl->edges[sl->nedges++] = (edge){a, b, seq << 4 | (int64_t)k};
     return 0;
 }
 
 /* Moves everything of slot from into slot into. */
 static int merge_slots(idg *g, uint32_t into, uint32_t from) {
     slot *a = &g->slots[into], *b = &g->slots[from];
-    if (vec_reserve((void **)&a->nodes, &a->anodes, a->nnodes + b->nnodes, sizeof *a->nodes) ||
-        vec_reserve((void **)&a->edges, &a->aedges, a->nedges + b->nedges, sizeof *a->edges) ||
-        vec_reserve((void **)&a->merges, &a->amerges, a->nmerges + b->nmerges, sizeof *a->merges) ||
-        vec_reserve((void **)&a->never, &a->anever, a->nnever + b->nnever, sizeof *a->never))
+    if (vec32((void **)&a->nodes, &a->anodes, a->nnodes + b->nnodes, sizeof *a->nodes) ||
+        vec32((void **)&a->edges, &a->aedges, a->nedges + b->nedges, sizeof *a->edges) ||
+        vec32((void **)&a->merges, &a->amerges, a->nmerges + b->nmerges, sizeof *a->merges) ||
+        vec32((void **)&a->never, &a->anever, a->nnever + b->nnever, sizeof *a->never))
         return -1;
     for (size_t i = 0; i < b->nnodes; i++) {
         g->nodes[b->nodes[i]].slot = into;
@@ -296,7 +339,7 @@ static int merge_slots(idg *g, uint32_t into, uint32_t from) {
 static int record_merge(idg *g, uint32_t into, int64_t from_id, uint32_t a, uint32_t b, int64_t seq,
                         int64_t ts, const char *cause) {
     slot *s = &g->slots[into];
-    if (vec_reserve((void **)&s->merges, &s->amerges, s->nmerges + 1, sizeof *s->merges)) return -1;
+    if (vec32((void **)&s->merges, &s->amerges, s->nmerges + 1, sizeof *s->merges)) return -1;
     merge_rec *m = &s->merges[s->nmerges++];
     *m = (merge_rec){.seq = seq, .ts_ms = ts, .from_id = from_id, .a = a, .b = b};
     snprintf(m->cause, sizeof m->cause, "%s", cause ? cause : "");
@@ -328,7 +371,7 @@ int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_
             if ((t = new_slot(g, seq)) == IDG_NONE) return -1;
             out->created = true;
         }
-        if ((anchor = add_node(g, ids[0].type, ids[0].value, t, seq)) == IDG_NONE) return -1;
+        if ((anchor = add_node(g, ids[0].type, ids[0].value, t)) == IDG_NONE) return -1;
         if (via && add_edge(g, t, anchor, nodes[via], seq, (uint32_t)via)) return -1;
     }
 
@@ -340,7 +383,7 @@ int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_
                 out->refused++;
                 continue;
             }
-            if ((x = add_node(g, ids[i].type, ids[i].value, t, seq)) == IDG_NONE ||
+            if ((x = add_node(g, ids[i].type, ids[i].value, t)) == IDG_NONE ||
                 add_edge(g, t, anchor, x, seq, (uint32_t)i))
                 return -1;
             continue;
@@ -413,7 +456,7 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
     slot *s = &g->slots[sidx];
     size_t cut = SIZE_MAX;
     for (size_t e = 0; e < s->nedges; e++)
-        if (s->edges[e].seq == link_seq && s->edges[e].k == (uint32_t)link_k) cut = e;
+        if (edge_seq(&s->edges[e]) == link_seq && edge_k(&s->edges[e]) == (uint32_t)link_k) cut = e;
     if (cut == SIZE_MAX) return IDG_UNMERGE_NO_LINK;
     size_t n = s->nnodes;
     uint8_t *side = calloc(n, 1);
@@ -424,7 +467,7 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
     /* The side holding the oldest identifier keeps the slot. */
     size_t oldest = 0;
     for (size_t i = 1; i < n; i++)
-        if (g->nodes[s->nodes[i]].first_seq < g->nodes[s->nodes[oldest]].first_seq) oldest = i;
+        if (s->nodes[i] < s->nodes[oldest]) oldest = i;
     uint8_t keep = side[oldest];
     uint32_t ns = new_slot(g, seq);
     if (ns == IDG_NONE) goto out;
@@ -438,7 +481,7 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
             s->nodes[kept++] = v;
             continue;
         }
-        if (vec_reserve((void **)&t->nodes, &t->anodes, t->nnodes + 1, sizeof *t->nodes)) goto out;
+        if (vec32((void **)&t->nodes, &t->anodes, t->nnodes + 1, sizeof *t->nodes)) goto out;
         t->nodes[t->nnodes++] = v;
         g->nodes[v].slot = ns;
     }
@@ -451,7 +494,7 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
             s->edges[ke++] = ed;
             continue;
         }
-        if (vec_reserve((void **)&t->edges, &t->aedges, t->nedges + 1, sizeof *t->edges)) goto out;
+        if (vec32((void **)&t->edges, &t->aedges, t->nedges + 1, sizeof *t->edges)) goto out;
         t->edges[t->nedges++] = ed;
     }
     s->nedges = ke;
@@ -471,8 +514,9 @@ static void unlink_node(idg *g, uint32_t v) {
     while (*at != v)
         at = &g->nodes[*at].next;
     *at = n->next;
-    g->value_bytes -= strlen(n->value) + 1;
-    free(n->value);
+    size_t len = strlen(n->value);
+    g->value_bytes -= len + 1;
+    memset(n->value, 0, len); /* erased: not even in memory */
     n->value = NULL;
 }
 
@@ -531,10 +575,11 @@ json_t *idg_links_json(const idg *g, uint32_t sidx) {
     json_t *a = json_array();
     for (size_t i = 0; i < s->nedges && a; i++) {
         char id[32];
-        idg_link_id(s->edges[i].seq, (int)s->edges[i].k, id);
-        json_array_append_new(
-            a, json_pack("{s:s, s:o, s:o, s:I}", "id", id, "from", node_json(g, s->edges[i].a),
-                         "to", node_json(g, s->edges[i].b), "seq", (json_int_t)s->edges[i].seq));
+        idg_link_id(edge_seq(&s->edges[i]), (int)edge_k(&s->edges[i]), id);
+        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:I}", "id", id, "from",
+                                           node_json(g, s->edges[i].a), "to",
+                                           node_json(g, s->edges[i].b), "seq",
+                                           (json_int_t)edge_seq(&s->edges[i])));
     }
     return a;
 }
@@ -617,8 +662,10 @@ idg *idg_new(const idg_opts *opts) {
 
 void idg_free(idg *g) {
     if (!g) return;
-    for (size_t i = 0; i < g->nnodes; i++)
-        free(g->nodes[i].value);
+    for (struct value_chunk *c = g->chunks, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     for (size_t i = 0; i < g->nslots; i++) {
         free(g->slots[i].nodes);
         free(g->slots[i].edges);

@@ -33,18 +33,14 @@ prof *prof_new(void) {
     return calloc(1, sizeof(prof));
 }
 
-static void free_favs(prof_fav *f) {
-    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
-        free(f[i].name);
-        f[i].name = NULL;
-        f[i].weight = 0;
-    }
-}
-
+/* Empties the cart and gives its memory back: most carts end in an order or are abandoned, and
+ * a million empty carts holding their arrays would cost 100 MB. */
 static void clear_cart(prof *p) {
     for (size_t i = 0; i < p->ncart; i++)
         free(p->cart[i].product_id);
-    p->ncart = 0;
+    free(p->cart);
+    p->cart = NULL;
+    p->ncart = p->acart = 0;
     p->cart_value = 0;
 }
 
@@ -55,8 +51,6 @@ void prof_free(prof *p) {
     for (size_t i = 0; i < p->nbought; i++)
         free(p->bought[i]);
     free(p->bought);
-    free_favs(p->categories);
-    free_favs(p->brands);
     free(p->traits);
     free(p->trait_times);
     free(p->seqs);
@@ -211,33 +205,32 @@ int prof_set_traits(prof *p, const json_t *traits, int64_t ts_ms) {
 
 /* ---- Favourites: the space-saving summary, PROF_FAVOURITES counters ---- */
 
-static int add_fav(prof_fav *f, const char *name, float w) {
-    if (!name || !*name) return 0;
+/* name is an interned id, so names compare as numbers. */
+static void add_fav(prof_fav *f, uint32_t name, float w) {
+    if (!name) return;
     size_t min = 0;
     for (size_t i = 0; i < PROF_FAVOURITES; i++) {
-        if (f[i].name && strcmp(f[i].name, name) == 0) {
+        if (f[i].name == name) {
             f[i].weight += w;
-            return 0;
+            return;
         }
-        if (f[i].weight < f[min].weight) min = i;
+        if (!f[i].name || (f[min].name && f[i].weight < f[min].weight)) min = i;
     }
-    /* Not tracked: take the lightest slot, inheriting its weight (the summary's overestimate
-     * bound), so a newly frequent name can climb past an old one. */
-    char *copy = strdup(name);
-    if (!copy) return -1;
+    /* Not tracked: take an empty slot, or the lightest, inheriting its weight (the summary's
+     * overestimate bound), so a newly frequent name can climb past an old one. */
     float base = f[min].name ? f[min].weight : 0;
-    free(f[min].name);
-    f[min].name = copy;
+    f[min].name = name;
     f[min].weight = base + w;
-    return 0;
 }
 
-static int fav_products(prof *p, const cm_event *cm, float w) {
+static void fav_products(prof *p, const cm_event *cm, float w, strpool *names) {
+    if (!names) return;
     for (size_t i = 0; i < cm->nproducts; i++) {
         const cm_product *pr = &cm->products[i];
-        if (add_fav(p->categories, pr->category, w) || add_fav(p->brands, pr->brand, w)) return -1;
+        if (pr->category && *pr->category)
+            add_fav(p->categories, strpool_id(names, pr->category), w);
+        if (pr->brand && *pr->brand) add_fav(p->brands, strpool_id(names, pr->brand), w);
     }
-    return 0;
 }
 
 /* ---- Cart ---- */
@@ -339,11 +332,12 @@ static double order_value(const cm_event *cm) {
     return v;
 }
 
-static int fold_commerce(prof *p, const cm_event *cm, int64_t ts) {
+static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names) {
     switch (cm->kind) {
     case CM_PRODUCT_VIEWED:
         p->product_views++;
-        return fav_products(p, cm, W_VIEW);
+        fav_products(p, cm, W_VIEW, names);
+        return 0;
     case CM_PRODUCTS_SEARCHED:
         p->searches++;
         return 0;
@@ -357,7 +351,8 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts) {
                 return -1;
         cart_total(p);
         p->cart_updated_ms = ts;
-        return add ? fav_products(p, cm, W_CART) : 0;
+        if (add) fav_products(p, cm, W_CART, names);
+        return 0;
     }
     case CM_CART_VIEWED:
     case CM_CHECKOUT_STARTED:
@@ -370,7 +365,8 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts) {
         p->cart_updated_ms = ts;
         return 0;
     case CM_PRODUCT_ADDED_TO_WISHLIST:
-        return fav_products(p, cm, W_WISHLIST);
+        fav_products(p, cm, W_WISHLIST, names);
+        return 0;
     case CM_ORDER_COMPLETED: {
         p->orders++;
         p->revenue += order_value(cm);
@@ -386,7 +382,8 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts) {
         /* The order consumed the cart. */
         clear_cart(p);
         p->cart_updated_ms = ts;
-        return fav_products(p, cm, W_PURCHASE);
+        fav_products(p, cm, W_PURCHASE, names);
+        return 0;
     }
     case CM_ORDER_REFUNDED:
     case CM_ORDER_CANCELLED: {
@@ -419,7 +416,7 @@ int prof_fold(prof *p, const prof_event *e) {
     traits = json_object_get(e->json, "traits");
     if (e->type == EV_IDENTIFY && json_is_object(traits) && prof_set_traits(p, traits, ts))
         return -1;
-    return e->cm ? fold_commerce(p, e->cm, ts) : 0;
+    return e->cm ? fold_commerce(p, e->cm, ts, e->names) : 0;
 }
 
 /* ---- Merging ---- */
@@ -488,12 +485,8 @@ int prof_merge(prof *into, prof *from) {
     for (size_t i = 0; i < PROF_NDEVICES; i++)
         into->devices[i] += from->devices[i];
     for (size_t i = 0; i < PROF_FAVOURITES; i++) {
-        if (from->categories[i].name &&
-            add_fav(into->categories, from->categories[i].name, from->categories[i].weight))
-            return -1;
-        if (from->brands[i].name &&
-            add_fav(into->brands, from->brands[i].name, from->brands[i].weight))
-            return -1;
+        add_fav(into->categories, from->categories[i].name, from->categories[i].weight);
+        add_fav(into->brands, from->brands[i].name, from->brands[i].weight);
     }
     if (from->cart_updated_ms > into->cart_updated_ms) {
         clear_cart(into);
@@ -546,16 +539,18 @@ static int fav_cmp(const void *a, const void *b) {
     const prof_fav *x = a, *y = b;
     if (!x->name || !y->name) return !x->name - !y->name;
     if (x->weight != y->weight) return x->weight < y->weight ? 1 : -1;
-    return strcmp(x->name, y->name);
+    return x->name < y->name ? -1 : x->name > y->name;
 }
 
-static json_t *top_favs(const prof_fav *f) {
+static json_t *top_favs(const prof_fav *f, const strpool *names) {
     prof_fav sorted[PROF_FAVOURITES];
     memcpy(sorted, f, sizeof sorted);
     qsort(sorted, PROF_FAVOURITES, sizeof *sorted, fav_cmp);
     json_t *a = json_array();
-    for (size_t i = 0; i < 3 && a; i++)
-        if (sorted[i].name) json_array_append_new(a, json_string(sorted[i].name));
+    for (size_t i = 0; i < 3 && a && names; i++) {
+        const char *name = strpool_at(names, sorted[i].name);
+        if (name) json_array_append_new(a, json_string(name));
+    }
     return a;
 }
 
@@ -570,7 +565,7 @@ static json_t *cart_json(const prof *p) {
                      time_or_null(p->cart_updated_ms, p->cart_updated_ms != 0));
 }
 
-json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms) {
+json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names) {
     int ch = prof_preferred_channel(p), dev = preferred_device(p);
     json_t *o = json_object();
     if (!o) return NULL;
@@ -597,8 +592,8 @@ json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms) {
     json_object_set_new(o, "days_since_last_order",
                         p->orders > 0 ? json_integer((now_ms - p->last_order_ms) / 86400000)
                                       : json_null());
-    json_object_set_new(o, "favourite_categories", top_favs(p->categories));
-    json_object_set_new(o, "favourite_brands", top_favs(p->brands));
+    json_object_set_new(o, "favourite_categories", top_favs(p->categories, names));
+    json_object_set_new(o, "favourite_brands", top_favs(p->brands, names));
     json_object_set_new(o, "preferred_channel",
                         ch >= 0 ? json_string(channel_names[ch]) : json_null());
     json_object_set_new(o, "preferred_device",

@@ -31,9 +31,10 @@
 
 #include "ingest/commerce.h"
 #include "ingest/ev.h"
+#include "util/strpool.h"
 
 #define PROF_SESSION_GAP_MS (30 * 60 * 1000)
-#define PROF_FAVOURITES 8    /* categories (and brands) tracked per profile; the top 3 are shown */
+#define PROF_FAVOURITES 6    /* categories (and brands) tracked per profile; the top 3 are shown */
 #define PROF_CART_MAX 200    /* distinct cart lines kept; more are counted in the value only */
 #define PROF_BOUGHT_MAX 1000 /* distinct products remembered as bought */
 #define PROF_TRAITS_MAX 256  /* trait keys kept; more are refused (and counted) */
@@ -69,6 +70,7 @@ typedef struct prof_event {
     ev_type type;
     const cm_event *cm; /* typed e-commerce fields, or NULL */
     const json_t *json; /* the normalised event */
+    strpool *names;     /* where category and brand names are interned; NULL: not tracked */
 } prof_event;
 
 typedef struct prof_line {
@@ -78,7 +80,7 @@ typedef struct prof_line {
 } prof_line;
 
 typedef struct prof_fav {
-    char *name;
+    uint32_t name; /* strpool_id() in prof_event.names; 0 for an empty slot */
     float weight;
 } prof_fav;
 
@@ -99,8 +101,8 @@ typedef struct prof_rfm_input {
 
 typedef struct prof {
     int64_t first_seen_ms, last_seen_ms, last_event_ms;
-    int64_t events, sessions, page_views, screen_views, product_views, searches;
-    int64_t orders, refunds;
+    uint32_t events, sessions, page_views, screen_views, product_views, searches;
+    uint32_t orders, refunds;
     double revenue, refunded;
     int64_t first_order_ms, last_order_ms;
     char *last_order_id;
@@ -150,7 +152,7 @@ prof_rfm_input prof_rfm(const prof *p);
 
 /* The computed attributes as a new JSON object ("computed" in the API), with rfm scores from the
  * caller (1..5 each, 0 when the profile never ordered). */
-json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms);
+json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names);
 /* The preferred channel: the most frequent, or -1 with no events. */
 int prof_preferred_channel(const prof *p);
 /* Approximate bytes held, beyond the struct itself and the timeline. */

@@ -15,6 +15,13 @@
 
 #define MIN 60000LL
 
+/* The name pool every test shares; it lives as long as the test process. */
+static strpool *names(void) {
+    static strpool *pool;
+    if (!pool) pool = strpool_new(1 << 20);
+    return pool;
+}
+
 /* Folds one event given as JSON text; e-commerce fields are parsed as the server does. */
 static void fold(prof *p, int64_t seq, int64_t ts, ev_type type, const char *json) {
     json_error_t je;
@@ -27,7 +34,7 @@ static void fold(prof *p, int64_t seq, int64_t ts, ev_type type, const char *jso
         ev_error err;
         assert_int_equal(cm_parse(json_object_get(ev, "properties"), k, &cm, &err), 0);
     }
-    prof_event e = {seq, ts, type, cm, ev};
+    prof_event e = {seq, ts, type, cm, ev, names()};
     assert_int_equal(prof_fold(p, &e), 0);
     cm_event_free(cm);
     json_decref(ev);
@@ -39,7 +46,7 @@ static double num(const json_t *o, const char *key) {
 
 static json_t *computed(const prof *p) {
     int rfm[3] = {0, 0, 0};
-    json_t *c = prof_computed_json(p, rfm, 0);
+    json_t *c = prof_computed_json(p, rfm, 0, names());
     assert_non_null(c);
     return c;
 }
