@@ -11,6 +11,9 @@
 #            and on-disk bytes per event.
 #   restart  build a store of 10M events (`engaged import` of generated JSONL), then time
 #            `engaged serve` start -> GET /healthz 200 (polled every 10 ms).
+#   profiles the Customer 360 engine in process (build/bench_c360): identity resolution and
+#            profile folding throughput, RSS per profile, lookup latency, at BENCH_PROFILES shoppers
+#            with 10 events each (not part of the default run: name it).
 #
 # Settings (environment):
 #   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
@@ -41,6 +44,8 @@ BATCH_SIZE=${BENCH_BATCH_SIZE:-100}
 MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
 RESTART_EVENTS=${BENCH_RESTART_EVENTS:-10000000}
 RESTART_RUNS=${BENCH_RESTART_RUNS:-3}
+PROFILES=${BENCH_PROFILES:-1000000}
+BENCH_C360=${BENCH_C360_BIN:-$(dirname "$BIN")/bench_c360}
 STORE_CACHE=${BENCH_STORE_CACHE:-}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
 WRITE_KEY=wk_bench_$RANDOM$RANDOM
@@ -50,8 +55,8 @@ READY_TIMEOUT_S=900 # a server start (restart of a big store) that takes longer 
 sections=("$@")
 [ ${#sections[@]} -eq 0 ] && sections=(track batch memory restart)
 for s in "${sections[@]}"; do
-  case $s in track | batch | memory | restart) ;; *)
-    echo "usage: $0 [track] [batch] [memory] [restart]" >&2
+  case $s in track | batch | memory | restart | profiles) ;; *)
+    echo "usage: $0 [track] [batch] [memory] [restart] [profiles]" >&2
     exit 2
     ;;
   esac
@@ -692,6 +697,25 @@ bench_restart() {
   fi
   SUMMARY+=("| restart time at $n events | — | **$(median "${ready[@]}") ms** (server CPU to ready $(median "${cpus[@]}") s; RSS $mr kB) | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   if [ -z "$STORE_CACHE" ]; then rm -rf "$data"; fi
+}
+
+# ---- profiles ------------------------------------------------------------------------------------
+
+bench_profiles() {
+  [ -x "$BENCH_C360" ] || { PROBLEMS+=("profiles: no $BENCH_C360 (ninja -C build)"); return; }
+  say "profiles: $PROFILES shoppers x 10 events through eng_apply, in process"
+  local l0 out
+  l0=$(loadavg)
+  out=$("$BENCH_C360" "$PROFILES" 10)
+  local j
+  j() { echo "$out" | grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+  emit "## Customer 360 engine ($PROFILES shoppers, $(j events) events, in process)"
+  emit ""
+  emit "\`$BENCH_C360 $PROFILES 10\` → \`$out\`"
+  emit ""
+  SUMMARY+=("| profiles: identity resolution + profile fold, events/s (in process) | — | **$(j apply_events_per_s)** | measured | $l0 | — |")
+  SUMMARY+=("| profiles: RSS per profile beyond its timeline | ≤ 1,024 B | **$(j rss_per_profile_beyond_timeline_bytes) B** | $(awk -v v="$(j rss_per_profile_beyond_timeline_bytes)" 'BEGIN { print (v <= 1024 ? "met" : "NOT met") }') | $l0 | — |")
+  SUMMARY+=("| profiles: lookup (whole profile as JSON) p50 / p99 | — | **$(j lookup_p50_us) / $(j lookup_p99_us) µs** | measured | $l0 | — |")
 }
 
 # ---- main ----------------------------------------------------------------------------------------

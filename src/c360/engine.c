@@ -68,6 +68,7 @@ static size_t rfm_bucket(int which, prof_rfm_input in) {
 /* ---- State ---- */
 
 #define ENG_CHANGES_KEPT 10000
+#define ENG_AUDIT_KEPT 100000
 /* Category and brand names kept for favourites; past this, new names are not tracked. */
 #define ENG_NAMES_MAX_BYTES (16u * 1024 * 1024)
 
@@ -86,6 +87,10 @@ struct engine {
     cat *catalog;
     /* The catalogue's price and stock changes, newest last: a ring rebuilt by replay. */
     json_t *changes[ENG_CHANGES_KEPT];
+    /* Who did what to whose data (export, erasure, unmerge, consent): a ring rebuilt by replay;
+     * the records themselves stay in the log. */
+    json_t *audit[ENG_AUDIT_KEPT];
+    int64_t naudit;
     int64_t nchanges; /* ever; change i is at changes[i % ENG_CHANGES_KEPT] */
     fenwick *rfm[3];
     size_t events_applied, unattributed;
@@ -362,6 +367,22 @@ static void cmd_error(cmd_ctx *c, int status, const char *code, const char *fiel
     c->result = json_pack("{s:i, s:o}", "status", status, "error", err);
 }
 
+/* Records a privacy-relevant action. Erasure leaves only the profile id: no personal data. */
+static void audit(cmd_ctx *c, const char *action, const char *profile, json_t *detail) {
+    engine *e = c->e;
+    char at[TF_LEN];
+    json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:O?}", "seq", (json_int_t)c->seq, "at",
+                          tf_format(c->now_ms, at), "action", action, "profile", profile, "key",
+                          json_object_get(c->record, "key"));
+    if (!j) fail_oom("an audit entry");
+    if (detail) json_object_update(j, detail);
+    json_decref(detail);
+    json_t **slot = &e->audit[e->naudit % ENG_AUDIT_KEPT];
+    json_decref(*slot);
+    *slot = j;
+    e->naudit++;
+}
+
 /* Refolds profile slot from its events in the store (after an unmerge moved some away). */
 typedef struct refold_arg {
     engine *e;
@@ -433,16 +454,29 @@ static void cmd_unmerge(cmd_ctx *c) {
     char kept[32], moved[32];
     profile_id(e, s, kept);
     profile_id(e, ns, moved);
+    audit(c, "unmerge", kept,
+          json_pack("{s:s, s:O}", "split_profile", moved, "link",
+                    json_object_get(c->record, "link")));
     cmd_reply(c, 200,
               json_pack("{s:s, s:s, s:I, s:I}", "profile", kept, "split_profile", moved,
                         "events_kept", (json_int_t)a.keep_p->nseqs, "events_moved",
                         (json_int_t)a.moved_p->nseqs));
 }
 
+/* Replaying an export or an erasure of a customer whose events an erasure deleted since: the
+ * profile is not rebuilt, but the audit keeps the action. */
+static bool audit_gone(cmd_ctx *c, const char *action, const char *id) {
+    if (!c->e->replaying || !id) return false;
+    audit(c, action, id, NULL);
+    cmd_reply(c, 200, json_object());
+    return true;
+}
+
 static void cmd_erase(cmd_ctx *c) {
     engine *e = c->e;
     const char *id = json_string_value(json_object_get(c->record, "profile"));
     uint32_t s = parse_profile(e, id);
+    if (s == IDG_NONE && audit_gone(c, "erase", id)) return;
     if (s == IDG_NONE) return cmd_error(c, 404, "not_found", "profile", "no such profile");
     prof *p = e->profs[s];
     rfm_update(e, p, -1);
@@ -474,6 +508,14 @@ static void cmd_erase(cmd_ctx *c) {
     e->profs[s] = NULL;
     consent_ledger_free(e->consents[s]);
     e->consents[s] = NULL;
+    /* The audit keeps that consent was recorded, not its content (a proof may be an IP). */
+    int64_t first = e->naudit > ENG_AUDIT_KEPT ? e->naudit - ENG_AUDIT_KEPT : 0;
+    for (int64_t i = first; i < e->naudit; i++) {
+        json_t *a = e->audit[i % ENG_AUDIT_KEPT];
+        if (strcmp(json_string_value(json_object_get(a, "profile")), pid) == 0)
+            json_object_del(a, "body");
+    }
+    audit(c, "erase", pid, NULL);
     cmd_reply(c, 200,
               json_pack("{s:s, s:b, s:I, s:o}", "id", pid, "erased", 1, "events",
                         (json_int_t)json_array_size(seqs), "_seqs", seqs));
@@ -508,6 +550,9 @@ static void cmd_consent(cmd_ctx *c) {
     if (rc == CONSENT_EFULL)
         return cmd_error(c, 400, "invalid_field", "purpose",
                          "the customer's ledger already holds the most purposes it may (32)");
+    char pid[32];
+    profile_id(e, s, pid);
+    audit(c, "consent", pid, json_pack("{s:O}", "body", json_object_get(c->record, "body")));
     cmd_reply(c, 200, consent_state_json(e->consents[s]));
 }
 
@@ -556,6 +601,17 @@ static void cmd_catalog(cmd_ctx *c) {
     cmd_reply(c, 200, body);
 }
 
+static void cmd_export(cmd_ctx *c) {
+    const char *id = json_string_value(json_object_get(c->record, "profile"));
+    uint32_t s = parse_profile(c->e, id);
+    if (s == IDG_NONE && audit_gone(c, "export", id)) return;
+    if (s == IDG_NONE) return cmd_error(c, 404, "not_found", "profile", "no such profile");
+    char pid[32];
+    profile_id(c->e, s, pid);
+    audit(c, "export", pid, NULL);
+    cmd_reply(c, 200, json_pack("{s:s}", "profile", pid));
+}
+
 typedef struct cmd_def {
     const char *op;
     void (*apply)(cmd_ctx *c);
@@ -563,11 +619,9 @@ typedef struct cmd_def {
 } cmd_def;
 
 static const cmd_def commands[] = {
-    {"profile.unmerge", cmd_unmerge, false},
-    {"profile.erase", cmd_erase, false},
-    {"profile.consent", cmd_consent, false},
-    {"catalog.", cmd_catalog, true},
-    {"offer.", cmd_offer, true},
+    {"profile.unmerge", cmd_unmerge, false}, {"profile.erase", cmd_erase, false},
+    {"profile.consent", cmd_consent, false}, {"profile.export", cmd_export, false},
+    {"catalog.", cmd_catalog, true},         {"offer.", cmd_offer, true},
 };
 
 static json_t *apply_command(engine *e, int64_t seq, int64_t now_ms, const json_t *record) {
@@ -726,6 +780,8 @@ void eng_close(engine *e) {
     cat_free(e->catalog);
     for (size_t i = 0; i < ENG_CHANGES_KEPT; i++)
         json_decref(e->changes[i]);
+    for (size_t i = 0; i < ENG_AUDIT_KEPT; i++)
+        json_decref(e->audit[i]);
     idg_free(e->graph);
     offer_state_free(e->offers);
     for (int i = 0; i < 3; i++)
@@ -926,6 +982,36 @@ static int prep_profile(prep *p, const char *op) {
     if (find_profile(p->e, id, p->err) == IDG_NONE) return -1;
     p->record = json_pack("{s:s, s:s}", "op", op, "profile", id);
     return 1;
+}
+
+static int prep_export(prep *p) {
+    return prep_profile(p, "profile.export");
+}
+
+static int prep_audit(prep *p) {
+    const char *c = arg_str(p, "cursor");
+    int64_t after = 0;
+    if (c) {
+        char *end;
+        after = strtoll(c, &end, 10);
+        if (*end || end == c || after < 0) {
+            error_set(p->err, 400, "invalid_field", "cursor",
+                      "cursor is not one this server gave out");
+            return -1;
+        }
+    }
+    json_int_t limit = json_integer_value(json_object_get(p->args, "limit"));
+    if (!limit) limit = 100;
+    int64_t first = p->e->naudit > ENG_AUDIT_KEPT ? p->e->naudit - ENG_AUDIT_KEPT : 0;
+    if (after < first) after = first;
+    json_t *items = json_array();
+    int64_t i = after;
+    for (; i < p->e->naudit && (json_int_t)json_array_size(items) < limit; i++)
+        json_array_append(items, p->e->audit[i % ENG_AUDIT_KEPT]);
+    char next[24];
+    snprintf(next, sizeof next, "%" PRId64, i);
+    p->reply = json_pack("{s:o, s:s?}", "entries", items, "next", i < p->e->naudit ? next : NULL);
+    return 0;
 }
 
 static int prep_erase(prep *p) {
@@ -1270,6 +1356,8 @@ typedef struct prep_def {
 static const prep_def preps[] = {
     {"profile.erase", prep_erase},
     {"profile.unmerge", prep_unmerge},
+    {"profile.export", prep_export},
+    {"audit.list", prep_audit},
     {"profile.consent", prep_consent},
     {"catalog.upsert", prep_catalog_upsert},
     {"catalog.patch", prep_catalog_patch},
@@ -1310,6 +1398,22 @@ int eng_prepare(engine *e, const char *op, const json_t *args, int64_t now_ms, j
     }
     error_set(err, 500, "internal", "op", "unknown engine operation");
     return -1;
+}
+
+int eng_catalog_record(const json_t *products, int64_t now_ms, json_t **record, eng_error *err) {
+    json_t *args = json_pack("{s:O}", "body", (json_t *)products);
+    prep p = {NULL, args, now_ms, NULL, NULL, err};
+    memset(err, 0, sizeof *err);
+    int rc = args ? prep_catalog_upsert(&p) : -1;
+    json_decref(args);
+    if (rc < 0) {
+        if (!args) error_set(err, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    char at[TF_LEN];
+    json_object_set_new(p.record, "at", json_string(tf_format(now_ms, at)));
+    *record = p.record;
+    return 0;
 }
 
 void eng_get_stats(engine *e, eng_stats *out) {

@@ -84,6 +84,11 @@ json_t *eng_products(engine *e, const char *cursor, size_t limit, eng_error *err
 int eng_prepare(engine *e, const char *op, const json_t *args, int64_t now_ms, json_t **record,
                 json_t **reply, eng_error *err);
 
+/* A catalogue upsert record for products (a JSON array), prepared without an engine: what
+ * `engaged import --products` logs for the server to apply when it replays the log. Returns 0
+ * with *record (new reference), or -1 with *err naming the product and field. */
+int eng_catalog_record(const json_t *products, int64_t now_ms, json_t **record, eng_error *err);
+
 /* ---- Figures for /metrics and the benchmarks ---- */
 
 typedef struct eng_stats {

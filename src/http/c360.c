@@ -77,6 +77,8 @@ static int read_query(http_req *r, const char *const *known, json_t *into) {
     return http_query_each(r, take_query, &q) ? -1 : 0;
 }
 
+static void reply_result(http_req *r, json_t *result);
+
 /* ---- Profiles: reads ---- */
 
 static void profile_get(http_req *r) {
@@ -177,7 +179,11 @@ out:
     json_decref(q);
 }
 
+/* An export is audited first (a logged record naming the profile and the key), then built. */
 static void profile_export(http_req *r) {
+    json_t *result = r->events[0].result;
+    if (r->creq.status || !result || json_object_get(result, "error"))
+        return reply_result(r, result);
     eng_error err;
     json_t *p = eng_profile_export(http_engine(r), r->params[0], r->received_ms, &err);
     if (!p) return reply_eng_error(r, &err);
@@ -284,6 +290,7 @@ static int log_record(http_req *r, json_t *record, void (*on_commit)(http_req *)
     ev_event *e = &r->events[0];
     r->nevents = 1;
     e->command = true;
+    json_object_set_new(record, "key", json_integer(r->key_id)); /* who, for the audit */
     e->json = record;
     e->received_ms = e->timestamp_ms = r->received_ms;
     char uuid[37];
@@ -370,7 +377,8 @@ static const c360_route c360_routes[] = {
     {"profile.get", profile_get, NULL, NULL},
     {"profile.lookup", profile_lookup, NULL, NULL},
     {"profile.events", profile_events, NULL, NULL},
-    {"profile.export", profile_export, NULL, NULL},
+    {"profile.export", NULL, no_query, profile_export},
+    {"audit.list", NULL, list_query, command_applied},
     {"profile.erase", NULL, no_query, erase_applied},
     {"profile.unmerge", NULL, no_query, command_applied},
     {"profile.consent", NULL, no_query, command_applied},

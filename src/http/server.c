@@ -64,6 +64,7 @@ const http_route http_routes[] = {
      "catalog.archive"},
     {"GET", "/v1/catalog/products/*/available", c360_handler, KEY_ADMIN, 0,
      "/v1/catalog/products/{id}/available", "catalog.available"},
+    {"GET", "/v1/audit", c360_handler, KEY_ADMIN, 0, "/v1/audit", "audit.list"},
     {"GET", "/v1/catalog/changes", c360_handler, KEY_ADMIN, 0, "/v1/catalog/changes",
      "catalog.changes"},
     {"GET", "/v1/profiles/*/offers", c360_handler, KEY_ADMIN, 0, "/v1/profiles/{id}/offers",

@@ -478,6 +478,10 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
         }
     }
     out->type = t;
+    /* The engine reads identities, traits and context from the parsed event, and the e-commerce
+     * fields from out->commerce; properties (most of an event's allocations) are not kept alive
+     * until the event is durable. */
+    json_object_del(o, "properties");
     out->json = o;
     return 0;
 

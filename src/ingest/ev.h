@@ -98,7 +98,8 @@ typedef struct ev_event {
     cm_event *commerce; /* typed e-commerce fields; NULL unless a track event of a known kind */
     char *body;         /* the normalised event as compact JSON, NUL-terminated */
     size_t body_len;
-    json_t *json; /* the same, parsed (what the engine folds into profiles) */
+    json_t *json; /* the same, parsed, less its properties: the engine reads identities, traits
+                     and context here, and the e-commerce fields from commerce */
     /* Set by the log: */
     int64_t seq;    /* the event's place in the log once stored; 0 for a duplicate */
     bool command;   /* a log record that is an engine command (body {"op":...}), not an event */

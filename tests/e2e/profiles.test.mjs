@@ -6,9 +6,10 @@
 // timeline, the right cart and aggregates; a shared device must not merge two people; an unmerge
 // restores both.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import { bearer, request } from './lib/http.mjs';
-import { logOnFail, Server } from './lib/server.mjs';
+import { logOnFail, runCli, Server, tmpDataDir } from './lib/server.mjs';
 
 function admin(srv, method, p, body) {
   const headers = { Authorization: bearer(srv.adminKey) };
@@ -224,8 +225,17 @@ test(
       assert.equal((await srv.allEvents({ user_id: 'someone-else' })).length, 1, 'nobody else is touched');
       assert.equal((await admin(srv, 'DELETE', `/v1/profiles/${p.id}`)).status, 404);
 
+      // Both are audited: who (the key), when, which profile — and nothing personal.
+      let audit = await ok(srv.get('/v1/audit'));
+      const mine = audit.entries.filter((a) => a.profile === p.id).map((a) => a.action);
+      assert.deepEqual(mine, ['export', 'erase'], JSON.stringify(audit));
+      assert.ok(audit.entries.every((a) => Number.isInteger(a.key) && a.at));
+      assert.ok(!JSON.stringify(audit).includes('eve@example.org'), 'the audit holds no personal data');
+
       // Erased and restarted: still gone. The identity seen again is a new person.
       await srv.restart();
+      audit = await ok(srv.get('/v1/audit'));
+      assert.deepEqual(audit.entries.filter((a) => a.profile === p.id).map((a) => a.action), ['export', 'erase'], 'the audit survives a restart');
       assert.equal((await srv.get('/v1/profiles/lookup?user_id=eve')).status, 404);
       await send(srv, 'identify', { userId: 'eve', traits: { email: 'eve@example.org' } });
       const again = await lookup(srv, { user_id: 'eve' });
@@ -397,3 +407,34 @@ test(
   ),
 );
 let srv6;
+
+test(
+  'engaged import --products loads a catalogue the server serves, refusing bad lines by number',
+  logOnFail(
+    () => [srv7],
+    async () => {
+      const data = tmpDataDir('c360-import');
+      const input = [
+        JSON.stringify({ id: 'i1', title: 'Kettle', price: 30, currency: 'EUR', stock: 2 }),
+        JSON.stringify({ id: 'i2', title: 'Bad price', price: -1 }),
+        '{"id": "i3", "name": "Mug", "price": 8, "stock": {"berlin": 0}}',
+        '{not json',
+        JSON.stringify({ id: 'i1', title: 'Kettle v2', price: 28, currency: 'EUR', stock: 2 }),
+      ].join('\n');
+      const r = runCli(['import', '--products', '-', '--data', data], { input });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /rejected line 2: price/);
+      assert.match(r.stderr, /rejected line 4:/);
+      assert.match(r.stderr, /3 stored, 0 duplicates skipped, 2 rejected/);
+      srv7 = new Server({ tag: 'c360-import', dataDir: data });
+      const srv = srv7;
+      await srv.start();
+      const list = await ok(srv.get('/v1/catalog/products'));
+      assert.deepEqual(list.products.map((p) => `${p.id}:${p.title}`), ['i1:Kettle v2', 'i3:Mug']);
+      assert.equal((await ok(srv.get('/v1/catalog/products/i3/available'))).reason, 'out_of_stock');
+      await srv.stop();
+      fs.rmSync(data, { recursive: true, force: true });
+    },
+  ),
+);
+let srv7;
