@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     long rss1 = rss_kb();
     eng_stats st;
-    eng_get_stats(e, &st);
+    eng_get_stats(e, &st, true);
 
     /* Lookups: random shoppers, by each kind of identifier. */
     enum { LOOKUPS = 100000 };

@@ -1416,7 +1416,7 @@ int eng_catalog_record(const json_t *products, int64_t now_ms, json_t **record, 
     return 0;
 }
 
-void eng_get_stats(engine *e, eng_stats *out) {
+void eng_get_stats(engine *e, eng_stats *out, bool with_bytes) {
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&e->lock);
     out->profiles = idg_live(e->graph);
@@ -1424,8 +1424,9 @@ void eng_get_stats(engine *e, eng_stats *out) {
     out->refused_links = idg_refusal_count(e->graph);
     out->events_applied = e->events_applied;
     out->unattributed = e->unattributed;
-    out->graph_bytes = idg_bytes(e->graph);
-    for (size_t i = 0; i < e->nprofs; i++)
+    out->products = cat_count(e->catalog);
+    for (size_t i = 0; with_bytes && i < e->nprofs; i++)
         if (e->profs[i]) out->profile_bytes += sizeof(prof) + prof_bytes(e->profs[i]);
+    if (with_bytes) out->graph_bytes = idg_bytes(e->graph);
     pthread_rwlock_unlock(&e->lock);
 }

@@ -96,6 +96,8 @@ typedef struct eng_stats {
     size_t events_applied, unattributed;
     size_t graph_bytes, profile_bytes;
 } eng_stats;
-void eng_get_stats(engine *e, eng_stats *out);
+/* The counts are O(1); with_bytes also sums the memory of every profile, O(profiles) under the
+ * read lock (for the benchmarks, not for every /metrics scrape). */
+void eng_get_stats(engine *e, eng_stats *out, bool with_bytes);
 
 #endif

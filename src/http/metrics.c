@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "c360/engine.h"
 #include "http/http.h"
 #include "util/histo.h"
 
@@ -121,6 +122,26 @@ void metrics_handler(http_req *r) {
                "# TYPE engaged_checkpoints_total counter\nengaged_checkpoints_total %llu\n",
                (unsigned long long)atomic_load(&cs->syncs),
                (unsigned long long)atomic_load(&cs->checkpoints));
+    eng_stats es;
+    eng_get_stats(http_engine(r), &es, false);
+    const struct {
+        const char *name, *type, *help;
+        size_t value;
+    } engine_figures[] = {
+        {"engaged_profiles", "gauge", "Customers (live profiles).", es.profiles},
+        {"engaged_identities", "gauge", "Identifiers in the identity graph.", es.identities},
+        {"engaged_refused_links_total", "counter",
+         "Links refused by a per-type limit or an unmerge.", es.refused_links},
+        {"engaged_events_applied_total", "counter", "Events applied to profiles.",
+         es.events_applied},
+        {"engaged_events_unattributed_total", "counter",
+         "Events whose identifiers were all placeholders (no profile).", es.unattributed},
+        {"engaged_products", "gauge", "Products in the catalogue.", es.products},
+    };
+    for (size_t i = 0; i < sizeof engine_figures / sizeof *engine_figures; i++)
+        buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %zu\n", engine_figures[i].name,
+                   engine_figures[i].help, engine_figures[i].name, engine_figures[i].type,
+                   engine_figures[i].name, engine_figures[i].value);
     const struct {
         const char *name, *help;
         const histo *h;

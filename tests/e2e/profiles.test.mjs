@@ -113,6 +113,12 @@ test(
       p = await lookup(srv, { user_id: 'cust-42' });
       assert.equal(p.traits.first_name, 'Ada');
 
+      // /metrics counts customers and identifiers.
+      const m = (await srv.get('/metrics')).text;
+      assert.match(m, /^engaged_profiles 1$/m);
+      assert.match(m, /^engaged_identities 5$/m);
+      assert.match(m, /^engaged_events_applied_total 8$/m);
+
       // The state is rebuilt from the log after SIGKILL: the same profile, byte for byte.
       const before = await ok(srv.get(`/v1/profiles/${id}`));
       await srv.kill();
