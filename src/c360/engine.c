@@ -326,6 +326,16 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
             consent_ledger_free(*cf);
         }
         *cf = NULL;
+        /* Offers counted per customer follow the customer: the merged-away profile's
+         * redemptions count against the survivor's limits. */
+        char from_id[32], into_id[32];
+        profile_id(e, r.merged[i].from, from_id);
+        profile_id(e, r.merged[i].into, into_id);
+        json_t *record = NULL;
+        ev_error oerr;
+        if (offer_merge_profiles(e->offers, from_id, into_id, &record, &oerr) == OFFER_NOMEM)
+            fail_oom("merging offers");
+        apply_offer_record(e, record, ts);
     }
     if (ensure_prof(e, r.slot)) fail_oom("creating a profile");
     prof *p = e->profs[r.slot];

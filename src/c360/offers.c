@@ -2119,6 +2119,19 @@ static offer_result apply_unredeem(offer_state *st, const json_t *rec, int64_t n
 
 /* ---- Erasure ---- */
 
+/* Frees profile slot pref and drops its id from the table; st->pfree must have room for one. */
+static void prof_drop(offer_state *st, uint32_t pref) {
+    oprof *p = &st->profs[pref - 1];
+    otab_remove(&st->prof_tab, tag_of(p->id, p->idlen), pref);
+    free(p->id);
+    free(p->cnt);
+    free(p->held);
+    free(p->red);
+    *p = (oprof){0};
+    st->pfree[st->npfree++] = pref - 1;
+    st->live_profs--;
+}
+
 static json_t *forget_reply(const char *pid, size_t assignments, size_t redemptions) {
     json_t *j = json_object();
     bool ok = j != NULL;
@@ -2178,14 +2191,126 @@ static offer_result apply_forget(offer_state *st, const json_t *rec, int64_t now
         if (rd->code && st->codes[rd->code - 1].holder == pref) st->codes[rd->code - 1].holder = 0;
     }
     *reply = forget_reply(pid, p->nheld, p->nred);
-    otab_remove(&st->prof_tab, tag_of(p->id, p->idlen), pref);
-    free(p->id);
-    free(p->cnt);
-    free(p->held);
-    free(p->red);
-    *p = (oprof){0};
-    st->pfree[st->npfree++] = pref - 1;
-    st->live_profs--;
+    prof_drop(st, pref);
+    return OFFER_OK;
+}
+
+/* ---- Identity resolution ---- */
+
+static json_t *merge_reply(const char *from, const char *into, size_t assignments,
+                           size_t redemptions) {
+    json_t *j = json_object();
+    bool ok = j != NULL;
+    if (ok) {
+        set(j, "from", json_string(from), &ok);
+        set(j, "into", json_string(into), &ok);
+        set(j, "assignments", json_integer((json_int_t)assignments), &ok);
+        set(j, "redemptions", json_integer((json_int_t)redemptions), &ok);
+    }
+    if (!ok) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+offer_result offer_merge_profiles(const offer_state *st, const char *from, const char *into,
+                                  json_t **record, ev_error *err) {
+    *record = NULL;
+    offer_result r = check_ext_id(from, "from", err);
+    if (!r) r = check_ext_id(into, "into", err);
+    if (r) return r;
+    if (strcmp(from, into) == 0)
+        return INVALID(err, "invalid_field", "into", "into must name another profile than from");
+    if (!find_prof(st, from)) return OFFER_OK;
+    bool ok = true;
+    json_t *rec = record_new("offer.merge_profiles");
+    if (!rec)
+        ok = false;
+    else {
+        set(rec, "from", json_string(from), &ok);
+        set(rec, "into", json_string(into), &ok);
+    }
+    if (!ok) {
+        json_decref(rec);
+        return NOMEM(err);
+    }
+    *record = rec;
+    return OFFER_OK;
+}
+
+/* Moves everything of profile slot fref to slot iref (both live, room reserved), then drops
+ * fref. into's held codes stay ahead of from's, so prof_held() — what offer_assign() returns —
+ * still finds into's own code of an offer first; from's stays assigned to into behind it. The
+ * redemption lists merge by time (into's first on a tie), keeping "oldest first". */
+static void prof_merge(offer_state *st, uint32_t fref, uint32_t iref) {
+    oprof *f = &st->profs[fref - 1], *p = &st->profs[iref - 1];
+    for (size_t i = 0; i < f->nheld; i++) {
+        st->codes[f->held[i].code].holder = iref;
+        p->held[p->nheld++] = f->held[i];
+    }
+    for (size_t i = 0; i < f->nred; i++) {
+        ored *rd = &st->reds[f->red[i]];
+        rd->profile = iref;
+        if (rd->code && st->codes[rd->code - 1].holder == fref)
+            st->codes[rd->code - 1].holder = iref;
+    }
+    size_t a = p->nred, b = f->nred, k = a + b;
+    while (b) {
+        if (a && st->reds[p->red[a - 1]].at > st->reds[f->red[b - 1]].at)
+            p->red[--k] = p->red[--a];
+        else
+            p->red[--k] = f->red[--b];
+    }
+    p->nred += f->nred;
+    for (size_t i = 0; i < f->ncnt; i++) {
+        pcount *pc = NULL;
+        for (size_t c = 0; c < p->ncnt && !pc; c++)
+            if (p->cnt[c].offer == f->cnt[i].offer) pc = &p->cnt[c];
+        if (pc)
+            pc->redeemed += f->cnt[i].redeemed;
+        else
+            p->cnt[p->ncnt++] = f->cnt[i];
+    }
+    prof_drop(st, fref);
+}
+
+static offer_result apply_merge(offer_state *st, const json_t *rec, int64_t now, json_t **reply,
+                                ev_error *err) {
+    (void)now;
+    const char *from = rec_str(rec, "from", NULL, err), *into = NULL;
+    if (!from || !(into = rec_str(rec, "into", NULL, err))) return OFFER_INVALID;
+    if (strcmp(from, into) == 0)
+        return INVALID(err, "invalid_field", "into", "the record merges a profile into itself");
+    uint32_t fref = find_prof(st, from), iref = find_prof(st, into);
+    if (!fref) { /* nothing to move, or already moved: applying twice is harmless */
+        *reply = merge_reply(from, into, 0, 0);
+        return OFFER_OK;
+    }
+    oprof *f = &st->profs[fref - 1];
+    size_t nheld = f->nheld, nred = f->nred;
+    if (!iref) {
+        /* into has nothing yet: from's slot takes into's name, and every code and redemption
+         * pointing at the slot follows. */
+        size_t n = strlen(into);
+        char *id = malloc(n + 1);
+        if (!id) return NOMEM(err);
+        memcpy(id, into, n + 1);
+        otab_remove(&st->prof_tab, tag_of(f->id, f->idlen), fref);
+        free(f->id);
+        f->id = id;
+        f->idlen = n;
+        otab_insert(&st->prof_tab, tag_of(id, n), fref); /* the removal left room */
+    } else {
+        oprof *p = &st->profs[iref - 1];
+        if (vec_reserve((void **)&p->held, &p->aheld, p->nheld + f->nheld, sizeof *p->held) ||
+            vec_reserve((void **)&p->cnt, &p->acnt, p->ncnt + f->ncnt, sizeof *p->cnt) ||
+            vec_reserve((void **)&p->red, &p->ared, p->nred + f->nred, sizeof *p->red) ||
+            vec_reserve((void **)&st->pfree, &st->apfree, st->npfree + 1, sizeof *st->pfree))
+            return NOMEM(err);
+        prof_merge(st, fref, iref);
+    }
+    *reply = merge_reply(from, into, nheld, nred);
     return OFFER_OK;
 }
 
@@ -2205,6 +2330,7 @@ static const struct {
     {"offer.redeem", apply_redeem},
     {"offer.unredeem", apply_unredeem},
     {"offer.forget", apply_forget},
+    {"offer.merge_profiles", apply_merge},
 };
 
 offer_result offer_apply(offer_state *st, const json_t *record, int64_t now_ms, json_t **reply,

@@ -9,18 +9,19 @@
  *
  * State changes in two steps, like every engine domain: a *prepare* call (offer_put, offer_patch,
  * offer_codes_generate, offer_codes_import, offer_assign, offer_redeem, offer_unredeem,
- * offer_forget_profile) checks the request against the state, only reading it, and returns a
- * *record*: a JSON object the caller writes to the durable log and then hands to offer_apply(),
- * which changes the state. offer_apply() depends only on the state, the record and the logged
- * now_ms, so replaying the log rebuilds the same state; it re-checks everything the state decides
- * (limits, code states, dates, status) and may refuse — the same way on every replay. Eligibility
- * depends on the profile, which the record does not carry: it is judged by the prepare call only.
- * Random codes are drawn by offer_codes_generate() and travel in the record. A prepare call that
- * needs no change (validating a code, assigning a shared code, a code already assigned, an order
- * already redeemed) returns the reply at once and no record.
+ * offer_forget_profile, offer_merge_profiles) checks the request against the state, only reading
+ * it, and returns a *record*: a JSON object the caller writes to the durable log and then hands to
+ * offer_apply(), which changes the state. offer_apply() depends only on the state, the record and
+ * the logged now_ms, so replaying the log rebuilds the same state; it re-checks everything the
+ * state decides (limits, code states, dates, status) and may refuse — the same way on every replay.
+ * Eligibility depends on the profile, which the record does not carry: it is judged by the prepare
+ * call only. Random codes are drawn by offer_codes_generate() and travel in the record. A prepare
+ * call that needs no change (validating a code, assigning a shared code, a code already assigned,
+ * an order already redeemed) returns the reply at once and no record.
  *
  * Every record has "op": "offer.put", "offer.patch", "offer.codes_add", "offer.assign",
- * "offer.redeem", "offer.unredeem" or "offer.forget"; the engine routes "offer.*" records here.
+ * "offer.redeem", "offer.unredeem", "offer.forget" or "offer.merge_profiles"; the engine routes
+ * "offer.*" records here.
  *
  * Results: every call returns an offer_result. OFFER_OK, or a refusal whose machine code
  * (offer_result_code(), e.g. "expired"), HTTP status (offer_result_status()) and sentence are in
@@ -248,6 +249,23 @@ offer_result offer_profile_json(const offer_state *st, const char *profile_id, j
  * record. The log still holds the old records: compacting it is the store's part of erasure. */
 offer_result offer_forget_profile(const offer_state *st, const char *profile_id, json_t **record,
                                   json_t **reply, ev_error *err);
+/* A profile merged into another (identity resolution): everything the offers state holds for
+ * `from` becomes `into`'s — assignments, redemptions, per-customer counts (added) — as if the
+ * customer had always been `into`. Returns a record {"op":"offer.merge_profiles","from":..,
+ * "into":..} to apply, or no record (OFFER_OK, *record NULL) when `from` has nothing. from and
+ * into are profile ids (OFFER_INVALID, field "from"/"into", when malformed or equal).
+ * offer_apply() then moves it all and drops `from`; reply {"from","into","assignments": n,
+ * "redemptions": n} (what moved). A record whose `from` has nothing (already merged, or forgotten
+ * since) changes nothing and replies zeros, so applying it twice is harmless.
+ * Counts add even past limits.per_customer: nothing is undone (those redemptions happened), but
+ * `into` is refused customer_limit_reached until refunds bring its count under the limit. When
+ * both hold an unredeemed code of the same unique offer, into's stays the one offer_assign()
+ * returns and from's stays assigned to into too (its holder may still redeem it; offer_assign()
+ * returns it once into's own is used). into's assignments come before from's in
+ * offer_profile_json(); redemptions merge oldest first.
+ * Cost: O(from's items x into's offers) to add the counts. */
+offer_result offer_merge_profiles(const offer_state *st, const char *from, const char *into,
+                                  json_t **record, ev_error *err);
 
 /* The whole state as JSON (offers in id order with every code, profiles, redemptions): for tests
  * and debugging; two states built from the same records give equal dumps. NULL out of memory. */

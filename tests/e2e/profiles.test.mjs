@@ -295,6 +295,25 @@ test(
       assert.equal((await ok(srv.get('/v1/offers/vip'))).stats.redemptions, 1);
       await send(srv, 'track', { userId: 'loyal', event: 'Order Cancelled', properties: { order_id: 'L2', total: 20 } });
       assert.equal((await ok(srv.get('/v1/offers/vip'))).stats.redemptions, 0);
+      // A per-customer limit follows the customer through a merge: what an anonymous device
+      // redeemed counts once the device turns out to be a known customer.
+      r = await admin(srv, 'PUT', '/v1/offers/once', { name: 'Once', discount: { type: 'percent', value: 5 }, code_type: 'shared', code: 'ONCE5', limits: { per_customer: 1 } });
+      assert.equal(r.status, 200, r.text);
+      // The customer is known first; the device (a newer profile) is merged into them later.
+      await send(srv, 'identify', { userId: 'u-m', traits: { email: 'm@example.org' } });
+      await send(srv, 'page', { anonymousId: 'dev-a' });
+      const pa = (await lookup(srv, { anonymous_id: 'dev-a' })).id;
+      const pu = (await lookup(srv, { user_id: 'u-m' })).id;
+      assert.notEqual(pa, pu);
+      r = await admin(srv, 'POST', '/v1/offers/once/redeem', { profile: pa, code: 'ONCE5', order_id: 'o-a' });
+      assert.equal(r.status, 200, r.text);
+      await send(srv, 'identify', { anonymousId: 'dev-a', userId: 'u-m' });
+      const merged = (await lookup(srv, { user_id: 'u-m' })).id;
+      assert.equal(merged, pu, 'the older profile survives');
+      assert.equal((await lookup(srv, { anonymous_id: 'dev-a' })).id, merged);
+      r = await admin(srv, 'POST', '/v1/offers/once/redeem', { profile: merged, code: 'ONCE5', order_id: 'o-b' });
+      assert.equal(r.status, 409, r.text);
+      assert.equal(r.json.error.code, 'customer_limit_reached');
       r = await admin(srv, 'PUT', '/v1/offers/bad', { name: 'x', discount: { type: 'percent', value: 10 }, code_type: 'shared', code: 'BAD', eligibility: 'profile.orders_count ==' });
       assert.equal(r.status, 400);
       assert.equal(r.json.error.field, 'eligibility');

@@ -284,6 +284,31 @@ static offer_result import(world *w, const char *offer, const char *codes, int64
     return r;
 }
 
+/* Merges from into into through the log when there is something to move. */
+static offer_result merge(world *w, const char *from, const char *into, int64_t now, json_t **reply,
+                          ev_error *err) {
+    json_t *rec = NULL, *out = NULL;
+    offer_result r = offer_merge_profiles(w->st, from, into, &rec, err);
+    if (r != OFFER_OK) {
+        assert_null(rec);
+        return r;
+    }
+    if (rec) r = commit(w, rec, now, &out, err);
+    if (reply)
+        *reply = out;
+    else
+        json_decref(out);
+    return r;
+}
+
+static void assert_profile(world *w, const char *pid, const char *want) {
+    json_t *reply = NULL;
+    ev_error err = {0};
+    assert_int_equal(offer_profile_json(w->st, pid, &reply, &err), OFFER_OK);
+    assert_json(reply, want);
+    json_decref(reply);
+}
+
 static void assert_get(world *w, const char *id, const char *want) {
     json_t *reply = NULL;
     ev_error err = {0};
@@ -1715,6 +1740,11 @@ static void test_hostile_records(void **state) {
         "{\"op\":\"offer.unredeem\",\"order\":{}}",
         "{\"op\":\"offer.forget\"}",
         "{\"op\":\"offer.forget\",\"profile\":1}",
+        "{\"op\":\"offer.merge_profiles\"}",
+        "{\"op\":\"offer.merge_profiles\",\"from\":\"a\"}",
+        "{\"op\":\"offer.merge_profiles\",\"from\":1,\"into\":\"b\"}",
+        "{\"op\":\"offer.merge_profiles\",\"from\":\"a\",\"into\":\"\"}",
+        "{\"op\":\"offer.merge_profiles\",\"from\":\"a\",\"into\":\"a\"}",
     };
     json_t *before = offer_state_json(w->st);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -1791,6 +1821,7 @@ static void test_replay_determinism(void **state) {
     assert_int_equal(generate(w, "vip", 300, NULL, xs_rng, &seed, T0, NULL, &err), OFFER_OK);
     /* A scripted mix: assignments, redemptions (some refused), refunds, patches, erasures. */
     uint64_t r = 7;
+    int merged = 0;
     for (int step = 0; step < 3000; step++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         unsigned kind = (unsigned)(r >> 60) % 8, who = (unsigned)(r >> 40) % 60;
@@ -1839,10 +1870,16 @@ static void test_replay_determinism(void **state) {
                 if (offer_forget_profile(w->st, pid, &rec, &reply, &err) == OFFER_OK && rec)
                     commit(w, rec, now, &reply, &err);
                 json_decref(reply);
+            } else if (who % 5 == 1) {
+                char into[16];
+                snprintf(into, sizeof into, "p%u", (who + 7) % 60);
+                merge(w, pid, into, now, NULL, &err);
+                merged++;
             }
         }
     }
     assert_true(w->n > 1000);
+    assert_true(merged > 10);
     json_t *a = offer_state_json(w->st);
     offer_stats sa;
     offer_get_stats(w->st, &sa);
@@ -1870,6 +1907,139 @@ static void test_replay_determinism(void **state) {
     json_decref(a);
     world_free(w);
     assert_int_equal(live_exprs, 0);
+}
+
+/* Identity resolution: "p_40" turns out to be "p_12". */
+static void test_merge_profiles(void **state) {
+    (void)state;
+    world *w = world_new(NULL);
+    put(w, summer, T0); /* per_customer 1 */
+    put(w, unique, T0);
+    put(w,
+        "{\"id\":\"two\",\"discount\":{\"type\":\"percent\",\"value\":5},\"code_type\":\"shared\","
+        "\"code\":\"TWO\",\"limits\":{\"per_customer\":2}}",
+        T0);
+    ev_error err = {0};
+    assert_int_equal(import(w, "welcome", "[\"M-1\",\"M-2\",\"M-3\",\"M-4\",\"M-5\"]", T0, &err),
+                     OFFER_OK);
+    assert_int_equal(redeem(w, NULL, "summer24", "p_40", "o40", NULL, T0, NULL, &err), OFFER_OK);
+    free(assign_code(w, "welcome", "p_12", NULL, T0));      /* M-1 */
+    free(assign_code(w, "welcome", "p_40", NULL, T_JUN15)); /* M-2 */
+    assert_int_equal(validate(w, NULL, "summer24", "p_12", NULL, T0, &err), OFFER_OK);
+
+    /* The record, then what applying it says it moved. */
+    json_t *rec = NULL, *reply = NULL;
+    assert_int_equal(offer_merge_profiles(w->st, "p_40", "p_12", &rec, &err), OFFER_OK);
+    assert_json(rec, "{\"op\":\"offer.merge_profiles\",\"from\":\"p_40\",\"into\":\"p_12\"}");
+    char *text = to_text(rec);
+    assert_int_equal(commit(w, rec, T_JUN15, &reply, &err), OFFER_OK);
+    assert_json(reply, "{\"from\":\"p_40\",\"into\":\"p_12\",\"assignments\":1,\"redemptions\":1}");
+    json_decref(reply);
+
+    /* p_40's redemption counts against p_12's limit of 1. */
+    EXPECT_REFUSAL(validate(w, NULL, "summer24", "p_12", NULL, T_JUN15, &e_),
+                   OFFER_CUSTOMER_LIMIT_REACHED, "profile_id");
+    EXPECT_REFUSAL(redeem(w, NULL, "summer24", "p_12", "o12", NULL, T_JUN15, NULL, &e_),
+                   OFFER_CUSTOMER_LIMIT_REACHED, "profile_id");
+    /* Both held a welcome code: assign still returns p_12's own, and p_40's stays p_12's. */
+    char *c = assign_code(w, "welcome", "p_12", NULL, T_SEP1);
+    assert_string_equal(c, "M-1");
+    free(c);
+    assert_int_equal(validate(w, NULL, "M-2", "p_12", NULL, T_JUN15, &err), OFFER_OK);
+    EXPECT_REFUSAL(validate(w, NULL, "M-2", "p_40", NULL, T_JUN15, &e_), OFFER_ASSIGNED_TO_OTHER,
+                   "code");
+    assert_int_equal(stat(w, "welcome", "codes_assigned"), 2);
+    assert_int_equal(stat(w, "summer", "redemptions"), 1);
+    assert_profile(w, "p_12",
+                   "{\"assignments\":[{\"offer\":\"welcome\",\"code\":\"M-1\",\"assigned_at\":"
+                   "\"2024-06-01T00:00:00.000Z\"},{\"offer\":\"welcome\",\"code\":\"M-2\","
+                   "\"assigned_at\":\"2024-06-15T00:00:00.000Z\"}],\"redemptions\":[{\"offer\":"
+                   "\"summer\",\"code\":\"SUMMER24\",\"order\":\"o40\",\"redeemed_at\":\"2024-06-"
+                   "01T00:00:00.000Z\"}]}");
+    assert_profile(w, "p_40", "{\"assignments\":[],\"redemptions\":[]}");
+    /* The order's redemption now names p_12. */
+    assert_int_equal(redeem(w, NULL, "summer24", "p_40", "o40", NULL, T_SEP1, &reply, &err),
+                     OFFER_OK);
+    assert_json(json_object_get(reply, "profile"), "\"p_12\"");
+    json_decref(reply);
+
+    /* The same record again changes nothing; a new prepare call has no record. */
+    json_t *before = offer_state_json(w->st);
+    rec = J(text);
+    free(text);
+    assert_int_equal(commit(w, rec, T_SEP1, &reply, &err), OFFER_OK);
+    assert_json(reply, "{\"from\":\"p_40\",\"into\":\"p_12\",\"assignments\":0,\"redemptions\":0}");
+    json_decref(reply);
+    json_t *after = offer_state_json(w->st);
+    assert_true(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+    size_t logged = w->n;
+    rec = (json_t *)1;
+    assert_int_equal(offer_merge_profiles(w->st, "p_40", "p_12", &rec, &err), OFFER_OK);
+    assert_null(rec);
+    rec = (json_t *)1;
+    assert_int_equal(offer_merge_profiles(w->st, "nobody", "p_12", &rec, &err), OFFER_OK);
+    assert_null(rec);
+    assert_int_equal(w->n, logged);
+
+    /* Into a profile that has nothing yet: a redeemed unique code follows, and a refund gives it
+     * back to the new holder. */
+    assert_int_equal(redeem(w, NULL, "summer24", "p_7", "o7", NULL, T0, NULL, &err), OFFER_OK);
+    assert_int_equal(redeem(w, NULL, "M-3", "p_7", "o7w", NULL, T0, NULL, &err), OFFER_OK);
+    assert_int_equal(merge(w, "p_7", "p_99", T0, &reply, &err), OFFER_OK);
+    assert_json(reply, "{\"from\":\"p_7\",\"into\":\"p_99\",\"assignments\":0,\"redemptions\":2}");
+    json_decref(reply);
+    EXPECT_REFUSAL(validate(w, NULL, "summer24", "p_99", NULL, T0, &e_),
+                   OFFER_CUSTOMER_LIMIT_REACHED, "profile_id");
+    assert_int_equal(unredeem(w, "o7w", T0, NULL, &err), OFFER_OK);
+    c = assign_code(w, "welcome", "p_99", NULL, T0);
+    assert_string_equal(c, "M-3");
+    free(c);
+    assert_profile(w, "p_7", "{\"assignments\":[],\"redemptions\":[]}");
+
+    /* Counts add past the limit: nothing is undone, further redemptions are refused until
+     * refunds bring the sum under it. Redemptions merge oldest first. */
+    assert_int_equal(redeem(w, NULL, "TWO", "p_1", "o1a", NULL, T0, NULL, &err), OFFER_OK);
+    assert_int_equal(redeem(w, NULL, "TWO", "p_1", "o1b", NULL, T_SEP1, NULL, &err), OFFER_OK);
+    assert_int_equal(redeem(w, NULL, "TWO", "p_2", "o2a", NULL, T_JUN15, NULL, &err), OFFER_OK);
+    assert_int_equal(redeem(w, NULL, "M-4", "p_2", "o2w", NULL, T_JUN15, NULL, &err), OFFER_OK);
+    assert_int_equal(merge(w, "p_2", "p_1", T_SEP1, &reply, &err), OFFER_OK);
+    assert_json(reply, "{\"from\":\"p_2\",\"into\":\"p_1\",\"assignments\":0,\"redemptions\":2}");
+    json_decref(reply);
+    assert_int_equal(stat(w, "two", "redemptions"), 3);
+    assert_profile(w, "p_1",
+                   "{\"assignments\":[],\"redemptions\":[{\"offer\":\"two\",\"code\":\"TWO\","
+                   "\"order\":\"o1a\",\"redeemed_at\":\"2024-06-01T00:00:00.000Z\"},{\"offer\":"
+                   "\"two\",\"code\":\"TWO\",\"order\":\"o2a\",\"redeemed_at\":\"2024-06-15T00:00:"
+                   "00.000Z\"},{\"offer\":\"welcome\",\"code\":\"M-4\",\"order\":\"o2w\","
+                   "\"redeemed_at\":\"2024-06-15T00:00:00.000Z\"},{\"offer\":\"two\",\"code\":"
+                   "\"TWO\",\"order\":\"o1b\",\"redeemed_at\":\"2024-09-01T00:00:00.000Z\"}]}");
+    EXPECT_REFUSAL(redeem(w, NULL, "TWO", "p_1", "o1c", NULL, T_SEP1, NULL, &e_),
+                   OFFER_CUSTOMER_LIMIT_REACHED, "profile_id");
+    assert_int_equal(unredeem(w, "o1a", T_SEP1, NULL, &err), OFFER_OK); /* 3 -> 2: still full */
+    EXPECT_REFUSAL(validate(w, NULL, "TWO", "p_1", NULL, T_SEP1, &e_), OFFER_CUSTOMER_LIMIT_REACHED,
+                   "profile_id");
+    assert_int_equal(unredeem(w, "o2a", T_SEP1, NULL, &err), OFFER_OK); /* 2 -> 1 */
+    assert_int_equal(redeem(w, NULL, "TWO", "p_1", "o1c", NULL, T_SEP1, NULL, &err), OFFER_OK);
+    /* p_2's redeemed code, refunded, returns to p_1. */
+    assert_int_equal(unredeem(w, "o2w", T_SEP1, NULL, &err), OFFER_OK);
+    c = assign_code(w, "welcome", "p_1", NULL, T_SEP1);
+    assert_string_equal(c, "M-4");
+    free(c);
+
+    /* Malformed ids. */
+    char longid[OFFER_PROFILE_ID_MAX + 2];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, "", "p_1", &rec, &e_), OFFER_INVALID, "from");
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, NULL, "p_1", &rec, &e_), OFFER_INVALID, "from");
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, longid, "p_1", &rec, &e_), OFFER_INVALID, "from");
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, "p_1", "", &rec, &e_), OFFER_INVALID, "into");
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, "p_1", "\xff", &rec, &e_), OFFER_INVALID, "into");
+    EXPECT_REFUSAL(offer_merge_profiles(w->st, "p_1", "p_1", &rec, &e_), OFFER_INVALID, "into");
+    assert_null(rec);
+    world_free(w);
 }
 
 /* ---- Caps ---- */
@@ -1973,6 +2143,7 @@ int main(void) {
         cmocka_unit_test(test_unredeem),
         cmocka_unit_test(test_forget_profile),
         cmocka_unit_test(test_forget_many),
+        cmocka_unit_test(test_merge_profiles),
         cmocka_unit_test(test_eligible_list),
         cmocka_unit_test(test_hostile_records),
         cmocka_unit_test(test_replay_determinism),
