@@ -13,7 +13,9 @@
 #            `engaged serve` start -> GET /healthz 200 (polled every 10 ms).
 #   profiles the Customer 360 engine in process (build/bench_c360): identity resolution and
 #            profile folding throughput, RSS per profile, lookup latency, at BENCH_PROFILES shoppers
-#            with 10 events each (not part of the default run: name it).
+#            with 10 events each; then over HTTP: a store of BENCH_LOOKUP_EVENTS generated events
+#            (100,000 users) is imported, the server started (its replay timed) and
+#            GET /v1/profiles/lookup driven by wrk at 32 connections. Not part of the default run.
 #
 # Settings (environment):
 #   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
@@ -45,6 +47,7 @@ MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
 RESTART_EVENTS=${BENCH_RESTART_EVENTS:-10000000}
 RESTART_RUNS=${BENCH_RESTART_RUNS:-3}
 PROFILES=${BENCH_PROFILES:-1000000}
+LOOKUP_EVENTS=${BENCH_LOOKUP_EVENTS:-1000000}
 BENCH_C360=${BENCH_C360_BIN:-$(dirname "$BIN")/bench_c360}
 STORE_CACHE=${BENCH_STORE_CACHE:-}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
@@ -716,6 +719,27 @@ bench_profiles() {
   SUMMARY+=("| profiles: identity resolution + profile fold, events/s (in process) | — | **$(j apply_events_per_s)** | measured | $l0 | — |")
   SUMMARY+=("| profiles: RSS per profile beyond its timeline | ≤ 1,024 B | **$(j rss_per_profile_beyond_timeline_bytes) B** | $(awk -v v="$(j rss_per_profile_beyond_timeline_bytes)" 'BEGIN { print (v <= 1024 ? "met" : "NOT met") }') | $l0 | — |")
   SUMMARY+=("| profiles: lookup (whole profile as JSON) p50 / p99 | — | **$(j lookup_p50_us) / $(j lookup_p99_us) µs** | measured | $l0 | — |")
+
+  # Over HTTP: a store of generated events, replayed at start, then lookups by user_id.
+  local data=$TMP/lookup-data
+  say "profiles: importing $LOOKUP_EVENTS events for the HTTP lookups"
+  awk -v n="$LOOKUP_EVENTS" -v prefix="lk$RANDOM" -f "$HERE/gen_events.awk" |
+    "$BIN" import - --data "$data" >"$TMP/lookup-import.log" 2>&1 ||
+    { PROBLEMS+=("profiles: import failed: $(tail -1 "$TMP/lookup-import.log")"); return; }
+  start_engaged "$data" "$TMP/engaged-lookup.log"
+  local replay
+  replay=$(grep -o 'events replayed into [0-9]* profiles in [0-9]* ms' "$TMP/engaged-lookup.log" | tail -1)
+  say "profiles: ready in $ENG_READY_MS ms ($replay)"
+  SRV_PIDS=("$ENG_PID")
+  run_wrk lookup-warm 32 "$WARMUP" lookup.lua "$ENG_PORT" "$ADMIN_KEY" 100000
+  run_wrk lookup 32 "$DURATION" lookup.lua "$ENG_PORT" "$ADMIN_KEY" 100000
+  emit "HTTP lookups: \`GET /v1/profiles/lookup?user_id=\` at 32 connections for ${DURATION} s, $LOOKUP_EVENTS events in the store ($replay; ready in $ENG_READY_MS ms): ${W[rps]} req/s, p50 $(us2ms "${W[p50_us]}") ms, p99 $(us2ms "${W[p99_us]}") ms, non-2xx ${W[err_status]}, server cores ${W[srv_cores]}, other cores ${W[other_cores]}."
+  emit ""
+  SUMMARY+=("| profiles over HTTP: lookup by user_id, 32 conns, $LOOKUP_EVENTS events | — | **${W[rps]} req/s, p99 $(us2ms "${W[p99_us]}") ms** | measured | ${W[load]} | ${W[other_cores]} |")
+  SUMMARY+=("| profiles: start-up with $LOOKUP_EVENTS events (engine replay) | — | **$ENG_READY_MS ms** | measured | — | $ENG_START_OTHER |")
+  [ "${W[err_status]}" = 0 ] || PROBLEMS+=("profiles: ${W[err_status]} non-2xx lookups")
+  stop_engaged
+  rm -rf "$data"
 }
 
 # ---- main ----------------------------------------------------------------------------------------
