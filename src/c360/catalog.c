@@ -9,9 +9,7 @@
 #include "c360/catalog.h"
 
 #include <ctype.h>
-#include <locale.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +56,6 @@ enum {
 #define TEXT_MAX 255
 #define TITLE_MAX 1024
 #define URL_MAX 2048
-#define NUMERIC_MAX 64
 /* Products created since the last merge of the sorted index; cat_list() sorts them on the fly. */
 #define TAIL_MAX 1024
 
@@ -205,57 +202,14 @@ static int nomem(pctx *x) {
 
 /* ---- values ---- */
 
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-
-/* strtod() follows LC_NUMERIC; clients write '.'. Created once and never changed: the only
- * process-wide state of this module. */
-static void c_locale_init(void) {
-    c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!c_locale) {
-        fprintf(stderr, "catalog: cannot create the C locale\n");
-        abort();
-    }
-}
-
-/* A decimal number written as text (the rule of ingest/commerce.h): optional '-', digits with at
- * most one '.', an optional exponent, nothing else; finite. */
-static bool parse_decimal(const char *s, size_t n, double *out) {
-    if (n == 0 || n > NUMERIC_MAX) return false;
-    size_t i = 0, digits = 0;
-    if (s[i] == '-') i++;
-    for (; i < n && isdigit((unsigned char)s[i]); i++)
-        digits++;
-    if (i < n && s[i] == '.')
-        for (i++; i < n && isdigit((unsigned char)s[i]); i++)
-            digits++;
-    if (digits == 0) return false;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-        size_t exp_digits = 0;
-        for (; i < n && isdigit((unsigned char)s[i]); i++)
-            exp_digits++;
-        if (exp_digits == 0) return false;
-    }
-    if (i != n) return false;
-    char text[NUMERIC_MAX + 1];
-    memcpy(text, s, n);
-    text[n] = '\0';
-    pthread_once(&c_locale_once, c_locale_init);
-    double d = strtod_l(text, NULL, c_locale);
-    if (!isfinite(d)) return false;
-    *out = d;
-    return true;
-}
-
 /* A JSON number, or a string holding one. */
 static bool number_of(const json_t *v, double *out) {
     if (json_is_number(v)) {
         *out = json_number_value(v);
         return true;
     }
-    if (json_is_string(v)) return parse_decimal(json_string_value(v), json_string_length(v), out);
+    if (json_is_string(v))
+        return cm_parse_decimal(json_string_value(v), json_string_length(v), out);
     return false;
 }
 

@@ -222,10 +222,7 @@ static void c_locale_init(void) {
     }
 }
 
-/* Parses a decimal number written as text: an optional '-', digits with at most one '.', at least
- * one digit, an optional exponent; nothing else, not even spaces. Returns false for anything else
- * or for a value too large for a double. */
-static bool parse_decimal(const char *s, size_t n, double *out) {
+bool cm_parse_decimal(const char *s, size_t n, double *out) {
     if (n == 0 || n > CM_NUMERIC_MAX) return false;
     size_t i = 0, digits = 0;
     if (s[i] == '-') i++;
@@ -308,7 +305,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
         if (json_is_number(v)) {
             d = json_number_value(v);
         } else if (json_is_string(v) &&
-                   parse_decimal(json_string_value(v), json_string_length(v), &d)) {
+                   cm_parse_decimal(json_string_value(v), json_string_length(v), &d)) {
             json_t *r = json_real(d);
             if (!r || json_object_set_new(obj, key, r)) goto nomem;
         } else {
@@ -328,7 +325,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
             if (json_is_real(v)) {
                 d = json_real_value(v);
             } else if (!json_is_string(v) ||
-                       !parse_decimal(json_string_value(v), json_string_length(v), &d)) {
+                       !cm_parse_decimal(json_string_value(v), json_string_length(v), &d)) {
                 break;
             }
             if (!count_value(d, &c)) break;

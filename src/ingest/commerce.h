@@ -28,6 +28,7 @@
 #define ENGAGED_COMMERCE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -145,5 +146,11 @@ typedef struct cm_event {
  * string. */
 int cm_parse(json_t *properties, cm_kind k, cm_event **out, struct ev_error *err);
 void cm_event_free(cm_event *e); /* NULL is fine */
+
+/* A decimal number written as text, the rule money fields follow ("19.99"): an optional '-',
+ * digits with at most one '.', at least one digit, an optional exponent; nothing else, not even
+ * spaces; at most 64 bytes; finite. Read in the C locale whatever engaged runs in. Returns false
+ * for anything else. Shared with the catalogue, which takes prices the same way. */
+bool cm_parse_decimal(const char *s, size_t n, double *out);
 
 #endif
