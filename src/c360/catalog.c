@@ -17,6 +17,7 @@
 
 #include "util/buf.h"
 #include "util/hash.h"
+#include "util/jmerge.h"
 #include "util/jsonw.h"
 #include "util/timefmt.h"
 #include "util/vec.h"
@@ -1583,26 +1584,6 @@ int cat_upsert_apply(cat *c, const json_t *logged, int64_t now_ms, cat_changes *
 
 /* ---- patch ---- */
 
-/* RFC 7396 on an object target; the patch's depth was checked. Values are shared with patch. */
-static int merge_patch(json_t *target, const json_t *patch) {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)patch, key, v) {
-        if (json_is_null(v)) {
-            json_object_del(target, key);
-        } else if (json_is_object(v)) {
-            json_t *t = json_object_get(target, key);
-            if (!json_is_object(t)) {
-                if (!(t = json_object()) || json_object_set_new(target, key, t)) return -1;
-            }
-            if (merge_patch(t, v)) return -1;
-        } else if (json_object_set(target, key, v)) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Renames aliases in one object of a patch (product or variant level) into out, drops read-only
  * members, and checks that "id" (or an alias) only repeats id. */
 static int patch_names(const json_t *patch, const fdef *t, size_t nt, const char *id, json_t *out,
@@ -1690,7 +1671,7 @@ static int patch_translate(const cat_product *p, const json_t *patch, json_t **o
                     if (!fresh || json_array_append_new(cur, fresh)) rc = nomem(x);
                     at = json_array_size(cur) - 1;
                 }
-                if (!rc && merge_patch(json_array_get(cur, at), named)) rc = nomem(x);
+                if (!rc && jmerge_patch(json_array_get(cur, at), named)) rc = nomem(x);
                 json_decref(named);
             }
             path_pop(x, o2);
@@ -1734,7 +1715,7 @@ static int patch_build(const cat *c, const cat_product *p, const json_t *patch, 
     int rc = check_bounds(patch, x);
     json_t *t = NULL, *merged = NULL;
     if (!rc) rc = patch_translate(p, patch, &t, x);
-    if (!rc && (!(merged = prod_json(p, false)) || merge_patch(merged, t))) rc = nomem(x);
+    if (!rc && (!(merged = prod_json(p, false)) || jmerge_patch(merged, t))) rc = nomem(x);
     if (!rc) rc = check_bounds(merged, x);
     if (!rc) rc = prod_parse(merged, x, out);
     json_decref(merged);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "util/hash.h"
+#include "util/jmerge.h"
 #include "util/timefmt.h"
 #include "util/vec.h"
 
@@ -1120,28 +1121,6 @@ static offer_result check_depth(const json_t *v, int depth, ev_error *err) {
     return r;
 }
 
-/* RFC 7396 into target (an object the caller owns; read-only fields a patch carries are merged
- * and then ignored by parse_def like a PUT's). 0, or -1 out of memory. */
-static int merge_patch(json_t *target, const json_t *patch) {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)patch, key, v) {
-        if (json_is_null(v)) {
-            json_object_del(target, key);
-        } else if (json_is_object(v)) {
-            json_t *t = json_object_get(target, key);
-            if (!json_is_object(t)) {
-                if (!(t = json_object()) || json_object_set_new(target, key, t)) return -1;
-            }
-            if (merge_patch(t, v)) return -1;
-        } else {
-            json_t *copy = json_deep_copy(v);
-            if (!copy || json_object_set_new(target, key, copy)) return -1;
-        }
-    }
-    return 0;
-}
-
 /* The definition of o with patch merged in, validated. */
 static offer_result patched_def(const offer_state *st, const offer *o, const json_t *patch, def *d,
                                 ev_error *err) {
@@ -1150,7 +1129,7 @@ static offer_result patched_def(const offer_state *st, const offer *o, const jso
     offer_result r = check_depth(patch, 1, err);
     if (r) return r;
     json_t *merged = json_deep_copy(o->def);
-    if (!merged || merge_patch(merged, patch)) {
+    if (!merged || jmerge_patch(merged, patch)) {
         json_decref(merged);
         return NOMEM(err);
     }
