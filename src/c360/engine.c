@@ -377,6 +377,15 @@ static void cmd_error(cmd_ctx *c, int status, const char *code, const char *fiel
     c->result = json_pack("{s:i, s:o}", "status", status, "error", err);
 }
 
+/* Adds j (taking the reference) to a ring of the last `kept` entries; *count counts every entry
+ * ever added, which is what ring_page()'s cursors are. */
+static void ring_push(json_t **ring, size_t kept, int64_t *count, json_t *j) {
+    json_t **slot = &ring[*count % (int64_t)kept];
+    json_decref(*slot);
+    *slot = j;
+    (*count)++;
+}
+
 /* Records a privacy-relevant action. Erasure leaves only the profile id: no personal data. */
 static void audit(cmd_ctx *c, const char *action, const char *profile, json_t *detail) {
     engine *e = c->e;
@@ -387,10 +396,7 @@ static void audit(cmd_ctx *c, const char *action, const char *profile, json_t *d
     if (!j) fail_oom("an audit entry");
     if (detail) json_object_update(j, detail);
     json_decref(detail);
-    json_t **slot = &e->audit[e->naudit % ENG_AUDIT_KEPT];
-    json_decref(*slot);
-    *slot = j;
-    e->naudit++;
+    ring_push(e->audit, ENG_AUDIT_KEPT, &e->naudit, j);
 }
 
 /* Refolds profile slot from its events in the store (after an unmerge moved some away). */
@@ -570,14 +576,9 @@ static void remember_changes(engine *e, cat_changes *ch, json_t *reply_list) {
     for (size_t i = 0; i < ch->n; i++) {
         json_t *j = cat_change_json(&ch->v[i]);
         if (!j) fail_oom("a catalogue change");
-        char at[TF_LEN];
         json_object_set_new(j, "seq", json_integer(e->nchanges + 1));
-        (void)at;
         if (reply_list) json_array_append(reply_list, j);
-        json_t **slot = &e->changes[e->nchanges % ENG_CHANGES_KEPT];
-        json_decref(*slot);
-        *slot = j;
-        e->nchanges++;
+        ring_push(e->changes, ENG_CHANGES_KEPT, &e->nchanges, j);
     }
     cat_changes_free(ch);
 }
@@ -998,7 +999,12 @@ static int prep_export(prep *p) {
     return prep_profile(p, "profile.export");
 }
 
-static int prep_audit(prep *p) {
+/* A page of one of the engine's rings (audit entries, catalogue changes): entries after the
+ * cursor (a count of entries ever added), oldest first, up to limit. A ring only holds the last
+ * `kept`; an older cursor starts at the oldest held. A feed (changes) always answers a cursor to
+ * poll with; a list (audit) answers null on its last page. */
+static int ring_page(prep *p, json_t *const *ring, size_t kept, int64_t count, const char *key,
+                     bool feed) {
     const char *c = arg_str(p, "cursor");
     int64_t after = 0;
     if (c) {
@@ -1012,16 +1018,20 @@ static int prep_audit(prep *p) {
     }
     json_int_t limit = json_integer_value(json_object_get(p->args, "limit"));
     if (!limit) limit = 100;
-    int64_t first = p->e->naudit > ENG_AUDIT_KEPT ? p->e->naudit - ENG_AUDIT_KEPT : 0;
+    int64_t first = count > (int64_t)kept ? count - (int64_t)kept : 0;
     if (after < first) after = first;
     json_t *items = json_array();
     int64_t i = after;
-    for (; i < p->e->naudit && (json_int_t)json_array_size(items) < limit; i++)
-        json_array_append(items, p->e->audit[i % ENG_AUDIT_KEPT]);
+    for (; i < count && (json_int_t)json_array_size(items) < limit; i++)
+        json_array_append(items, ring[i % (int64_t)kept]);
     char next[24];
     snprintf(next, sizeof next, "%" PRId64, i);
-    p->reply = json_pack("{s:o, s:s?}", "entries", items, "next", i < p->e->naudit ? next : NULL);
+    p->reply = json_pack("{s:o, s:s?}", key, items, "next", feed || i < count ? next : NULL);
     return 0;
+}
+
+static int prep_audit(prep *p) {
+    return ring_page(p, p->e->audit, ENG_AUDIT_KEPT, p->e->naudit, "entries", false);
 }
 
 static int prep_erase(prep *p) {
@@ -1333,29 +1343,7 @@ static int prep_catalog_available(prep *p) {
 }
 
 static int prep_catalog_changes(prep *p) {
-    const char *c = arg_str(p, "cursor");
-    int64_t after = 0;
-    if (c) {
-        char *end;
-        after = strtoll(c, &end, 10);
-        if (*end || end == c || after < 0) {
-            error_set(p->err, 400, "invalid_field", "cursor",
-                      "cursor is not one this server gave out");
-            return -1;
-        }
-    }
-    json_int_t limit = json_integer_value(json_object_get(p->args, "limit"));
-    if (!limit) limit = 100;
-    int64_t first = p->e->nchanges > ENG_CHANGES_KEPT ? p->e->nchanges - ENG_CHANGES_KEPT : 0;
-    if (after < first) after = first;
-    json_t *items = json_array();
-    int64_t i = after;
-    for (; i < p->e->nchanges && (json_int_t)json_array_size(items) < limit; i++)
-        json_array_append(items, p->e->changes[i % ENG_CHANGES_KEPT]);
-    char next[24];
-    snprintf(next, sizeof next, "%" PRId64, i);
-    p->reply = json_pack("{s:o, s:s}", "changes", items, "next", next);
-    return 0;
+    return ring_page(p, p->e->changes, ENG_CHANGES_KEPT, p->e->nchanges, "changes", true);
 }
 
 typedef struct prep_def {
