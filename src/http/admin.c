@@ -1,5 +1,4 @@
 /* admin — reading events back, health, and the test clock. */
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +16,6 @@ typedef struct events_args {
     http_req *r;
     store_query q;
 } events_args;
-
-static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out) {
-    if (!*s) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < min || v > max) return false;
-    *out = v;
-    return true;
-}
 
 /* The cursor is opaque to clients; today it is the seq of the last event of the previous page. */
 static int events_arg(void *arg, const char *key, const char *value) {
@@ -57,14 +46,14 @@ static int events_arg(void *arg, const char *key, const char *value) {
             return 1;
         }
     } else if (strcmp(key, "limit") == 0) {
-        if (!parse_int64(value, 1, EVENTS_MAX_LIMIT, &v)) {
+        if (!http_parse_int64(value, 1, EVENTS_MAX_LIMIT, &v)) {
             http_reply_error(r, "invalid_field", "limit", "limit must be an integer from 1 to %d",
                              EVENTS_MAX_LIMIT);
             return 1;
         }
         a->q.limit = (int)v;
     } else if (strcmp(key, "cursor") == 0) {
-        if (!parse_int64(value, 0, INT64_MAX, &a->q.after_seq)) {
+        if (!http_parse_int64(value, 0, INT64_MAX, &a->q.after_seq)) {
             http_reply_error(r, "invalid_field", "cursor",
                              "cursor is not one this server gave out (use the last reply's next)");
             return 1;

@@ -6,7 +6,6 @@
  * engine applies it in log order, and the reply is the outcome of that application — so two
  * concurrent redemptions of the last code are decided by the log, and a 200 means the change
  * survives a crash. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +34,6 @@ static void reply_json_value(http_req *r, int status, const json_t *v) {
 
 static void reply_eng_error(http_req *r, const eng_error *err) {
     http_reply_error_status(r, err->status ? err->status : 500, &err->ev);
-}
-
-static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < min || v > max) return false;
-    *out = v;
-    return true;
 }
 
 /* ---- Query arguments: each route lists the ones it takes ---- */
@@ -144,12 +133,12 @@ static void profile_events(http_req *r) {
     if (read_query(r, known, q)) goto out;
     const char *l = json_string_value(json_object_get(q, "limit"));
     const char *c = json_string_value(json_object_get(q, "cursor"));
-    if (l && !parse_int64(l, 1, TIMELINE_MAX_LIMIT, &limit)) {
+    if (l && !http_parse_int64(l, 1, TIMELINE_MAX_LIMIT, &limit)) {
         http_reply_error(r, "invalid_field", "limit", "limit must be an integer from 1 to %d",
                          TIMELINE_MAX_LIMIT);
         goto out;
     }
-    if (c && !parse_int64(c, 0, INT64_MAX, &after)) {
+    if (c && !http_parse_int64(c, 0, INT64_MAX, &after)) {
         http_reply_error(r, "invalid_field", "cursor",
                          "cursor is not one this server gave out (use the last reply's next)");
         goto out;
@@ -321,7 +310,7 @@ static json_t *command_args(http_req *r, const char *const *query) {
     const char *limit = json_string_value(json_object_get(args, "limit"));
     if (limit) {
         int64_t v;
-        if (!parse_int64(limit, 1, 1000, &v)) {
+        if (!http_parse_int64(limit, 1, 1000, &v)) {
             http_reply_error(r, "invalid_field", "limit",
                              "limit must be an integer from 1 to 1000");
             json_decref(args);

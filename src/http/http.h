@@ -96,6 +96,9 @@ const cfg *http_cfg(http_req *r);
 const commit_stats *http_commit_stats(http_req *r);
 const char *http_header(http_req *r, const char *name);
 const char *http_query(http_req *r, const char *name);
+/* A decimal integer query value within [min, max] (limits, cursors): true and *out set, or false
+ * for NULL, "", anything not wholly a number, or out of range. */
+bool http_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Calls fn for each query argument; fn returns nonzero to stop, which is then returned. */
 int http_query_each(http_req *r, int (*fn)(void *arg, const char *key, const char *value),
                     void *arg);

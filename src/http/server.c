@@ -108,6 +108,16 @@ keyring *http_keys(http_req *r) {
 const cfg *http_cfg(http_req *r) {
     return &r->srv->cfg;
 }
+bool http_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
 struct engine *http_engine(http_req *r) {
     return r->srv->engine;
 }
