@@ -301,12 +301,10 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         e->unattributed++; /* every identifier was junk: it links nobody */
         return;
     }
-    char cause[48];
     const char *name = json_string_value(json_object_get(ev, "event"));
-    snprintf(cause, sizeof cause, "%s%s%.32s", ev_type_name(type), name ? ":" : "",
-             name ? name : "");
     idg_result r;
-    if (idg_resolve(e->graph, ids, n, seq, ts, cause, &r)) fail_oom("resolving identities");
+    if (idg_resolve(e->graph, ids, n, seq, ts, ev_type_name(type), name, &r))
+        fail_oom("resolving identities");
     for (size_t i = 0; i < r.nmerged; i++) {
         prof *from = slot_prof(e, r.merged[i].from);
         if (ensure_prof(e, r.merged[i].into)) fail_oom("merging");

@@ -337,17 +337,18 @@ static int merge_slots(idg *g, uint32_t into, uint32_t from) {
 }
 
 static int record_merge(idg *g, uint32_t into, int64_t from_id, uint32_t a, uint32_t b, int64_t seq,
-                        int64_t ts, const char *cause) {
+                        int64_t ts, const char *cause, const char *detail) {
     slot *s = &g->slots[into];
     if (vec32((void **)&s->merges, &s->amerges, s->nmerges + 1, sizeof *s->merges)) return -1;
     merge_rec *m = &s->merges[s->nmerges++];
     *m = (merge_rec){.seq = seq, .ts_ms = ts, .from_id = from_id, .a = a, .b = b};
-    snprintf(m->cause, sizeof m->cause, "%s", cause ? cause : "");
+    snprintf(m->cause, sizeof m->cause, "%s%s%.32s", cause ? cause : "", detail ? ":" : "",
+             detail ? detail : "");
     return 0;
 }
 
 int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_ms,
-                const char *cause, idg_result *out) {
+                const char *cause, const char *detail, idg_result *out) {
     memset(out, 0, sizeof *out);
     out->slot = IDG_NONE;
     if (n == 0) return 0;
@@ -404,7 +405,7 @@ int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_
         uint32_t into = g->slots[t].id < g->slots[q].id ? t : q, from = into == t ? q : t;
         int64_t from_id = g->slots[from].id;
         if (merge_slots(g, into, from) || add_edge(g, into, anchor, x, seq, (uint32_t)i) ||
-            record_merge(g, into, from_id, anchor, x, seq, ts_ms, cause))
+            record_merge(g, into, from_id, anchor, x, seq, ts_ms, cause, detail))
             return -1;
         if (out->nmerged < IDG_MAX_IDENTS)
             out->merged[out->nmerged++] = (idg_merge_pair){from, into};

@@ -74,11 +74,12 @@ idg *idg_new(const idg_opts *opts);
 void idg_free(idg *g);
 
 /* Resolves an event's identifiers (n >= 1, distinct, in priority order) at log position seq, with
- * cause naming the event ("identify", "track:Order Completed", ...) and ts_ms its time, for the
- * merge log. Returns 0 and fills *out, or -1 when memory runs out (the graph then holds what was
- * done so far: consistent, maybe missing links). */
+ * cause and detail naming the event (the type, and a track's name or NULL: "identify",
+ * "track:Order Completed" in the log; only formatted when a merge happens) and ts_ms its time, for
+ * the merge log. Returns 0 and fills *out, or -1 when memory runs out (the graph then holds what
+ * was done so far: consistent, maybe missing links). */
 int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_ms,
-                const char *cause, idg_result *out);
+                const char *cause, const char *detail, idg_result *out);
 
 /* The live slot holding an identifier, or IDG_NONE. */
 uint32_t idg_lookup(const idg *g, int type, const char *value);

@@ -32,7 +32,7 @@ static uint32_t resolve(idg *g, int64_t seq, idg_result *r, size_t n, ...) {
         ids[i].value = va_arg(ap, const char *);
     }
     va_end(ap);
-    assert_int_equal(idg_resolve(g, ids, n, seq, seq * 1000, "test", r), 0);
+    assert_int_equal(idg_resolve(g, ids, n, seq, seq * 1000, "track", "Test", r), 0);
     return r->slot;
 }
 
