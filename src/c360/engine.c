@@ -837,10 +837,14 @@ static json_t *channel_json(const engine *e, uint32_t s, const char *channel, js
     return o;
 }
 
-static json_t *channels_json(const engine *e, uint32_t s) {
-    /* Each address the customer can be reached at (from the identity graph), and web or push
-     * when the customer used the site or the app. */
-    json_t *a = json_array();
+typedef struct channels_arg {
+    const engine *e;
+    uint32_t slot;
+    json_t *list;
+} channels_arg;
+
+/* The channel an identifier type reaches the customer on, if any. */
+static void add_channel(void *arg, int type, const char *value) {
     static const struct {
         int type;
         const char *channel;
@@ -848,24 +852,27 @@ static json_t *channels_json(const engine *e, uint32_t s) {
                {IDN_WHATSAPP, "whatsapp"},   {IDN_MESSENGER, "messenger"},
                {IDN_INSTAGRAM, "instagram"}, {IDN_X, "x"},
                {IDN_TELEGRAM, "telegram"}};
-    json_t *ids = idg_identities_json(e->graph, s);
-    size_t i;
-    json_t *id;
-    json_array_foreach(ids, i, id) {
-        int t = idn_type_lookup(json_string_value(json_object_get(id, "type")));
-        for (size_t k = 0; k < sizeof map / sizeof *map; k++)
-            if (map[k].type == t)
-                json_array_append_new(
-                    a, channel_json(e, s, map[k].channel, json_object_get(id, "value")));
+    channels_arg *a = arg;
+    for (size_t k = 0; k < sizeof map / sizeof *map; k++) {
+        if (map[k].type != type) continue;
+        json_t *address = json_string(value);
+        json_array_append_new(a->list, channel_json(a->e, a->slot, map[k].channel, address));
+        json_decref(address);
     }
+}
+
+static json_t *channels_json(const engine *e, uint32_t s) {
+    /* Each address the customer can be reached at (from the identity graph), and web or push
+     * when the customer used the site or the app. */
+    channels_arg a = {e, s, json_array()};
+    if (a.list) idg_each_ident(e->graph, s, add_channel, &a);
     const prof *p = e->profs[s];
-    if (p->channels[PROF_CH_WEB] || p->channels[PROF_CH_APP])
+    if (a.list && (p->channels[PROF_CH_WEB] || p->channels[PROF_CH_APP]))
         json_array_append_new(
-            a, json_pack("{s:s, s:b}", "channel",
-                         p->channels[PROF_CH_APP] > p->channels[PROF_CH_WEB] ? "app" : "web",
-                         "reachable", 1));
-    json_decref(ids);
-    return a;
+            a.list, json_pack("{s:s, s:b}", "channel",
+                              p->channels[PROF_CH_APP] > p->channels[PROF_CH_WEB] ? "app" : "web",
+                              "reachable", 1));
+    return a.list;
 }
 
 static json_t *profile_json(const engine *e, uint32_t s, int64_t now_ms) {
