@@ -2,15 +2,16 @@
 # Installs, with apt-get, the Debian packages engaged needs to build, test or benchmark — only those
 # that are absent, so a machine that has them all is left untouched and no network is used.
 #   scripts/deps.sh build   compiler, Meson, libraries
-#   scripts/deps.sh test    build + test tools (cmocka, clang sanitizer runtime, Node.js)
+#   scripts/deps.sh test    build + test tools (cmocka, clang sanitizer runtime, Node.js, and
+#                           Chromium for the browser tests, driven headless by playwright-core)
 #   scripts/deps.sh bench   test + nginx and wrk
 set -euo pipefail
 level=${1:-build}
 pkgs=(gcc make meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libssl-dev)
 case $level in
   build) ;;
-  test) pkgs+=(libcmocka-dev clang libclang-rt-14-dev nodejs npm) ;;
-  bench) pkgs+=(libcmocka-dev clang libclang-rt-14-dev nodejs npm nginx-light wrk) ;;
+  test) pkgs+=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium) ;;
+  bench) pkgs+=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium nginx-light wrk) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 missing=()

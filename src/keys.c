@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/ratelimit.h"
 #include "util/clock.h"
@@ -47,42 +48,196 @@ static void digest_hex(const char *key, size_t len, char hex[65]) {
     hex[64] = '\0';
 }
 
+/* ---- The origins column ---- */
+
+static bool has_origins_column(sqlite3 *db) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('api_keys') WHERE name = 'origins'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return false;
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Databases made before allow-lists lack the column: add it, once. The check is repeated under
+ * BEGIN IMMEDIATE, so a server starting and `engaged keys create` cannot both add it. */
+static int ensure_origins_column(sqlite3 *db) {
+    if (has_origins_column(db)) return 0;
+    if (store_exec(db, "BEGIN IMMEDIATE")) return -1;
+    int rc =
+        has_origins_column(db) ? 0 : store_exec(db, "ALTER TABLE api_keys ADD COLUMN origins TEXT");
+    if (rc == 0) rc = store_exec(db, "COMMIT");
+    if (rc) store_exec(db, "ROLLBACK");
+    return rc;
+}
+
+/* ---- Origins ---- */
+
+static bool host_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+}
+
+int keys_origin_normalize(const char *origin, char out[KEYS_ORIGIN_MAX + 1], ev_error *err) {
+    /* The scheme, and the port a browser leaves out of Origin for it. */
+    static const struct {
+        const char *prefix;
+        const char *default_port;
+    } schemes[] = {{"http://", "80"}, {"https://", "443"}};
+    size_t n = strlen(origin);
+    if (n && origin[n - 1] == '/') n--; /* "https://shop.example/" is the same origin */
+    if (n == 0 || n > KEYS_ORIGIN_MAX) {
+        ev_error_set(err, "invalid_field", "origin", "origin \"%.80s\" must be 1 to %d characters",
+                     origin, KEYS_ORIGIN_MAX);
+        return -1;
+    }
+    char low[KEYS_ORIGIN_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)origin[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            ev_error_set(err, "invalid_field", "origin",
+                         "origin \"%.80s\" has a space, control or non-ASCII character (write an "
+                         "international host name in its xn-- form)",
+                         origin);
+            return -1;
+        }
+        low[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    low[n] = '\0';
+    size_t s = 0;
+    while (s < 2 && strncmp(low, schemes[s].prefix, strlen(schemes[s].prefix)) != 0)
+        s++;
+    if (s == 2) {
+        ev_error_set(err, "invalid_field", "origin",
+                     "origin \"%.80s\" must start with http:// or https:// (e.g. "
+                     "https://shop.example)",
+                     origin);
+        return -1;
+    }
+    const char *host = low + strlen(schemes[s].prefix);
+    size_t hlen;
+    if (*host == '[') { /* an IPv6 literal */
+        hlen = strspn(host + 1, "0123456789abcdef:.") + 1;
+        if (host[hlen] != ']' || hlen < 3) goto bad_host;
+        hlen++;
+    } else {
+        hlen = 0;
+        while (host_char(host[hlen]))
+            hlen++;
+        if (hlen == 0 || hlen > 253 || host[0] == '.' || host[0] == '-') goto bad_host;
+    }
+    const char *port = host + hlen;
+    size_t plen = 0;
+    if (*port == ':') {
+        port++;
+        plen = strspn(port, "0123456789");
+        long v = plen >= 1 && plen <= 5 && port[0] != '0' ? strtol(port, NULL, 10) : 0;
+        if (v < 1 || v > 65535 || port[plen] != '\0') {
+            ev_error_set(err, "invalid_field", "origin",
+                         "origin \"%.80s\": the port must be a number from 1 to 65535, and "
+                         "nothing may follow it (an origin has no path)",
+                         origin);
+            return -1;
+        }
+        if (strcmp(port, schemes[s].default_port) == 0) plen = 0;
+    } else if (*port != '\0') {
+        goto bad_host;
+    }
+    size_t head = (size_t)(host - low) + hlen;
+    memcpy(out, low, head);
+    if (plen) {
+        out[head] = ':';
+        memcpy(out + head + 1, port, plen);
+        head += plen + 1;
+    }
+    out[head] = '\0';
+    return 0;
+bad_host:
+    ev_error_set(err, "invalid_field", "origin",
+                 "origin \"%.80s\" must be scheme://host[:port] with a host of letters, digits, "
+                 "'-' and '.' (no path, query, user or wildcard)",
+                 origin);
+    return -1;
+}
+
+/* Checks and normalises spec's origins into one space-separated list in out (empty for none). */
+static int origins_text(const keys_spec *spec, char *out, size_t outlen, ev_error *err) {
+    out[0] = '\0';
+    if (spec->norigins == 0) return 0;
+    if (spec->scope != KEY_WRITE) {
+        ev_error_set(err, "invalid_field", "origin",
+                     "only write keys have an origin allow-list; admin keys are never used from a "
+                     "browser");
+        return -1;
+    }
+    if (spec->norigins > KEYS_MAX_ORIGINS) {
+        ev_error_set(err, "invalid_field", "origin", "%zu origins given; a key may list at most %d",
+                     spec->norigins, KEYS_MAX_ORIGINS);
+        return -1;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < spec->norigins; i++) {
+        char one[KEYS_ORIGIN_MAX + 1];
+        if (keys_origin_normalize(spec->origins[i], one, err)) return -1;
+        size_t ol = strlen(one);
+        bool dup = false;
+        for (const char *p = out; *p && !dup; p += strcspn(p, " "), p += *p == ' ')
+            dup = strcspn(p, " ") == ol && memcmp(p, one, ol) == 0;
+        if (dup) continue;
+        if (len + ol + 2 > outlen) { /* cannot happen: out is sized for KEYS_MAX_ORIGINS */
+            ev_error_set(err, "internal", "origin", "the origin list does not fit");
+            return -1;
+        }
+        if (len) out[len++] = ' ';
+        memcpy(out + len, one, ol + 1);
+        len += ol;
+    }
+    return 0;
+}
+
 static int insert_key(sqlite3 *db, key_scope scope, const char *key, double rate, const char *label,
-                      bool or_ignore) {
+                      const char *origins, bool or_ignore) {
     char hex[65], prefix[12];
     digest_hex(key, strlen(key), hex);
     snprintf(prefix, sizeof prefix, "%.7s", key);
     sqlite3_stmt *st;
     const char *sql = or_ignore
                           ? "INSERT OR IGNORE INTO api_keys(scope, hash, prefix, rate, label, "
-                            "created_at) VALUES (?1,?2,?3,?4,?5,?6)"
+                            "created_at, origins) VALUES (?1,?2,?3,?4,?5,?6,?7)"
                           : "INSERT INTO api_keys(scope, hash, prefix, rate, label, "
-                            "created_at) VALUES (?1,?2,?3,?4,?5,?6)";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+                            "created_at, origins) VALUES (?1,?2,?3,?4,?5,?6,?7)";
+    if (ensure_origins_column(db) || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
     sqlite3_bind_text(st, 1, keys_scope_name(scope), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, hex, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, prefix, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 4, rate);
     if (label) sqlite3_bind_text(st, 5, label, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, clock_now_ms());
+    if (origins && *origins) sqlite3_bind_text(st, 7, origins, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) log_error("keys: %s", sqlite3_errmsg(db));
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int keys_create(sqlite3 *db, key_scope scope, double rate, const char *label,
-                char out[KEYS_TEXT_LEN]) {
+int keys_create(sqlite3 *db, const keys_spec *spec, char out[KEYS_TEXT_LEN], ev_error *err) {
+    char origins[KEYS_MAX_ORIGINS * (KEYS_ORIGIN_MAX + 1) + 1];
+    if (origins_text(spec, origins, sizeof origins, err)) return -1;
     unsigned char raw[20];
     hash_random(raw, sizeof raw);
-    memcpy(out, scope == KEY_ADMIN ? "ak_" : "wk_", 3);
+    memcpy(out, spec->scope == KEY_ADMIN ? "ak_" : "wk_", 3);
     for (int i = 0; i < 20; i++)
         snprintf(out + 3 + 2 * i, 3, "%02x", raw[i]);
-    return insert_key(db, scope, out, rate, label, false);
+    if (insert_key(db, spec->scope, out, spec->rate, spec->label, origins, false)) {
+        ev_error_set(err, "internal", "", "cannot store the key: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
 }
 
 int keys_provision(sqlite3 *db, key_scope scope, const char *key) {
-    return insert_key(db, scope, key, 0, "provisioned from the environment", true);
+    return insert_key(db, scope, key, 0, "provisioned from the environment", NULL, true);
 }
 
 int keys_revoke(sqlite3 *db, int64_t id) {
@@ -101,13 +256,14 @@ int keys_revoke(sqlite3 *db, int64_t id) {
 
 int keys_list(sqlite3 *db, FILE *out) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
+    if (ensure_origins_column(db) ||
+        sqlite3_prepare_v2(db,
                            "SELECT id, scope, prefix, rate, coalesce(label,''), created_at, "
-                           "revoked_at FROM api_keys ORDER BY id",
+                           "revoked_at, origins FROM api_keys ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
-    fprintf(out, "%-5s %-6s %-10s %-8s %-8s %s\n", "ID", "SCOPE", "PREFIX", "RATE", "STATE",
-            "LABEL");
+    fprintf(out, "%-5s %-6s %-10s %-8s %-8s %-24s %s\n", "ID", "SCOPE", "PREFIX", "RATE", "STATE",
+            "ORIGINS", "LABEL");
     while (sqlite3_step(st) == SQLITE_ROW) {
         char rate[32];
         double r = sqlite3_column_double(st, 3);
@@ -115,10 +271,19 @@ int keys_list(sqlite3 *db, FILE *out) {
             snprintf(rate, sizeof rate, "%g/s", r);
         else
             snprintf(rate, sizeof rate, "default");
-        fprintf(out, "%-5lld %-6s %-10s %-8s %-8s %s\n", (long long)sqlite3_column_int64(st, 0),
-                sqlite3_column_text(st, 1), sqlite3_column_text(st, 2), rate,
-                sqlite3_column_type(st, 6) == SQLITE_NULL ? "active" : "revoked",
-                sqlite3_column_text(st, 4));
+        const char *scope = (const char *)sqlite3_column_text(st, 1);
+        const char *origins = (const char *)sqlite3_column_text(st, 7);
+        fprintf(out, "%-5lld %-6s %-10s %-8s %-8s ", (long long)sqlite3_column_int64(st, 0), scope,
+                sqlite3_column_text(st, 2), rate,
+                sqlite3_column_type(st, 6) == SQLITE_NULL ? "active" : "revoked");
+        /* The stored list is space-separated; shown joined by commas so the column has no space. */
+        int width = 0;
+        if (origins)
+            for (const char *p = origins; *p; p++, width++)
+                fputc(*p == ' ' ? ',' : *p, out);
+        else
+            width = fprintf(out, "%s", strcmp(scope, "write") == 0 ? "any" : "-");
+        fprintf(out, "%*s %s\n", width < 24 ? 24 - width : 0, "", sqlite3_column_text(st, 4));
     }
     sqlite3_finalize(st);
     return 0;
@@ -130,6 +295,7 @@ typedef struct key_entry {
     int64_t id;
     key_scope scope;
     char hex[65];
+    char *origins; /* the allow-list, space-separated and normalised; NULL: any origin */
     rl_bucket bucket;
 } key_entry;
 
@@ -158,28 +324,48 @@ static int64_t data_version(sqlite3 *db) {
  * reload_lock. */
 static int reload(keyring *k) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT id, scope, hash, rate FROM api_keys WHERE revoked_at IS NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            k->db, "SELECT id, scope, hash, rate, origins FROM api_keys WHERE revoked_at IS NULL",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     key_entry *v = NULL;
     size_t n = 0, cap = 0;
     int64_t now = mono_ms();
+    bool failed = false;
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             key_entry *g = realloc(v, cap * sizeof *g);
-            if (!g) break;
+            if (!g) {
+                failed = true;
+                break;
+            }
             v = g;
         }
-        key_entry *e = &v[n++];
+        key_entry *e = &v[n];
         e->id = sqlite3_column_int64(st, 0);
         keys_scope_parse((const char *)sqlite3_column_text(st, 1), &e->scope);
         snprintf(e->hex, sizeof e->hex, "%s", (const char *)sqlite3_column_text(st, 2));
+        const char *origins = (const char *)sqlite3_column_text(st, 4);
+        e->origins = origins && *origins ? strdup(origins) : NULL;
+        /* A key whose list cannot be copied must not become a key for any origin. */
+        if (origins && *origins && !e->origins) {
+            failed = true;
+            break;
+        }
         double rate = sqlite3_column_double(st, 3);
         rl_init(&e->bucket, rate > 0 ? rate : k->default_rate, now);
+        n++;
     }
     sqlite3_finalize(st);
+    if (failed) { /* out of memory: keep the keyring as it was */
+        for (size_t i = 0; i < n; i++) {
+            rl_destroy(&v[i].bucket);
+            free(v[i].origins);
+        }
+        free(v);
+        return -1;
+    }
     pthread_rwlock_wrlock(&k->lock);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < k->n; j++)
@@ -187,8 +373,10 @@ static int reload(keyring *k) {
                 v[i].bucket.tokens = k->entries[j].bucket.tokens;
                 v[i].bucket.last_ms = k->entries[j].bucket.last_ms;
             }
-    for (size_t j = 0; j < k->n; j++)
+    for (size_t j = 0; j < k->n; j++) {
         rl_destroy(&k->entries[j].bucket);
+        free(k->entries[j].origins);
+    }
     free(k->entries);
     k->entries = v;
     k->n = n;
@@ -204,6 +392,11 @@ keyring *keys_load(store *s, double default_rate, char *err, size_t errlen) {
     k->default_rate = default_rate;
     pthread_rwlock_init(&k->lock, NULL);
     pthread_mutex_init(&k->reload_lock, NULL);
+    if (ensure_origins_column(store_writer(s))) {
+        snprintf(err, errlen, "keys: cannot add the origins column: %s", store_errmsg());
+        keys_free(k);
+        return NULL;
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/engaged.db", store_dir(s));
     if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK || reload(k)) {
@@ -218,8 +411,10 @@ keyring *keys_load(store *s, double default_rate, char *err, size_t errlen) {
 
 void keys_free(keyring *k) {
     if (!k) return;
-    for (size_t j = 0; j < k->n; j++)
+    for (size_t j = 0; j < k->n; j++) {
         rl_destroy(&k->entries[j].bucket);
+        free(k->entries[j].origins);
+    }
     free(k->entries);
     sqlite3_close(k->db);
     pthread_rwlock_destroy(&k->lock);
@@ -249,16 +444,41 @@ static bool refresh(keyring *k) {
     return reloaded;
 }
 
+/* Looks key_id up; caller holds k->lock for reading. */
+static key_entry *find_id(keyring *k, int64_t key_id) {
+    for (size_t i = 0; i < k->n; i++)
+        if (k->entries[i].id == key_id) return &k->entries[i];
+    return NULL;
+}
+
+bool keys_origin_allowed(keyring *k, int64_t key_id, const char *origin) {
+    size_t olen = strlen(origin);
+    pthread_rwlock_rdlock(&k->lock);
+    key_entry *e = find_id(k, key_id);
+    bool ok = e && !e->origins;
+    for (const char *p = e ? e->origins : NULL; p && *p && !ok;) {
+        size_t len = strcspn(p, " ");
+        ok = len == olen && strncasecmp(p, origin, len) == 0;
+        p += len;
+        p += *p == ' ';
+    }
+    pthread_rwlock_unlock(&k->lock);
+    return ok;
+}
+
+key_scope keys_scope_of(keyring *k, int64_t key_id) {
+    pthread_rwlock_rdlock(&k->lock);
+    key_entry *e = find_id(k, key_id);
+    key_scope s = e ? e->scope : (key_scope)0;
+    pthread_rwlock_unlock(&k->lock);
+    return s;
+}
+
 keys_verdict keys_charge(keyring *k, int64_t key_id, double nevents, int *retry_after_s) {
     keys_verdict v = KEYS_UNKNOWN;
     pthread_rwlock_rdlock(&k->lock);
-    for (size_t i = 0; i < k->n; i++)
-        if (k->entries[i].id == key_id) {
-            v = rl_take(&k->entries[i].bucket, nevents, mono_ms(), retry_after_s)
-                    ? KEYS_OK
-                    : KEYS_RATE_LIMITED;
-            break;
-        }
+    key_entry *e = find_id(k, key_id);
+    if (e) v = rl_take(&e->bucket, nevents, mono_ms(), retry_after_s) ? KEYS_OK : KEYS_RATE_LIMITED;
     pthread_rwlock_unlock(&k->lock);
     return v;
 }

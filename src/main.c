@@ -20,7 +20,8 @@ static const struct command {
     {"eval", cmd_eval,
      "measure the session recommender offline: eval --train FILE --test FILE [--k 20]"},
     {"keys", cmd_keys,
-     "manage API keys: keys create --scope write|admin | keys list | keys revoke ID"},
+     "manage API keys: keys create --scope write|admin [--origin URL] | keys list | keys revoke "
+     "ID"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this help"},
 };

@@ -1,6 +1,7 @@
 /* engaged keys — create, list and revoke API keys in the data directory.
  *
  *   engaged keys create --scope write|admin [--rate EVENTS_PER_S] [--label TEXT]
+ *                       [--origin URL]...   (write keys: the browser origins allowed; none: any)
  *   engaged keys list
  *   engaged keys revoke ID
  * A running server picks changes up within 250 ms (keys.h). */
@@ -15,22 +16,29 @@
 #include "util/config.h"
 
 static int usage(void) {
-    fprintf(
-        stderr,
-        "usage: engaged keys create --scope write|admin [--rate N] [--label TEXT] [--data DIR]\n"
-        "       engaged keys list [--data DIR]\n"
-        "       engaged keys revoke ID [--data DIR]\n");
+    fprintf(stderr, "usage: engaged keys create --scope write|admin [--rate N] [--label TEXT]\n"
+                    "                           [--origin URL]... [--data DIR]\n"
+                    "       engaged keys list [--data DIR]\n"
+                    "       engaged keys revoke ID [--data DIR]\n");
     return 2;
 }
 
 int cmd_keys(int argc, char **argv) {
     cfg c;
-    int rest[64], nrest;
-    if (argc > 64 || cli_load_cfg(&c, argc - 1, argv + 1, rest, &nrest)) return 2;
+    /* Room for every --origin a key may have, its value, and the other flags. */
+    enum { MAX_ARGS = 2 * KEYS_MAX_ORIGINS + 16 };
+    int rest[MAX_ARGS], nrest;
+    if (argc > MAX_ARGS) {
+        fprintf(stderr, "engaged keys: too many arguments (at most %d)\n", MAX_ARGS);
+        return 2;
+    }
+    if (cli_load_cfg(&c, argc - 1, argv + 1, rest, &nrest)) return 2;
     if (nrest < 1) return usage();
     char **args = argv + 1;
     const char *verb = args[rest[0]];
     const char *scope_name = NULL, *label = NULL, *id_text = NULL;
+    const char *origins[KEYS_MAX_ORIGINS];
+    size_t norigins = 0;
     double rate = 0;
     for (int i = 1; i < nrest; i++) {
         const char *a = args[rest[i]];
@@ -39,7 +47,14 @@ int cmd_keys(int argc, char **argv) {
             scope_name = v, i++;
         else if (strcmp(a, "--label") == 0 && v)
             label = v, i++;
-        else if (strcmp(a, "--rate") == 0 && v) {
+        else if (strcmp(a, "--origin") == 0 && v) {
+            if (norigins == KEYS_MAX_ORIGINS) {
+                fprintf(stderr, "engaged keys create: at most %d --origin per key\n",
+                        KEYS_MAX_ORIGINS);
+                return 2;
+            }
+            origins[norigins++] = v, i++;
+        } else if (strcmp(a, "--rate") == 0 && v) {
             char *end;
             errno = 0;
             rate = strtod(v, &end);
@@ -67,13 +82,15 @@ int cmd_keys(int argc, char **argv) {
             fprintf(stderr, "engaged keys create: --scope must be write or admin\n");
         } else {
             char key[KEYS_TEXT_LEN];
-            if (keys_create(store_writer(s), scope, rate, label, key) == 0) {
+            keys_spec spec = {scope, rate, label, origins, norigins};
+            ev_error e;
+            if (keys_create(store_writer(s), &spec, key, &e) == 0) {
                 printf("%s\n", key);
                 fprintf(stderr, "created a %s key; it is shown only now, store it safely\n",
                         scope_name);
                 rc = 0;
             } else {
-                fprintf(stderr, "engaged keys create: %s\n", store_errmsg());
+                fprintf(stderr, "engaged keys create: %s\n", e.message);
             }
         }
     } else if (strcmp(verb, "list") == 0) {

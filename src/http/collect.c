@@ -1,20 +1,37 @@
-/* collect — the Segment HTTP Tracking API: /v1/track, /v1/identify, ... and /v1/batch.
+/* collect — the Segment HTTP Tracking API: /v1/track, /v1/identify, ... and /v1/batch, with the
+ * browser SDKs' forms of it: analytics.js's short paths (/v1/t, ... /v1/b), RudderStack's beacon
+ * (/beacon/v1/batch), and the settings documents both SDKs fetch before they send anything.
  *
- * Each request is parsed, authenticated (Basic user or body writeKey), validated event by event
- * with ev_normalize(), and its valid events handed to the committer in one piece; the reply goes
- * out once they are durable. A batch with invalid items stores the valid ones and lists each
- * rejected item with its index and reason; nothing is dropped silently. */
+ * Each request is parsed, authenticated (Basic user, or the writeKey of the body or query),
+ * validated event by event with ev_normalize(), and its valid events handed to the committer in
+ * one piece; the reply goes out once they are durable. A batch with invalid items stores the valid
+ * ones and lists each rejected item with its index and reason; nothing is dropped silently. The
+ * Content-Type is never looked at: sendBeacon and analytics.js send JSON as text/plain. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/http.h"
 
 #define BATCH_MAX_EVENTS 2500
 
-/* The writeKey member, when the body carries the key (sendBeacon and some SDKs do). */
-static const char *body_write_key(const json_t *root) {
-    return json_string_value(json_object_get(root, "writeKey"));
+/* The key of a request that has no Authorization header (sendBeacon cannot set one): writeKey in
+ * the body, else the writeKey query argument (RudderStack's beacon sends it there). */
+static const char *request_write_key(http_req *r, const json_t *root) {
+    const char *key = json_string_value(json_object_get(root, "writeKey"));
+    return key ? key : http_query(r, "writeKey");
 }
+
+/* The event type each single-event path ends with: Segment's names, and the one-letter forms
+ * analytics.js posts to (/v1/t, /v1/p, ...). */
+static const struct {
+    const char *segment;
+    ev_type type;
+} single_paths[] = {
+    {"track", EV_TRACK}, {"identify", EV_IDENTIFY}, {"page", EV_PAGE}, {"screen", EV_SCREEN},
+    {"group", EV_GROUP}, {"alias", EV_ALIAS},       {"t", EV_TRACK},   {"i", EV_IDENTIFY},
+    {"p", EV_PAGE},      {"s", EV_SCREEN},          {"g", EV_GROUP},   {"a", EV_ALIAS},
+};
 
 static void single_committed(http_req *r) {
     if (r->creq.status) {
@@ -29,16 +46,19 @@ static void single_committed(http_req *r) {
 }
 
 void collect_single(http_req *r) {
-    ev_type type;
-    const char *slash = strrchr(r->route->path, '/');
-    if (!ev_type_parse(slash + 1, &type)) {
+    const char *last = strrchr(r->route->path, '/') + 1;
+    size_t t = 0;
+    while (t < sizeof single_paths / sizeof *single_paths && strcmp(single_paths[t].segment, last))
+        t++;
+    if (t == sizeof single_paths / sizeof *single_paths) {
         http_reply_error(r, "internal", NULL, "route %s has no event type", r->route->path);
         return;
     }
+    ev_type type = single_paths[t].type;
     json_t *root = http_json_object(r);
     if (!root) return;
     r->events_received = 1;
-    if (http_authorize(r, body_write_key(root), 1)) goto out;
+    if (http_authorize(r, request_write_key(r, root), 1)) goto out;
     r->events = calloc(1, sizeof *r->events);
     if (!r->events) {
         http_reply_error(r, "internal", NULL, "out of memory");
@@ -117,7 +137,7 @@ void collect_batch(http_req *r) {
         http_reply_error(r, "invalid_field", "sentAt", "sentAt must be an RFC 3339 string");
     } else if (envelope_object(r, root, "context", &context) &&
                envelope_object(r, root, "integrations", &integrations) &&
-               !http_authorize(r, body_write_key(root), (double)n)) {
+               !http_authorize(r, request_write_key(r, root), (double)n)) {
         goto valid;
     }
     json_decref(root);
@@ -163,4 +183,121 @@ valid:
         return;
     }
     http_commit(r, batch_committed);
+}
+
+/* ---- Browser SDKs: the documents they fetch before sending ----
+ *
+ * analytics.js asks GET {cdn}/v1/projects/{writeKey}/settings and sends to the apiHost it finds
+ * in integrations["Segment.io"], with that document's apiKey as its Basic user; RudderStack's SDK
+ * asks GET {configUrl}/sourceConfig/?writeKey=... (Basic auth with the key) and needs source.id,
+ * source.config, source.enabled and source.destinations. engaged answers both itself, pointing the
+ * SDK back at the address it was reached at, with nothing for the SDK to load from elsewhere: no
+ * destinations, no plan (a tracking plan makes analytics.js fetch a schema-filter bundle), remote
+ * metrics off. */
+
+/* Accepts key for a document: a known write key whose allow-list admits the request's Origin.
+ * Otherwise replies (404 for an unknown, revoked or admin key; 403 for a refused origin) and
+ * returns -1. */
+static int document_key(http_req *r, const char *key, size_t len) {
+    int64_t id = -1;
+    int retry = 0;
+    keys_verdict v = keys_check(http_keys(r), key, len, KEY_WRITE, 0, &id, &retry);
+    /* A key over its rate still gets its document: fetching it sends no event. */
+    if ((v != KEYS_OK && v != KEYS_RATE_LIMITED) || keys_scope_of(http_keys(r), id) != KEY_WRITE) {
+        http_reply_error(r, "not_found", NULL, "there is no write key \"%.*s...\"",
+                         len < 7 ? (int)len : 7, key);
+        return -1;
+    }
+    r->key_id = id;
+    return http_cors_check(r);
+}
+
+/* The first member of a comma-separated header value, trimmed, in out; false if it is empty or
+ * does not fit. */
+static bool first_member(const char *v, char *out, size_t outlen) {
+    v += strspn(v, " \t");
+    size_t n = strcspn(v, ",");
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= outlen) return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* Where the client reached engaged: "http" or "https", and host[:port]. A reverse proxy says so in
+ * X-Forwarded-Proto and X-Forwarded-Host (it may rewrite Host); else the scheme is http (engaged
+ * itself speaks no TLS) and the host is the Host header. A client can only mislead itself here:
+ * the document it gets points its own SDK somewhere. */
+static int public_address(http_req *r, const char **scheme, char host[256]) {
+    const char *proto = http_header(r, "X-Forwarded-Proto");
+    char p[8];
+    *scheme =
+        proto && first_member(proto, p, sizeof p) && strcasecmp(p, "https") == 0 ? "https" : "http";
+    const char *fh = http_header(r, "X-Forwarded-Host");
+    const char *h = fh ? fh : http_header(r, MHD_HTTP_HEADER_HOST);
+    const char *field = fh ? "X-Forwarded-Host" : "Host";
+    if (!h) {
+        http_reply_error(r, "missing_field", "Host",
+                         "a Host header is needed to say where the SDK should send events");
+        return -1;
+    }
+    bool ok = first_member(h, host, 256);
+    for (const char *c = host; ok && *c; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+             strchr("-._:[]", *c);
+    if (!ok) {
+        http_reply_error(r, "invalid_field", field,
+                         "the %s header must be a host name or address with an optional port",
+                         field);
+        return -1;
+    }
+    return 0;
+}
+
+void collect_settings(http_req *r) {
+    const char *key = r->params[0];
+    const char *scheme;
+    char host[256];
+    if (document_key(r, key, strlen(key)) || public_address(r, &scheme, host)) return;
+    buf b = BUF_INIT(0);
+    buf_puts(&b, "{\"integrations\":{\"Segment.io\":{\"apiKey\":\"");
+    buf_json_escape(&b, key, strlen(key));
+    buf_puts(&b, "\",\"apiHost\":\"");
+    buf_json_escape(&b, host, strlen(host));
+    buf_printf(&b,
+               "/v1\",\"protocol\":\"%s\",\"unbundledIntegrations\":[],"
+               "\"addBundledMetadata\":true,\"maybeBundledConfigIds\":{},"
+               "\"versionSettings\":{\"componentTypes\":[]}}},"
+               "\"plan\":{},\"edgeFunction\":{},\"analyticsNextEnabled\":true,"
+               "\"middlewareSettings\":{},\"enabledMiddleware\":{},\"metrics\":{\"sampleRate\":0},"
+               "\"legacyVideoPluginsEnabled\":false,\"remotePlugins\":[]}",
+               scheme);
+    http_reply_json(r, 200, &b);
+}
+
+void collect_source_config(http_req *r) {
+    /* The SDK sends the key both as its Basic user and in the query; either will do. */
+    const char *key = r->auth_key;
+    size_t len = r->auth_len;
+    if (!key) {
+        key = http_query(r, "writeKey");
+        len = key ? strlen(key) : 0;
+    }
+    if (!key || !len) {
+        http_reply_error(
+            r, "unauthorized", NULL,
+            "a write key is required: HTTP Basic user, or the writeKey query argument");
+        return;
+    }
+    if (document_key(r, key, len)) return;
+    buf b = BUF_INIT(0);
+    buf_printf(&b,
+               "{\"isHosted\":false,\"source\":{\"id\":\"engaged-%lld\",\"name\":\"engaged\","
+               "\"writeKey\":\"",
+               (long long)r->key_id);
+    buf_json_escape(&b, key, len);
+    buf_puts(&b, "\",\"config\":{},\"enabled\":true,\"workspaceId\":\"engaged\","
+                 "\"destinations\":[]}}");
+    http_reply_json(r, 200, &b);
 }

@@ -76,6 +76,10 @@ struct http_req {
     void (*on_commit)(http_req *r); /* builds the reply once creq has its result */
     buf extra;                      /* handler scratch that outlives the first call (rejections) */
     size_t events_received;         /* for the access log */
+
+    /* CORS (server.c): set for the reply's headers. */
+    bool preflight;      /* an OPTIONS preflight on a browser path, answered 204 */
+    bool origin_refused; /* the key's allow-list refused the Origin: no allow headers */
 };
 
 /* ---- The server (cmd_serve) ---- */
@@ -125,9 +129,22 @@ int http_error_status(const char *code);
 int http_body(http_req *r, const char **out, size_t *len);
 
 /* Checks the request's key: the Authorization header's, else body_key (a body's writeKey; may be
- * NULL), for the route's scope, taking nevents from the key's rate. Returns 0, or replies 401, 403
+ * NULL), for the route's scope, taking nevents from the key's rate; on a browser route, also the
+ * request's Origin against the key's allow-list (http_cors_check). Returns 0, or replies 401, 403
  * or 429 and returns -1. */
 int http_authorize(http_req *r, const char *body_key, double nevents);
+
+/* CORS. Browser routes are the routes a write key may call (scope KEY_WRITE): their replies carry
+ * Access-Control-Allow-Origin with the request's Origin (and Vary: Origin), except a refusal of
+ * that origin; admin routes never carry it, so no page can read what an admin key gets. An OPTIONS
+ * preflight on a browser path is answered 204 whatever the origin (it carries no key); the key's
+ * allow-list is enforced on the request itself, here. No reply allows credentials: no SDK sends
+ * cookies to its collection host.
+ *
+ * Checks the request's Origin, if any, against the allow-list of r->key_id (http_authorize() calls
+ * this on browser routes). Returns 0; or replies 403 origin_not_allowed naming the origin, and
+ * returns -1. */
+int http_cors_check(http_req *r);
 
 /* The body (inflated as http_body() does) parsed as a JSON object, which the caller decrefs; or
  * NULL after replying invalid_json (with the position) or invalid_body (valid JSON of another
@@ -149,6 +166,8 @@ struct engine *http_engine(http_req *r);
 
 void collect_single(http_req *r);
 void collect_batch(http_req *r);
+void collect_settings(http_req *r);      /* analytics.js's settings document */
+void collect_source_config(http_req *r); /* RudderStack's source config */
 void admin_events(http_req *r);
 void admin_healthz(http_req *r);
 void admin_clock(http_req *r);

@@ -11,13 +11,17 @@ static const struct {
     const char *code;
     int status;
 } error_codes[] = {
-    {"invalid_json", 400},       {"invalid_body", 400},      {"missing_field", 400},
-    {"invalid_field", 400},      {"invalid_batch", 400},     {"too_deep", 400},
-    {"unauthorized", 401},       {"forbidden", 403},         {"not_found", 404},
-    {"method_not_allowed", 405}, {"conflict", 409},          {"event_too_large", 413},
-    {"body_too_large", 413},     {"too_many_events", 413},   {"unsupported_encoding", 415},
-    {"product_too_large", 413},  {"too_many_products", 413}, {"rate_limited", 429},
-    {"internal", 500},           {"unavailable", 503},
+    {"invalid_json", 400},       {"invalid_body", 400},
+    {"missing_field", 400},      {"invalid_field", 400},
+    {"invalid_batch", 400},      {"too_deep", 400},
+    {"unauthorized", 401},       {"forbidden", 403},
+    {"origin_not_allowed", 403}, {"not_found", 404},
+    {"method_not_allowed", 405}, {"conflict", 409},
+    {"event_too_large", 413},    {"body_too_large", 413},
+    {"too_many_events", 413},    {"unsupported_encoding", 415},
+    {"product_too_large", 413},  {"too_many_products", 413},
+    {"rate_limited", 429},       {"internal", 500},
+    {"unavailable", 503},
 };
 
 int http_error_status(const char *code) {

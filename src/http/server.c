@@ -34,6 +34,20 @@ const http_route http_routes[] = {
     {"POST", "/v1/alias", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/alias", NULL},
     {"POST", "/v1/batch", collect_batch, KEY_WRITE, 500 * KB, "/v1/batch", NULL},
     {"POST", "/v1/import", collect_batch, KEY_WRITE, 500 * KB, "/v1/import", NULL},
+    /* Browser SDKs (collect.c): analytics.js's short paths and RudderStack's beacon, and the
+     * documents each fetches first. Every write-key route answers CORS (http.h). */
+    {"POST", "/v1/t", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/t", NULL},
+    {"POST", "/v1/i", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/i", NULL},
+    {"POST", "/v1/p", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/p", NULL},
+    {"POST", "/v1/s", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/s", NULL},
+    {"POST", "/v1/g", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/g", NULL},
+    {"POST", "/v1/a", collect_single, KEY_WRITE, EV_MAX_BYTES, "/v1/a", NULL},
+    {"POST", "/v1/b", collect_batch, KEY_WRITE, 500 * KB, "/v1/b", NULL},
+    {"POST", "/beacon/v1/batch", collect_batch, KEY_WRITE, 500 * KB, "/beacon/v1/batch", NULL},
+    {"GET", "/v1/projects/*/settings", collect_settings, KEY_WRITE, 0,
+     "/v1/projects/{key}/settings", NULL},
+    {"GET", "/sourceConfig/", collect_source_config, KEY_WRITE, 0, "/sourceConfig", NULL},
+    {"GET", "/sourceConfig", collect_source_config, KEY_WRITE, 0, "/sourceConfig", NULL},
     /* Reading and operating. */
     {"GET", "/v1/events", admin_events, KEY_ADMIN, 0, "/v1/events", NULL},
     {"GET", "/v1/admin/clock", admin_clock, KEY_ADMIN, 0, "/v1/admin/clock", NULL},
@@ -251,7 +265,7 @@ int http_authorize(http_req *r, const char *body_key, double nevents) {
             : keys_check(r->srv->keys, key, len, r->route->scope, nevents, &r->key_id, &retry);
     switch (v) {
     case KEYS_OK:
-        return 0;
+        return r->route->scope == KEY_WRITE ? http_cors_check(r) : 0;
     case KEYS_UNKNOWN:
         http_reply_error(r, "unauthorized", NULL, "the key is not valid (unknown or revoked)");
         return -1;
@@ -266,6 +280,91 @@ int http_authorize(http_req *r, const char *body_key, double nevents) {
         return -1;
     }
     return -1;
+}
+
+/* ---- CORS (http.h) ---- */
+
+/* Seconds a browser may cache a preflight (Chrome keeps one 2 h at most). */
+#define CORS_MAX_AGE "86400"
+/* The longest Access-Control-Request-Headers echoed; SDKs ask for a handful of names. */
+#define CORS_MAX_REQUEST_HEADERS 512
+
+/* The Origin header when it is one that may be echoed: at most KEYS_ORIGIN_MAX visible ASCII
+ * characters. A malformed one is never echoed (and matches no allow-list). */
+static const char *cors_origin(http_req *r) {
+    const char *o = http_header(r, "Origin");
+    if (!o) return NULL;
+    size_t n = 0;
+    for (; o[n]; n++)
+        if (n == KEYS_ORIGIN_MAX || (unsigned char)o[n] <= 0x20 || (unsigned char)o[n] >= 0x7f)
+            return NULL;
+    return n ? o : NULL;
+}
+
+int http_cors_check(http_req *r) {
+    const char *origin = http_header(r, "Origin");
+    if (!origin || r->key_id < 0 || keys_origin_allowed(r->srv->keys, r->key_id, origin)) return 0;
+    r->origin_refused = true;
+    ev_error e;
+    ev_error_set(&e, "origin_not_allowed", "Origin",
+                 "the origin %.100s is not allowed to use this write key (its allow-list is set "
+                 "with engaged keys create --origin)",
+                 origin);
+    http_reply_error_status(r, 403, &e);
+    return -1;
+}
+
+/* Whether a write-key route has this path: a preflight for it is answered. Writes into *methods
+ * (", "-joined) the methods such routes take there. */
+static bool cors_path(http_req *r, char *methods, size_t len) {
+    size_t used = 0;
+    methods[0] = '\0';
+    for (size_t i = 0; i < http_nroutes; i++) {
+        const http_route *rt = &http_routes[i];
+        if (rt->scope != KEY_WRITE || !route_match(rt->path, r->path, r) ||
+            strstr(methods, rt->method))
+            continue;
+        int n = snprintf(methods + used, len - used, "%s%s", used ? ", " : "", rt->method);
+        if (n < 0 || (size_t)n >= len - used) break; /* cannot happen: one or two methods */
+        used += (size_t)n;
+    }
+    return used > 0;
+}
+
+/* Whether a preflight's Access-Control-Request-Headers may be echoed: header names (token
+ * characters), commas and spaces, within a cap. */
+static bool cors_header_list(const char *h) {
+    size_t n = strlen(h);
+    return n > 0 && n <= CORS_MAX_REQUEST_HEADERS &&
+           strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                     "!#$%&'*+-.^_`|~, ") == n;
+}
+
+/* Adds the CORS headers of r's reply (nothing on admin routes or without an Origin). */
+static void cors_headers(http_req *r, struct MHD_Response *resp) {
+    bool browser = r->preflight || (r->route && r->route->scope == KEY_WRITE);
+    if (!browser) return;
+    const char *origin = cors_origin(r);
+    if (r->preflight) {
+        char methods[64];
+        cors_path(r, methods, sizeof methods);
+        MHD_add_response_header(resp, "Vary",
+                                "Origin, Access-Control-Request-Method, "
+                                "Access-Control-Request-Headers");
+        if (!origin) return;
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
+        const char *asked = http_header(r, "Access-Control-Request-Headers");
+        if (asked && cors_header_list(asked))
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers", asked);
+        MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
+        return;
+    }
+    MHD_add_response_header(resp, "Vary", "Origin");
+    if (!origin || r->origin_refused) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    if (r->retry_after > 0)
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
 }
 
 /* ---- Bodies ---- */
@@ -386,6 +485,7 @@ static enum MHD_Result send_reply(http_req *r) {
     if (!resp) return MHD_NO;
     r->resp_body = NULL; /* MHD owns it now */
     if (r->resp_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
+    cors_headers(r, resp);
     if (r->retry_after > 0) {
         char s[16];
         snprintf(s, sizeof s, "%d", r->retry_after);
@@ -411,7 +511,12 @@ static http_req *request_new(http_server *srv, struct MHD_Connection *conn, cons
     bool known;
     r->route = route_find(r, &known);
     buf_init(&r->body, r->route ? r->route->max_body : 0);
-    if (!r->route)
+    char methods[64];
+    if (!r->route && strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+        cors_path(r, methods, sizeof methods)) {
+        r->preflight = true; /* cors_headers() adds the answer */
+        http_reply_take(r, 204, NULL, NULL, 0);
+    } else if (!r->route)
         http_reply_error(r, known ? "method_not_allowed" : "not_found", NULL,
                          known ? "%s is not allowed on %.200s" : "no such endpoint: %s %.200s",
                          method, url);

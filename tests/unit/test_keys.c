@@ -1,7 +1,9 @@
 /* Unit tests for keys: the key format, storage as SHA-256 digests only (the clear key appears in no
  * column and in no byte of the database files), provisioning, revocation, and the keyring's
  * verdicts: unknown, scope, rate limits, and keys added or revoked while it runs (seen after the
- * 250 ms reload interval, so those tests sleep 300 ms). */
+ * 250 ms reload interval, so those tests sleep 300 ms). Origin allow-lists: the normal form of an
+ * origin and what is refused, storage, the keyring's answers, and the column added to a database
+ * made before it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -100,8 +102,31 @@ static keys_verdict check(fixture *f, const char *key, key_scope need, double n,
 
 static void create(fixture *f, key_scope scope, double rate, const char *label,
                    char out[KEYS_TEXT_LEN]) {
-    if (keys_create(store_writer(f->s), scope, rate, label, out))
-        fail_msg("keys_create: %s", store_errmsg());
+    keys_spec spec = {scope, rate, label, NULL, 0};
+    ev_error e;
+    if (keys_create(store_writer(f->s), &spec, out, &e)) fail_msg("keys_create: %s", e.message);
+}
+
+static void create_for(fixture *f, const char *const *origins, size_t n, char out[KEYS_TEXT_LEN]) {
+    keys_spec spec = {KEY_WRITE, 0, NULL, origins, n};
+    ev_error e;
+    if (keys_create(store_writer(f->s), &spec, out, &e)) fail_msg("keys_create: %s", e.message);
+}
+
+/* The origins column of key's row; "(null)" when NULL. */
+static void origins_of(fixture *f, const char *key, char *out, size_t len) {
+    char hex[65];
+    sha256_hex(key, strlen(key), hex);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_writer(f->s),
+                                        "SELECT origins FROM api_keys WHERE hash = ?1", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    snprintf(out, len, "%s", v ? v : "(null)");
+    sqlite3_finalize(st);
 }
 
 /* ---- the table ---- */
@@ -266,15 +291,280 @@ static void test_revoke_and_list(void **state) {
     assert_non_null(out);
     assert_int_equal(keys_list(db, out), 0);
     fclose(out);
-    char expect[512];
+    char expect[1024];
     snprintf(expect, sizeof expect,
-             "ID    SCOPE  PREFIX     RATE     STATE    LABEL\n"
-             "%-5lld write  %-10.7s default  revoked  web\n"
-             "%-5lld admin  %-10.7s 3/s      active   ops\n",
+             "ID    SCOPE  PREFIX     RATE     STATE    ORIGINS                  LABEL\n"
+             "%-5lld write  %-10.7s default  revoked  any                      web\n"
+             "%-5lld admin  %-10.7s 3/s      active   -                        ops\n",
              (long long)wid, w, (long long)id_of(f, a), a);
     assert_string_equal(text, expect);
     assert_null(strstr(text, w + 7)); /* only the prefix is shown */
     free(text);
+
+    /* A write key with an allow-list shows it joined by commas; a long list pushes the label. */
+    char s1[KEYS_TEXT_LEN], s2[KEYS_TEXT_LEN];
+    const char *one[] = {"https://shop.example"};
+    const char *two[] = {"https://shop.example", "http://127.0.0.1:8080"};
+    create_for(f, one, 1, s1);
+    create_for(f, two, 2, s2);
+    text = NULL;
+    out = open_memstream(&text, &len);
+    assert_non_null(out);
+    assert_int_equal(keys_list(db, out), 0);
+    fclose(out);
+    char tail[512];
+    snprintf(tail, sizeof tail,
+             "%-5lld write  %-10.7s default  active   https://shop.example     \n"
+             "%-5lld write  %-10.7s default  active   "
+             "https://shop.example,http://127.0.0.1:8080 \n",
+             (long long)id_of(f, s1), s1, (long long)id_of(f, s2), s2);
+    assert_non_null(strstr(text, tail));
+    assert_string_equal(strstr(text, tail), tail); /* the last lines */
+    free(text);
+}
+
+/* ---- origins ---- */
+
+static void test_origin_normalize(void **state) {
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } good[] = {
+        {"https://shop.example", "https://shop.example"},
+        {"HTTPS://Shop.Example", "https://shop.example"},
+        {"https://shop.example/", "https://shop.example"},
+        {"https://shop.example:443", "https://shop.example"},
+        {"http://shop.example:80", "http://shop.example"},
+        {"http://shop.example:443", "http://shop.example:443"},
+        {"https://shop.example:80", "https://shop.example:80"},
+        {"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
+        {"http://localhost:3000/", "http://localhost:3000"},
+        {"http://[::1]:8080", "http://[::1]:8080"},
+        {"https://[2001:DB8::1]", "https://[2001:db8::1]"},
+        {"https://xn--bcher-kva.example", "https://xn--bcher-kva.example"},
+        {"https://a_b.shop.example:65535", "https://a_b.shop.example:65535"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char out[KEYS_ORIGIN_MAX + 1];
+        ev_error e = {0};
+        if (keys_origin_normalize(good[i].in, out, &e))
+            fail_msg("%s refused: %s", good[i].in, e.message);
+        assert_string_equal(out, good[i].out);
+    }
+    static const struct {
+        const char *in, *says;
+    } bad[] = {
+        {"", "1 to 270 characters"},
+        {"/", "1 to 270 characters"},
+        {"shop.example", "must start with http:// or https://"},
+        {"ftp://shop.example", "must start with http:// or https://"},
+        {"*", "must start with http:// or https://"},
+        {"null", "must start with http:// or https://"},
+        {"https://", "must start with http:// or https://"}, /* "https:/" once its "/" is cut */
+        {"https:///", "scheme://host[:port]"},
+        {"https://*.shop.example", "scheme://host[:port]"},
+        {"https://shop.example/path", "scheme://host[:port]"},
+        {"https://shop.example?q=1", "scheme://host[:port]"},
+        {"https://user@shop.example", "scheme://host[:port]"},
+        {"https://shop.example//", "scheme://host[:port]"},
+        {"https://.shop.example", "scheme://host[:port]"},
+        {"https://[::1", "scheme://host[:port]"},
+        {"https://[]", "scheme://host[:port]"},
+        {"https://shop.example:", "the port must be a number from 1 to 65535"},
+        {"https://shop.example:0", "the port must be a number from 1 to 65535"},
+        {"https://shop.example:08080", "the port must be a number from 1 to 65535"},
+        {"https://shop.example:65536", "the port must be a number from 1 to 65535"},
+        {"https://shop.example:123456", "the port must be a number from 1 to 65535"},
+        {"https://shop.example:8080/x", "the port must be a number from 1 to 65535"},
+        {"https://shop example", "space, control or non-ASCII"},
+        {"https://shop.example\n", "space, control or non-ASCII"},
+        {"https://b\xc3\xbc"
+         "cher.example",
+         "space, control or non-ASCII"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char out[KEYS_ORIGIN_MAX + 1];
+        ev_error e = {0};
+        if (keys_origin_normalize(bad[i].in, out, &e) == 0)
+            fail_msg("\"%s\" accepted as %s", bad[i].in, out);
+        assert_string_equal(e.code, "invalid_field");
+        assert_string_equal(e.field, "origin");
+        if (!strstr(e.message, bad[i].says))
+            fail_msg("\"%s\": message \"%s\" lacks \"%s\"", bad[i].in, e.message, bad[i].says);
+    }
+    /* The message quotes the value (cut at 80 characters). */
+    ev_error e;
+    char out[KEYS_ORIGIN_MAX + 1];
+    assert_int_equal(keys_origin_normalize("ftp://x", out, &e), -1);
+    assert_string_equal(e.message, "origin \"ftp://x\" must start with http:// or https:// (e.g. "
+                                   "https://shop.example)");
+
+    /* Length: a 253-byte host with a port fits; one more byte over KEYS_ORIGIN_MAX does not. */
+    char in[400];
+    memset(in, 'a', sizeof in);
+    memcpy(in, "https://", 8);
+    memcpy(in + 8 + 253, ":65535", 7);
+    assert_int_equal(keys_origin_normalize(in, out, &e), 0);
+    assert_int_equal(strlen(out), 8 + 253 + 6);
+    in[8 + 253] = 'a'; /* a 254-byte host */
+    memcpy(in + 8 + 254, ":65535", 7);
+    assert_int_equal(keys_origin_normalize(in, out, &e), -1);
+    assert_non_null(strstr(e.message, "scheme://host[:port]"));
+    memset(in + 8, 'a', sizeof in - 9);
+    in[sizeof in - 1] = '\0';
+    assert_int_equal(keys_origin_normalize(in, out, &e), -1);
+    assert_non_null(strstr(e.message, "1 to 270 characters"));
+}
+
+static void test_create_with_origins(void **state) {
+    fixture *f = *state;
+    sqlite3 *db = store_writer(f->s);
+    char k[KEYS_TEXT_LEN], plain[KEYS_TEXT_LEN];
+    const char *list[] = {"https://Shop.Example/", "http://127.0.0.1:8080",
+                          "https://shop.example:443", "HTTP://127.0.0.1:8080"};
+    create_for(f, list, 4, k);
+    char got[1024];
+    origins_of(f, k, got, sizeof got);
+    assert_string_equal(got, "https://shop.example http://127.0.0.1:8080"); /* normal, each once */
+    create(f, KEY_WRITE, 0, NULL, plain);
+    origins_of(f, plain, got, sizeof got);
+    assert_string_equal(got, "(null)");
+
+    /* Refusals store nothing. */
+    int64_t rows = int_query(db, "SELECT count(*) FROM api_keys", NULL);
+    ev_error e;
+    char out[KEYS_TEXT_LEN];
+    const char *bad[] = {"https://shop.example", "https://shop.example/checkout"};
+    keys_spec spec = {KEY_WRITE, 0, "x", bad, 2};
+    assert_int_equal(keys_create(db, &spec, out, &e), -1);
+    assert_string_equal(e.code, "invalid_field");
+    assert_string_equal(e.field, "origin");
+    assert_non_null(strstr(e.message, "https://shop.example/checkout"));
+
+    spec = (keys_spec){KEY_ADMIN, 0, NULL, list, 1};
+    assert_int_equal(keys_create(db, &spec, out, &e), -1);
+    assert_string_equal(e.message, "only write keys have an origin allow-list; admin keys are "
+                                   "never used from a browser");
+
+    const char *many[KEYS_MAX_ORIGINS + 1];
+    char names[KEYS_MAX_ORIGINS + 1][40];
+    for (int i = 0; i <= KEYS_MAX_ORIGINS; i++) {
+        snprintf(names[i], sizeof names[i], "https://s%d.shop.example", i);
+        many[i] = names[i];
+    }
+    spec = (keys_spec){KEY_WRITE, 0, NULL, many, KEYS_MAX_ORIGINS + 1};
+    assert_int_equal(keys_create(db, &spec, out, &e), -1);
+    assert_string_equal(e.message, "33 origins given; a key may list at most 32");
+    assert_int_equal(int_query(db, "SELECT count(*) FROM api_keys", NULL), rows);
+
+    /* The most a key may list, at the longest, is stored whole. */
+    static char longest[KEYS_MAX_ORIGINS][KEYS_ORIGIN_MAX + 1];
+    for (int i = 0; i < KEYS_MAX_ORIGINS; i++) {
+        memset(longest[i], 'a', sizeof longest[i]);
+        memcpy(longest[i], "https://", 8);
+        longest[i][8 + 253 - 2] = (char)('0' + i / 10);
+        longest[i][8 + 253 - 1] = (char)('0' + i % 10);
+        memcpy(longest[i] + 8 + 253, ":65535", 7);
+        many[i] = longest[i];
+    }
+    spec = (keys_spec){KEY_WRITE, 0, NULL, many, KEYS_MAX_ORIGINS};
+    assert_int_equal(keys_create(db, &spec, out, &e), 0);
+    static char all[KEYS_MAX_ORIGINS * (KEYS_ORIGIN_MAX + 1)];
+    origins_of(f, out, all, sizeof all);
+    assert_int_equal(strlen(all), KEYS_MAX_ORIGINS * (8 + 253 + 6) + KEYS_MAX_ORIGINS - 1);
+    assert_string_equal(all + strlen(all) - 9, "a31:65535");
+}
+
+static void test_origin_allowed(void **state) {
+    fixture *f = *state;
+    char listed[KEYS_TEXT_LEN], any[KEYS_TEXT_LEN], admin[KEYS_TEXT_LEN];
+    const char *list[] = {"https://shop.example", "http://127.0.0.1:8080"};
+    create_for(f, list, 2, listed);
+    create(f, KEY_WRITE, 0, NULL, any);
+    create(f, KEY_ADMIN, 0, NULL, admin);
+    load(f, 0);
+    int64_t lid = id_of(f, listed), aid = id_of(f, any), did = id_of(f, admin);
+
+    assert_true(keys_origin_allowed(f->k, lid, "https://shop.example"));
+    assert_true(keys_origin_allowed(f->k, lid, "http://127.0.0.1:8080"));
+    assert_true(keys_origin_allowed(f->k, lid, "HTTPS://SHOP.EXAMPLE")); /* case-insensitive */
+    static const char *const refused[] = {
+        "https://shop.example.evil",
+        "https://shop.exampl",
+        "http://shop.example",
+        "https://evil.example",
+        "http://127.0.0.1:8081",
+        "http://127.0.0.1",
+        "null",
+        "",
+        "https://shop.example http://127.0.0.1:8080",
+        "https://shop.example/",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (keys_origin_allowed(f->k, lid, refused[i])) fail_msg("\"%s\" allowed", refused[i]);
+
+    /* No list: any origin, even odd ones. Unknown ids: none. */
+    assert_true(keys_origin_allowed(f->k, aid, "https://evil.example"));
+    assert_true(keys_origin_allowed(f->k, aid, "null"));
+    assert_true(keys_origin_allowed(f->k, did, "https://evil.example"));
+    assert_false(keys_origin_allowed(f->k, 424242, "https://shop.example"));
+
+    assert_int_equal(keys_scope_of(f->k, lid), KEY_WRITE);
+    assert_int_equal(keys_scope_of(f->k, did), KEY_ADMIN);
+    assert_int_equal(keys_scope_of(f->k, 424242), 0);
+
+    /* Revoked: no longer allowed anywhere once the keyring has reloaded. */
+    assert_int_equal(keys_revoke(store_writer(f->s), lid), 0);
+    wait_reload();
+    int64_t id;
+    assert_int_equal(check(f, any, KEY_WRITE, 1, &id, NULL), KEYS_OK); /* a look that reloads */
+    assert_false(keys_origin_allowed(f->k, lid, "https://shop.example"));
+    assert_int_equal(keys_scope_of(f->k, lid), 0);
+}
+
+/* A database made before allow-lists: the column is added when the keys are loaded (or created or
+ * listed), its keys have no list, and it can be done again without harm. */
+static void test_origins_column_migrated(void **state) {
+    fixture *f = *state;
+    sqlite3 *db = store_writer(f->s);
+    const char *has = "SELECT count(*) FROM pragma_table_info('api_keys') WHERE name = 'origins'";
+    if (int_query(db, has, NULL) == 1) /* a store that already creates it: make it old */
+        assert_int_equal(store_exec(db, "ALTER TABLE api_keys DROP COLUMN origins"), 0);
+    assert_int_equal(int_query(db, has, NULL), 0);
+    char hex[65];
+    sha256_hex("wk_made_before_origins", 22, hex);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO api_keys(scope, hash, prefix, rate, created_at) "
+             "VALUES ('write', '%s', 'wk_made', 0, 1)",
+             hex);
+    assert_int_equal(store_exec(db, sql), 0);
+
+    load(f, 0);
+    assert_int_equal(int_query(db, has, NULL), 1);
+    int64_t id = -1;
+    assert_int_equal(check(f, "wk_made_before_origins", KEY_WRITE, 1, &id, NULL), KEYS_OK);
+    assert_true(keys_origin_allowed(f->k, id, "https://anywhere.example"));
+    load(f, 0); /* again: nothing to add */
+    assert_int_equal(int_query(db, has, NULL), 1);
+
+    /* keys list and keys create on an old database add it too. */
+    assert_int_equal(store_exec(db, "ALTER TABLE api_keys DROP COLUMN origins"), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    assert_int_equal(keys_list(db, out), 0);
+    fclose(out);
+    assert_non_null(strstr(text, "write  wk_made    default  active   any"));
+    free(text);
+    assert_int_equal(store_exec(db, "ALTER TABLE api_keys DROP COLUMN origins"), 0);
+    char k[KEYS_TEXT_LEN];
+    const char *list[] = {"https://shop.example"};
+    create_for(f, list, 1, k);
+    char got[64];
+    origins_of(f, k, got, sizeof got);
+    assert_string_equal(got, "https://shop.example");
 }
 
 /* ---- the keyring ---- */
@@ -512,6 +802,10 @@ int main(void) {
         T(test_never_stored_in_clear),
         T(test_provision_idempotent),
         T(test_revoke_and_list),
+        cmocka_unit_test(test_origin_normalize),
+        T(test_create_with_origins),
+        T(test_origin_allowed),
+        T(test_origins_column_migrated),
         T(test_check_verdicts),
         T(test_long_keys),
         T(test_rate_limits),
