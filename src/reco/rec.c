@@ -11,29 +11,28 @@
 #include "reco/rec.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reco/rec_internal.h"
+#include "util/u32map.h"
 #include "util/vec.h"
 
 #define EMPTY UINT32_MAX
 
+/* A hint to start loading an address the loop will need soon; nothing where the compiler has no
+ * such builtin. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Small helpers */
 /* ---------------------------------------------------------------------------------------------- */
-
-/* A 32-bit integer mixer (xor-shift-multiply rounds); fixed, so results are reproducible run to
- * run. */
-static inline uint32_t mix32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
 
 static inline uint32_t mix64(uint64_t k) {
     k ^= k >> 33;
@@ -60,91 +59,6 @@ static inline float decay(float d, float len) {
     if (!(len > 0)) return 0.0f;
     if (isinf(len)) return 1.0f;
     return expf(-d / len);
-}
-
-/* A u32 -> u32 open-addressing table for per-query scratch (keys EMPTY when free). */
-typedef struct u32map {
-    uint32_t *keys, *vals;
-    uint32_t cap; /* a power of two */
-    uint32_t n;
-    uint32_t alloc;
-} u32map;
-
-static int u32map_reset(u32map *h, size_t expect) {
-    size_t cap = 16;
-    while (cap < expect * 2)
-        cap *= 2;
-    if (cap > (1u << 30)) return REC_NOMEM;
-    if (cap > h->alloc) {
-        uint32_t *k = realloc(h->keys, cap * sizeof *k);
-        if (!k) return REC_NOMEM;
-        h->keys = k;
-        uint32_t *v = realloc(h->vals, cap * sizeof *v);
-        if (!v) return REC_NOMEM;
-        h->vals = v;
-        h->alloc = (uint32_t)cap;
-    }
-    h->cap = (uint32_t)cap;
-    h->n = 0;
-    memset(h->keys, 0xff, cap * sizeof *h->keys);
-    return REC_OK;
-}
-
-static inline uint32_t *u32map_get(const u32map *h, uint32_t key) {
-    uint32_t mask = h->cap - 1, i = mix32(key) & mask;
-    for (;;) {
-        if (h->keys[i] == key) return &h->vals[i];
-        if (h->keys[i] == EMPTY) return NULL;
-        i = (i + 1) & mask;
-    }
-}
-
-static int u32map_grow(u32map *h) {
-    uint32_t oldcap = h->cap;
-    uint32_t *ok = h->keys, *ov = h->vals;
-    u32map nh = {0};
-    if (u32map_reset(&nh, oldcap) != REC_OK) {
-        free(nh.keys);
-        free(nh.vals);
-        return REC_NOMEM;
-    }
-    for (uint32_t i = 0; i < oldcap; i++) {
-        if (ok[i] == EMPTY) continue;
-        uint32_t j = mix32(ok[i]) & (nh.cap - 1);
-        while (nh.keys[j] != EMPTY)
-            j = (j + 1) & (nh.cap - 1);
-        nh.keys[j] = ok[i];
-        nh.vals[j] = ov[i];
-    }
-    nh.n = h->n;
-    free(ok);
-    free(ov);
-    *h = nh;
-    return REC_OK;
-}
-
-/* The value slot of key, inserted (with *fresh set) when absent; NULL when out of memory. */
-static inline uint32_t *u32map_put(u32map *h, uint32_t key, bool *fresh) {
-    if ((h->n + 1) * 2 > h->cap && u32map_grow(h) != REC_OK) return NULL;
-    uint32_t mask = h->cap - 1, i = mix32(key) & mask;
-    for (;;) {
-        if (h->keys[i] == key) {
-            *fresh = false;
-            return &h->vals[i];
-        }
-        if (h->keys[i] == EMPTY) {
-            h->keys[i] = key;
-            h->n++;
-            *fresh = true;
-            return &h->vals[i];
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-static void u32map_free(u32map *h) {
-    free(h->keys);
-    free(h->vals);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -316,7 +230,7 @@ void rec_get_stats(const rec_model *m, rec_stats *st) {
 
 static uint32_t item_lookup(const rec_model *m, uint32_t ext) {
     if (!m->imap_cap) return EMPTY;
-    uint32_t mask = m->imap_cap - 1, i = mix32(ext) & mask;
+    uint32_t mask = m->imap_cap - 1, i = u32map_hash(ext) & mask;
     for (;;) {
         uint32_t d = m->imap[i];
         if (d == EMPTY) return EMPTY;
@@ -330,7 +244,7 @@ static int imap_rehash(rec_model *m, uint32_t cap) {
     if (!t) return REC_NOMEM;
     memset(t, 0xff, (size_t)cap * sizeof *t);
     for (uint32_t d = 0; d < m->nitems; d++) {
-        uint32_t i = mix32(m->items[d].ext) & (cap - 1);
+        uint32_t i = u32map_hash(m->items[d].ext) & (cap - 1);
         while (t[i] != EMPTY)
             i = (i + 1) & (cap - 1);
         t[i] = d;
@@ -354,7 +268,7 @@ static uint32_t item_intern(rec_model *m, uint32_t ext, uint32_t first_id) {
         return EMPTY;
     d = m->nitems++;
     m->items[d] = (item_rec){.ext = ext, .first = first_id};
-    uint32_t i = mix32(ext) & (m->imap_cap - 1);
+    uint32_t i = u32map_hash(ext) & (m->imap_cap - 1);
     while (m->imap[i] != EMPTY)
         i = (i + 1) & (m->imap_cap - 1);
     m->imap[i] = d;
@@ -719,6 +633,7 @@ static int knn_score(const rec_model *m, const rec_knn_params *kp, int comp, siz
     bool recency = !isinf(kp->recency);
     float qnorm = (float)ws->nq;
     for (uint32_t c = 0; c < ws->ns; c++) {
+        if (c + 16 < ws->ns) PREFETCH(&m->norm[slot_of(m, ws->sid[c + 16])]);
         float sim = ws->sacc[c] / sqrtf(qnorm * (float)m->norm[slot_of(m, ws->sid[c])]);
         if (recency) sim *= decay((float)(now - ws->sid[c]), reclen);
         nb e = {sim, ws->sid[c]};
@@ -748,6 +663,10 @@ static int knn_score(const rec_model *m, const rec_knn_params *kp, int comp, siz
         ws->before[d] = decay((float)d, kp->before);
     }
     for (uint32_t h = 0; h < nh; h++) {
+        /* Neighbours are scattered over the session table: each costs two cache misses (its
+         * record, then its items), so fetch them a few neighbours ahead. */
+        if (h + 8 < nh) PREFETCH(&m->sess[slot_of(m, ws->heap[h + 8].id)]);
+        if (h + 4 < nh) PREFETCH(m->sess[slot_of(m, ws->heap[h + 4].id)].items);
         const sess_rec *s = sess_get(m, ws->heap[h].id);
         float sim = ws->heap[h].sim;
         if (!(sim > 0)) continue;
@@ -777,6 +696,8 @@ static int sr_score(const rec_model *m, const rec_params *p, uint32_t last, uint
     const item_rec *it = &m->items[last];
     uint32_t taken = 0, win = p->sr_window;
     for (uint32_t j = 0; j < it->n && taken < p->sr_sample; j++) {
+        if (j + 8 < it->n) PREFETCH(&m->sess[slot_of(m, posting_at(it, j + 8))]);
+        if (j + 4 < it->n) PREFETCH(m->sess[slot_of(m, posting_at(it, j + 4))].items);
         uint32_t id = posting_at(it, j);
         if (!posting_visible(m, id, as_of, exclude)) continue;
         taken++;
@@ -1047,10 +968,34 @@ static size_t recommend_dense(const rec_model *m, rec_ws *ws, const uint32_t *q,
     return blend_topk(m, &m->p, qlen, cand, nc, maxes, k, out, ws);
 }
 
+/* Each thread keeps its query scratch between calls: a server answers thousands of queries a
+ * second on a few threads, and building the tables afresh each time was a tenth of a query. The
+ * scratch is freed when the thread exits. */
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+
+static void ws_destroy(void *ws) {
+    rec__ws_free(ws);
+}
+
+static void ws_key_make(void) {
+    if (pthread_key_create(&ws_key, ws_destroy)) abort();
+}
+
+static rec_ws *thread_ws(void) {
+    pthread_once(&ws_once, ws_key_make);
+    rec_ws *ws = pthread_getspecific(ws_key);
+    if (!ws && (ws = rec__ws_new()) && pthread_setspecific(ws_key, ws)) {
+        rec__ws_free(ws);
+        ws = NULL;
+    }
+    return ws;
+}
+
 size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n, size_t k,
                      rec_item *out) {
     if (!n || !k) return 0;
-    rec_ws *ws = rec__ws_new();
+    rec_ws *ws = thread_ws();
     if (!ws) return 0;
     size_t got = 0, nd = 0;
     if (grow((void **)&ws->dense, &ws->dense_alloc, n, sizeof *ws->dense) == REC_OK) {
@@ -1060,7 +1005,6 @@ size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n
         }
         got = recommend_dense(m, ws, ws->dense, nd, REC_NONE, k, out);
     }
-    rec__ws_free(ws);
     return got;
 }
 
@@ -1069,9 +1013,58 @@ size_t rec_recommend_session(const rec_model *m, uint64_t session_key, size_t k,
     if (!ks || !k) return 0;
     const sess_rec *s = sess_get(m, ks->id);
     if (!s) return 0;
-    rec_ws *ws = rec__ws_new();
-    if (!ws) return 0;
-    size_t got = recommend_dense(m, ws, s->items, s->len, s->id, k, out);
-    rec__ws_free(ws);
-    return got;
+    rec_ws *ws = thread_ws();
+    return ws ? recommend_dense(m, ws, s->items, s->len, s->id, k, out) : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Co-views */
+/* ---------------------------------------------------------------------------------------------- */
+
+static int cmp_related(const void *pa, const void *pb) {
+    const rec_item *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return a->item < b->item ? -1 : a->item > b->item;
+}
+
+long rec_related(const rec_model *m, uint32_t item, uint32_t sample, size_t k, rec_item *out) {
+    uint32_t d = item_lookup(m, item);
+    if (d == EMPTY || !k || !sample) return 0;
+    const item_rec *it = &m->items[d];
+    u32map seen = {0}, counts = {0};
+    rec_item *acc = NULL;
+    uint32_t nacc = 0, aacc = 0;
+    long rc = REC_NOMEM;
+    if (u32map_reset(&counts, 64) != REC_OK || u32map_reset(&seen, 64) != REC_OK) goto done;
+    for (uint32_t j = 0; j < it->n && j < sample; j++) {
+        uint32_t id = posting_at(it, j);
+        if (!posting_visible(m, id, REC_NONE, REC_NONE)) continue;
+        const sess_rec *s = sess_get(m, id);
+        if (!s) continue;
+        /* Each session counts once per item: a repeat view is one co-view. */
+        if (u32map_reset(&seen, s->len) != REC_OK) goto done;
+        for (uint32_t i = 0; i < s->len; i++) {
+            uint32_t x = s->items[i];
+            bool fresh;
+            if (x == d) continue;
+            if (!u32map_put(&seen, x, &fresh)) goto done;
+            if (!fresh) continue;
+            uint32_t *slot = u32map_put(&counts, x, &fresh);
+            if (!slot) goto done;
+            if (fresh) {
+                if (grow((void **)&acc, &aacc, (size_t)nacc + 1, sizeof *acc) != REC_OK) goto done;
+                *slot = nacc;
+                acc[nacc++] = (rec_item){m->items[x].ext, 0};
+            }
+            acc[*slot].score += 1.0f;
+        }
+    }
+    qsort(acc, nacc, sizeof *acc, cmp_related);
+    rc = (long)(nacc < k ? nacc : k);
+    if (rc > 0) memcpy(out, acc, (size_t)rc * sizeof *out);
+done:
+    u32map_free(&seen);
+    u32map_free(&counts);
+    free(acc);
+    return rc;
 }
