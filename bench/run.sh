@@ -16,6 +16,10 @@
 #            with 10 events each; then over HTTP: a store of BENCH_LOOKUP_EVENTS generated events
 #            (100,000 users) is imported, the server started (its replay timed) and
 #            GET /v1/profiles/lookup driven by wrk at 32 connections. Not part of the default run.
+#   reco     GET /v1/recommendations on product pages, with BENCH_RECO_USERS shoppers (3 views
+#            each, a tenth with an order) and BENCH_RECO_PRODUCTS products loaded with
+#            `engaged import`, at 32 connections — beside nginx serving one such answer as a
+#            static file, runs alternating. Not part of the default run.
 #
 # Settings (environment):
 #   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
@@ -48,6 +52,8 @@ RESTART_EVENTS=${BENCH_RESTART_EVENTS:-10000000}
 RESTART_RUNS=${BENCH_RESTART_RUNS:-3}
 PROFILES=${BENCH_PROFILES:-1000000}
 LOOKUP_EVENTS=${BENCH_LOOKUP_EVENTS:-1000000}
+RECO_USERS=${BENCH_RECO_USERS:-1000000}
+RECO_PRODUCTS=${BENCH_RECO_PRODUCTS:-100000}
 BENCH_C360=${BENCH_C360_BIN:-$(dirname "$BIN")/bench_c360}
 STORE_CACHE=${BENCH_STORE_CACHE:-}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
@@ -58,8 +64,8 @@ READY_TIMEOUT_S=900 # a server start (restart of a big store) that takes longer 
 sections=("$@")
 [ ${#sections[@]} -eq 0 ] && sections=(track batch memory restart)
 for s in "${sections[@]}"; do
-  case $s in track | batch | memory | restart | profiles) ;; *)
-    echo "usage: $0 [track] [batch] [memory] [restart] [profiles]" >&2
+  case $s in track | batch | memory | restart | profiles | reco) ;; *)
+    echo "usage: $0 [track] [batch] [memory] [restart] [profiles] [reco]" >&2
     exit 2
     ;;
   esac
@@ -67,7 +73,7 @@ done
 for tool in wrk awk du; do
   command -v $tool >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh bench)" >&2; exit 2; }
 done
-[[ " ${sections[*]} " == *" track "* ]] && ! command -v nginx >/dev/null &&
+[[ " ${sections[*]} " == *" track "* || " ${sections[*]} " == *" reco "* ]] && ! command -v nginx >/dev/null &&
   { echo "bench: nginx is missing (scripts/deps.sh bench)" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "bench: no server binary at $BIN (ninja -C build)" >&2; exit 2; }
 [ -n "${EPOCHREALTIME:-}" ] || { echo "bench: needs bash >= 5 (EPOCHREALTIME)" >&2; exit 2; }
@@ -233,7 +239,9 @@ errors_in_log() { grep -cE '"level":"(error|fatal)"' "$1" 2>/dev/null || true; }
 # ---- nginx ---------------------------------------------------------------------------------------
 
 NGX_PID='' NGX_PORT='' NGX_DIR=''
+# start_nginx [LOCATIONS] — nginx with the given location blocks (default: every request 204).
 start_nginx() {
+  local locations=${1:-'location / { return 204; }'}
   NGX_DIR=$TMP/nginx
   mkdir -p "$NGX_DIR"
   NGX_PORT=$(free_port)
@@ -257,7 +265,7 @@ http {
 $temps
   server {
     listen 127.0.0.1:$NGX_PORT;
-    location / { return 204; }
+    $locations
   }
 }
 EOF
@@ -739,6 +747,76 @@ bench_profiles() {
   SUMMARY+=("| profiles: start-up with $LOOKUP_EVENTS events (engine replay) | — | **$ENG_READY_MS ms** | measured | — | $ENG_START_OTHER |")
   [ "${W[err_status]}" = 0 ] || PROBLEMS+=("profiles: ${W[err_status]} non-2xx lookups")
   stop_engaged
+  rm -rf "$data"
+}
+
+# ---- recommendations -----------------------------------------------------------------------------
+
+bench_reco() {
+  local data=$TMP/reco-data t0
+  say "reco: importing $RECO_PRODUCTS products and $RECO_USERS shoppers (3 views each)"
+  t0=$(now_ms)
+  awk -v n="$RECO_PRODUCTS" -f "$HERE/gen_products.awk" >"$TMP/products.jsonl"
+  "$BIN" import --products "$TMP/products.jsonl" --data "$data" >"$TMP/reco-import.log" 2>&1 ||
+    { problem "reco: product import failed: $(tail -1 "$TMP/reco-import.log")"; return; }
+  awk -v users="$RECO_USERS" -v views=3 -v products="$RECO_PRODUCTS" -v prefix="rc$RANDOM" \
+    -f "$HERE/gen_reco.awk" | "$BIN" import - --data "$data" >>"$TMP/reco-import.log" 2>&1 ||
+    { problem "reco: event import failed: $(tail -1 "$TMP/reco-import.log")"; return; }
+  say "reco: imported in $((($(now_ms) - t0) / 1000)) s; starting the server"
+  start_engaged "$data" "$TMP/engaged-reco.log"
+  local replay rss
+  replay=$(grep -o 'events replayed into [0-9]* profiles in [0-9]* ms' "$TMP/engaged-reco.log" | tail -1)
+  rss=$(proc_status "$ENG_PID" VmRSS)
+  say "reco: ready in $ENG_READY_MS ms ($replay), RSS $rss kB"
+  # nginx's answer: one real answer, as a file, for the same requests.
+  mkdir -p "$TMP/www"
+  chmod o+x "$TMP" "$TMP/www" # nginx's workers run as an unprivileged user
+  http_get "$ENG_PORT" "/v1/recommendations?user_id=user-1&product_id=sku-000001&limit=10" "$ADMIN_KEY" \
+    >"$TMP/www/reco.json" || { problem "reco: the first request failed"; stop_engaged; return; }
+  chmod o+r "$TMP/www/reco.json"
+  local size
+  size=$(wc -c <"$TMP/www/reco.json")
+  start_nginx "location /v1/ { root $TMP/www; default_type application/json; try_files /reco.json =404; }"
+  local i who order e_rps=() n_rps=() e_p50=() e_p99=() n_p99=() ratios=() loads=() others=() bad=0
+  emit "## Recommendations: GET /v1/recommendations (product page, limit 10), 32 connections, vs nginx serving a $size-byte answer as a static file"
+  emit ""
+  emit "Store: $RECO_USERS shoppers (3 views each, an order for every tenth), $RECO_PRODUCTS products; $replay; ready in $ENG_READY_MS ms; RSS after start $rss kB."
+  emit ""
+  emit "| run | server | req/s | p50 ms | p99 ms | max ms | non-2xx | srv cores | other cores | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|"
+  SRV_PIDS=("$ENG_PID")
+  run_wrk reco-warm-e 32 "$WARMUP" reco.lua "$ENG_PORT" "$ADMIN_KEY" "$RECO_USERS" "$RECO_PRODUCTS"
+  for i in $(seq "$RUNS"); do
+    if ((i % 2)); then order="engaged nginx"; else order="nginx engaged"; fi
+    for who in $order; do
+      if [ "$who" = engaged ]; then
+        SRV_PIDS=("$ENG_PID")
+        run_wrk "reco-e$i" 32 "$DURATION" reco.lua "$ENG_PORT" "$ADMIN_KEY" "$RECO_USERS" "$RECO_PRODUCTS"
+        e_rps+=("${W[rps]}") e_p50+=("$(us2ms "${W[p50_us]}")") e_p99+=("$(us2ms "${W[p99_us]}")")
+        bad=$((bad + ${W[err_status]}))
+      else
+        read -r -a SRV_PIDS <<<"$(nginx_pids)"
+        run_wrk "reco-n$i" 32 "$DURATION" reco.lua "$NGX_PORT" "$ADMIN_KEY" "$RECO_USERS" "$RECO_PRODUCTS"
+        n_rps+=("${W[rps]}") n_p99+=("$(us2ms "${W[p99_us]}")")
+      fi
+      loads+=("${W[load]}") others+=("${W[other_cores]}")
+      emit "| $i | $who | ${W[rps]} | $(us2ms "${W[p50_us]}") | $(us2ms "${W[p99_us]}") | $(us2ms "${W[max_us]}") | ${W[err_status]} | ${W[srv_cores]} | ${W[other_cores]} | ${W[load]} |"
+      say "  run $i $who: ${W[rps]} req/s, p99 $(us2ms "${W[p99_us]}") ms"
+    done
+    ratios+=("$(calc "sprintf(\"%.3f\", ${e_rps[-1]} / ${n_rps[-1]})")")
+  done
+  stop_nginx
+  stop_engaged
+  local me mn ratio p99
+  me=$(median "${e_rps[@]}") mn=$(median "${n_rps[@]}") p99=$(median "${e_p99[@]}")
+  ratio=$(calc "sprintf(\"%.3f\", $me / $mn)")
+  emit ""
+  emit "Medians over $RUNS runs: engaged **$me req/s** (p50 $(median "${e_p50[@]}") ms, p99 **$p99 ms**); nginx **$mn req/s** (p99 $(median "${n_p99[@]}") ms). Ratio **$ratio** (per run: ${ratios[*]}); error lines in the server log: $(errors_in_log "$TMP/engaged-reco.log")."
+  emit ""
+  [ "$bad" = 0 ] || problem "reco: $bad non-2xx answers from engaged"
+  SUMMARY+=("| recommendations req/s vs nginx static JSON (32 conns) | ≥ 0.5 × nginx | $me vs $mn = **$ratio ×** | $(calc "($ratio >= 0.5 ? \"met\" : \"NOT met\")") | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  SUMMARY+=("| recommendations p99 | ≤ 2 ms | **$p99 ms** | $(calc "($p99 <= 2 ? \"met\" : \"NOT met\")") | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  SUMMARY+=("| recommendations: RSS with $RECO_USERS shoppers, $RECO_PRODUCTS products | — | **$rss kB** | measured | — | — |")
   rm -rf "$data"
 }
 

@@ -2059,6 +2059,8 @@ void cat_product_info(const cat_product *p, cat_info *o) {
     o->from_events = p->from_events;
     o->status = p->status;
     o->nvariants = p->nvariants;
+    o->categories = (const char *const *)p->categories.v;
+    o->ncategories = p->categories.n;
     o->created_ms = p->created_ms;
     o->updated_ms = p->updated_ms;
 }

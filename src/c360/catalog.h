@@ -228,6 +228,9 @@ typedef struct cat_info {
     bool in_stock, replenishable, from_events;
     cat_status status;
     size_t nvariants;
+    /* The category paths, ancestors first as stored ("Shoes", "Shoes > Running"). */
+    const char *const *categories;
+    size_t ncategories;
     int64_t created_ms, updated_ms;
 } cat_info;
 

@@ -14,7 +14,9 @@
 #include "c360/offers.h"
 #include "c360/prof.h"
 #include "expr/expr.h"
+#include "reco/reco.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/strpool.h"
 #include "util/timefmt.h"
@@ -71,6 +73,11 @@ static size_t rfm_bucket(int which, prof_rfm_input in) {
 #define ENG_AUDIT_KEPT 100000
 /* Category and brand names kept for favourites; past this, new names are not tracked. */
 #define ENG_NAMES_MAX_BYTES (16u * 1024 * 1024)
+/* Popularity groups ("c:<category path>", "s:<segment>", "gender:<value>"); past this, new groups
+ * are not tracked. */
+#define ENG_GROUPS_MAX_BYTES (16u * 1024 * 1024)
+/* Products of one event the recommenders learn (an order's lines). */
+#define ENG_RECO_ITEMS 100
 
 struct engine {
     pthread_rwlock_t lock;
@@ -85,6 +92,8 @@ struct engine {
     strpool *names;          /* category and brand names the profiles' favourites point to */
     offer_state *offers;
     cat *catalog;
+    reco *reco;      /* the recommendation models, learned from the same events */
+    strpool *groups; /* reco's popularity groups by name; the id is the group */
     /* The catalogue's price and stock changes, newest last: a ring rebuilt by replay. */
     json_t *changes[ENG_CHANGES_KEPT];
     /* Who did what to whose data (export, erasure, unmerge, consent): a ring rebuilt by replay;
@@ -94,6 +103,9 @@ struct engine {
     int64_t nchanges; /* ever; change i is at changes[i % ENG_CHANGES_KEPT] */
     fenwick *rfm[3];
     size_t events_applied, unattributed;
+    /* Events that came back with a recommendation_id: what recommendations led to. */
+    size_t attributed[RECO_ATTR_N];
+    double attributed_revenue;
     int64_t *replay_deletes; /* erasures found while replaying, done before serving */
     size_t nreplay_deletes, areplay_deletes;
     bool replaying;
@@ -104,10 +116,31 @@ static const char *const expr_root_names[] = {"profile", "cart", "product", "eve
 enum { ROOT_PROFILE, ROOT_CART, ROOT_PRODUCT, ROOT_EVENT, ROOT_CONTEXT, NROOTS };
 static const expr_roots decision_roots = {expr_root_names, NROOTS};
 
+/* The profile root built on first use: a request that never meets an availability rule or an
+ * expression never pays for it. One request, one thread: not shared. */
+typedef struct lazy_root {
+    const struct engine *e;
+    uint32_t slot; /* IDG_NONE: an unknown visitor */
+    bool built;
+    json_t *root;
+} lazy_root;
+
 typedef struct eng_ctx {
     const json_t *roots[NROOTS];
     int64_t now_ms;
+    lazy_root *lazy; /* fills roots[ROOT_PROFILE] and [ROOT_CART] when they are needed */
 } eng_ctx;
+
+static json_t *profile_root(const struct engine *e, uint32_t s, int64_t now_ms);
+
+static void ctx_need_profile(eng_ctx *c) {
+    lazy_root *l = c->lazy;
+    if (!l || c->roots[ROOT_PROFILE]) return;
+    if (!l->built && l->slot != UINT32_MAX) l->root = profile_root(l->e, l->slot, c->now_ms);
+    l->built = true;
+    c->roots[ROOT_PROFILE] = l->root;
+    c->roots[ROOT_CART] = json_object_get(l->root, "cart");
+}
 
 static void *expr_cb_compile(const char *src, size_t len, ev_error *err, void *arg) {
     expr_error xe;
@@ -133,6 +166,7 @@ static void expr_cb_free(void *compiled, void *arg) {
 static int rule_cb_eval(const void *compiled, const json_t *product, const void *viewer_ctx,
                         void *arg) {
     eng_ctx c = viewer_ctx ? *(const eng_ctx *)viewer_ctx : (eng_ctx){0};
+    ctx_need_profile(&c);
     c.roots[ROOT_PRODUCT] = product;
     return expr_cb_eval(compiled, &c, arg);
 }
@@ -240,8 +274,6 @@ static size_t event_idents(engine *e, const json_t *ev, ev_type type, idn_list *
     return n;
 }
 
-static json_t *profile_root(const engine *e, uint32_t s, int64_t now_ms);
-
 static void apply_offer_record(engine *e, json_t *record, int64_t ts) {
     json_t *reply = NULL;
     ev_error err;
@@ -291,6 +323,122 @@ static void fold_consent(engine *e, uint32_t s, const json_t *ev, int64_t ts) {
     consent_forget(e->scratch);
 }
 
+/* ---- Recommendations: learning ---- */
+
+static bool is_reco_id(const char *id) {
+    return id && strncmp(id, "rec_", 4) == 0;
+}
+
+/* Counts what an answer led to: a click (or the view it opens), a cart add, an order — the order's
+ * revenue when the order names the recommendation, else its lines that do. */
+static void attribute(engine *e, const cm_event *cm) {
+    bool whole = is_reco_id(cm->recommendation_id), any = whole;
+    double lines = 0;
+    for (size_t i = 0; i < cm->nproducts; i++) {
+        if (!is_reco_id(cm->products[i].recommendation_id)) continue;
+        any = true;
+        lines += cm->products[i].price * (double)cm->products[i].quantity;
+    }
+    if (!any) return;
+    switch (cm->kind) {
+    case CM_PRODUCT_CLICKED:
+    case CM_PRODUCT_VIEWED:
+        e->attributed[RECO_ATTR_CLICKS]++;
+        break;
+    case CM_PRODUCT_ADDED:
+        e->attributed[RECO_ATTR_CARTS]++;
+        break;
+    case CM_ORDER_COMPLETED:
+        e->attributed[RECO_ATTR_ORDERS]++;
+        e->attributed_revenue += whole ? (cm->revenue > 0 ? cm->revenue : cm->total) : lines;
+        break;
+    default:
+        break;
+    }
+}
+
+/* The action an e-commerce event is for the recommenders (0: none). */
+static reco_action reco_action_of(cm_kind k) {
+    switch (k) {
+    case CM_PRODUCT_VIEWED:
+    case CM_PRODUCT_CLICKED:
+        return RECO_VIEW;
+    case CM_PRODUCT_ADDED_TO_WISHLIST:
+        return RECO_WISH;
+    case CM_PRODUCT_ADDED:
+    case CM_WISHLIST_PRODUCT_ADDED_TO_CART:
+        return RECO_CART;
+    case CM_ORDER_COMPLETED:
+        return RECO_PURCHASE;
+    default:
+        return 0;
+    }
+}
+
+static uint32_t group_id(engine *e, const char *prefix, const char *name) {
+    char key[STRPOOL_MAX_LEN + 1];
+    int n = snprintf(key, sizeof key, "%s:%s", prefix, name);
+    return n > 0 && (size_t)n < sizeof key ? strpool_id(e->groups, key) : 0;
+}
+
+/* The customer's popularity groups, from the traits after an identify: each of "segments", and
+ * the demographic traits "gender" and "age" (as a decade, "age:30s"). */
+static void reco_groups(engine *e, uint32_t slot, const prof *p) {
+    json_t *t = prof_traits(p);
+    uint32_t g[RECO_GROUPS];
+    size_t n = 0;
+    const json_t *segs = json_object_get(t, "segments");
+    for (size_t i = 0; i < json_array_size(segs) && n < RECO_GROUPS; i++)
+        if (json_is_string(json_array_get(segs, i)) &&
+            (g[n] = group_id(e, "s", json_string_value(json_array_get(segs, i)))))
+            n++;
+    const char *gender = json_string_value(json_object_get(t, "gender"));
+    if (gender && n < RECO_GROUPS && (g[n] = group_id(e, "gender", gender))) n++;
+    const json_t *age = json_object_get(t, "age");
+    if (json_is_number(age) && json_number_value(age) >= 0 && json_number_value(age) < 150 &&
+        n < RECO_GROUPS) {
+        char decade[16];
+        snprintf(decade, sizeof decade, "%ds", (int)json_number_value(age) / 10 * 10);
+        if ((g[n] = group_id(e, "age", decade))) n++;
+    }
+    json_decref(t);
+    if (reco_set_groups(e->reco, slot, g, n)) fail_oom("recording a customer's groups");
+}
+
+/* Feeds the recommenders an e-commerce event's products (in the catalogue by now: cat_observe
+ * ran). history_only: rebuilding a customer's history (unmerge), the shop-wide models already
+ * counted the event. */
+static void reco_learn(engine *e, uint32_t slot, const cm_event *cm, int64_t ts,
+                       bool history_only) {
+    reco_action a = reco_action_of(cm->kind);
+    if (!a) return;
+    uint32_t items[ENG_RECO_ITEMS];
+    size_t n = 0;
+    for (size_t i = 0; i < cm->nproducts && n < ENG_RECO_ITEMS; i++) {
+        const char *id = cm->products[i].product_id;
+        const cat_product *cp = id ? cat_get(e->catalog, id, strlen(id)) : NULL;
+        if (cp) items[n++] = cat_ordinal(cp);
+    }
+    if (history_only) {
+        for (size_t i = 0; i < n; i++)
+            if (reco_remember(e->reco, slot, a, items[i], ts) == RECO_NOMEM)
+                fail_oom("rebuilding a history");
+        return;
+    }
+    if (a == RECO_PURCHASE && n > 0 && reco_order(e->reco, slot, items, n) == RECO_NOMEM)
+        fail_oom("learning an order");
+    for (size_t i = 0; i < n; i++) {
+        cat_info info;
+        cat_product_info(cat_at(e->catalog, items[i]), &info);
+        uint32_t g[8];
+        size_t ng = 0;
+        for (size_t c = 0; c < info.ncategories && ng < 8; c++)
+            if ((g[ng] = group_id(e, "c", info.categories[c]))) ng++;
+        if (reco_observe(e->reco, slot, a, items[i], g, ng, ts) == RECO_NOMEM)
+            fail_oom("learning an interaction");
+    }
+}
+
 static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const json_t *ev,
                         const cm_event *cm) {
     e->events_applied++;
@@ -334,6 +482,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         if (offer_merge_profiles(e->offers, from_id, into_id, &record, &oerr) == OFFER_NOMEM)
             fail_oom("merging offers");
         apply_offer_record(e, record, ts);
+        if (reco_merge(e->reco, r.merged[i].from, r.merged[i].into)) fail_oom("merging histories");
     }
     if (ensure_prof(e, r.slot)) fail_oom("creating a profile");
     prof *p = e->profs[r.slot];
@@ -353,6 +502,9 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         if (cat_observe(e->catalog, &cm->products[i], cm->currency[0] ? cm->currency : NULL, ts) ==
             CAT_NOMEM)
             fail_oom("learning a product");
+    if (type == EV_IDENTIFY) reco_groups(e, r.slot, p);
+    if (cm) reco_learn(e, r.slot, cm, ts, false);
+    if (cm) attribute(e, cm);
 }
 
 /* ---- Commands ---- */
@@ -431,6 +583,7 @@ static int refold_row(const store_row *row, void *arg) {
     prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev, a->e->names};
     int rc = prof_fold(to, &pe);
     if (!rc && to == a->moved_p) fold_consent(a->e, a->moved, ev, row->ts_ms);
+    if (!rc && cm) reco_learn(a->e, to == a->moved_p ? a->moved : a->keep, cm, row->ts_ms, true);
     cm_event_free(cm);
     json_decref(ev);
     return rc;
@@ -457,6 +610,8 @@ static void cmd_unmerge(cmd_ctx *c) {
     if (ensure_prof(e, ns)) fail_oom("unmerging");
     refold_arg a = {e, s, ns, prof_new(), e->profs[ns]};
     if (!a.keep_p) fail_oom("unmerging");
+    reco_forget(e->reco, s); /* both histories are rebuilt with the profiles */
+    reco_forget(e->reco, ns);
     sqlite3 *db = e->replaying ? store_writer(e->store) : store_reader(e->store);
     if (!db || store_each(db, old->seqs, old->nseqs, refold_row, &a))
         log_error("engine: unmerge could not read every event of %s: %s", id, store_errmsg());
@@ -465,6 +620,8 @@ static void cmd_unmerge(cmd_ctx *c) {
     e->profs[s] = a.keep_p;
     rfm_update(e, a.keep_p, +1);
     rfm_update(e, a.moved_p, +1);
+    reco_groups(e, s, a.keep_p);
+    reco_groups(e, ns, a.moved_p);
     char kept[32], moved[32];
     profile_id(e, s, kept);
     profile_id(e, ns, moved);
@@ -518,6 +675,7 @@ static void cmd_erase(cmd_ctx *c) {
     json_decref(rec);
     json_decref(ignored);
     idg_erase(e->graph, s);
+    reco_forget(e->reco, s);
     prof_free(p);
     e->profs[s] = NULL;
     consent_ledger_free(e->consents[s]);
@@ -751,10 +909,14 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     e->catalog = cat_new(&co);
     e->scratch = consent_ledger_new();
     e->names = strpool_new(ENG_NAMES_MAX_BYTES);
+    e->groups = strpool_new(ENG_GROUPS_MAX_BYTES);
+    reco_opts ro;
+    reco_opts_default(&ro);
+    e->reco = reco_new(&ro);
     for (int i = 0; i < 3; i++)
         e->rfm[i] = calloc(1, sizeof(fenwick));
-    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->rfm[0] ||
-        !e->rfm[1] || !e->rfm[2]) {
+    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->groups ||
+        !e->reco || !e->rfm[0] || !e->rfm[1] || !e->rfm[2]) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -786,6 +948,8 @@ void eng_close(engine *e) {
     free(e->consents);
     consent_ledger_free(e->scratch);
     strpool_free(e->names);
+    strpool_free(e->groups);
+    reco_free(e->reco);
     cat_free(e->catalog);
     for (size_t i = 0; i < ENG_CHANGES_KEPT; i++)
         json_decref(e->changes[i]);
@@ -1351,6 +1515,390 @@ static int prep_catalog_changes(prep *p) {
     return ring_page(p, p->e->changes, ENG_CHANGES_KEPT, p->e->nchanges, "changes", true);
 }
 
+/* ---- Recommendations: serving ---- */
+
+#define ENG_RECO_DEFAULT_LIMIT 10
+
+/* One request's view of the shop, behind reco's callbacks. */
+typedef struct reco_view {
+    engine *e;
+    const prof *p; /* the customer, or NULL */
+    cat_viewer viewer;
+    eng_ctx ctx; /* for availability rules, the filter and the boost */
+    expr *filter, *boost;
+} reco_view;
+
+/* The product's JSON as the filter and boost see it, evaluated with ctx. */
+static int view_eval(reco_view *v, const expr *x, uint32_t item, expr_value *out) {
+    json_t *pj = cat_product_json(cat_at(v->e->catalog, item));
+    eng_ctx c = v->ctx;
+    ctx_need_profile(&c);
+    c.roots[ROOT_PRODUCT] = pj;
+    expr_env env = {c.roots, NROOTS, c.now_ms, 0};
+    expr_error xe;
+    int rc = pj ? expr_eval(x, &env, out, &xe) : -1;
+    if (!pj) *out = (expr_value){.type = EXPR_NULL};
+    json_decref(pj);
+    return rc;
+}
+
+/* Shown: available to this viewer (active, in stock, market, price list, segment, rule), not
+ * bought before unless replenishable, and passing the request's filter. */
+static bool view_accept(void *arg, uint32_t item) {
+    reco_view *v = arg;
+    if (!cat_available_at(v->e->catalog, item, &v->viewer, NULL)) return false;
+    if (v->p && v->p->nbought) {
+        cat_info info;
+        cat_product_info(cat_at(v->e->catalog, item), &info);
+        if (!info.replenishable && prof_has_bought(v->p, info.id)) return false;
+    }
+    if (!v->filter) return true;
+    expr_value r;
+    bool ok = view_eval(v, v->filter, item, &r) == 0 && r.type == EXPR_BOOL && r.b;
+    expr_value_free(&r);
+    return ok;
+}
+
+/* A number multiplies the score (clamped to 0..1000); a condition that holds doubles it. */
+static double view_boost(void *arg, uint32_t item) {
+    reco_view *v = arg;
+    expr_value r;
+    double f = 1;
+    if (view_eval(v, v->boost, item, &r) == 0) {
+        if (r.type == EXPR_NUMBER) f = r.num < 0 ? 0 : r.num > 1000 ? 1000 : r.num;
+        if (r.type == EXPR_BOOL && r.b) f = 2;
+    }
+    expr_value_free(&r);
+    return f;
+}
+
+static uint32_t facet_id(const char *s) {
+    uint32_t h = s ? (uint32_t)hash64_stable(s, strlen(s)) : RECO_NONE;
+    return h == RECO_NONE ? 0 : h;
+}
+
+/* Diversity caps count a product's top category (its first path) and its brand. */
+static void view_facets(void *arg, uint32_t item, uint32_t *category, uint32_t *brand) {
+    reco_view *v = arg;
+    cat_info info;
+    cat_product_info(cat_at(v->e->catalog, item), &info);
+    *category = info.ncategories ? facet_id(info.categories[0]) : RECO_NONE;
+    *brand = info.brand ? facet_id(info.brand) : RECO_NONE;
+}
+
+static uint32_t group_find(const engine *e, const char *prefix, const char *name) {
+    char key[STRPOOL_MAX_LEN + 1];
+    int n = snprintf(key, sizeof key, "%s:%s", prefix, name);
+    return n > 0 && (size_t)n < sizeof key ? strpool_find(e->groups, key) : 0;
+}
+
+/* Splits a comma list into at most max trimmed, non-empty names: the number, or -1 past max. */
+static long split_list(const char *s, char *copy, size_t copylen, const char **out, size_t max) {
+    size_t n = 0;
+    snprintf(copy, copylen, "%s", s ? s : "");
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t len = strlen(t);
+        while (len && t[len - 1] == ' ')
+            t[--len] = '\0';
+        if (!len) continue;
+        if (n == max) return -1;
+        out[n++] = t;
+    }
+    return (long)n;
+}
+
+/* A profile slot from exactly one of profile, user_id and anonymous_id (none: an unknown
+ * visitor). An unknown user or anonymous id is a visitor the engine has not seen yet: not an
+ * error, the fallbacks serve them. *slot IDG_NONE then. Returns 0, or -1 with p->err. */
+static int reco_who(prep *p, uint32_t *slot) {
+    static const char *const keys[] = {"profile", "user_id", "anonymous_id"};
+    int given = 0, which = -1;
+    for (int i = 0; i < 3; i++)
+        if (arg_str(p, keys[i])) given++, which = i;
+    *slot = IDG_NONE;
+    if (given > 1) {
+        error_set(p->err, 400, "invalid_field", keys[which],
+                  "give at most one of profile, user_id and anonymous_id");
+        return -1;
+    }
+    if (which < 0) return 0;
+    const char *v = arg_str(p, keys[which]);
+    if (which == 0) {
+        *slot = find_profile(p->e, v, p->err);
+        if (*slot == IDG_NONE) snprintf(p->err->ev.field, sizeof p->err->ev.field, "profile");
+        return *slot == IDG_NONE ? -1 : 0;
+    }
+    int t = idn_type_lookup(keys[which]);
+    char norm[IDN_VALUE_LEN];
+    ev_error nerr;
+    if (idn_normalize(t, v, strlen(v), norm, sizeof norm, p->e->country, &nerr) < 0) {
+        error_set(p->err, 400, "invalid_field", keys[which], nerr.message);
+        return -1;
+    }
+    uint32_t s = idg_lookup(p->e->graph, t, norm);
+    if (s != IDG_NONE && slot_prof(p->e, s)) *slot = s;
+    return 0;
+}
+
+/* The reason an item is shown, in words. */
+static json_t *reason_text(const engine *e, const reco_result *r) {
+    const char *name = NULL;
+    if (r->because != RECO_NONE) {
+        if (r->strategy == RECO_S_SEGMENT || r->strategy == RECO_S_CATEGORY) {
+            name = strpool_at(e->groups, r->because);
+            name = name && strchr(name, ':') ? strchr(name, ':') + 1 : name;
+        } else {
+            cat_info info;
+            const cat_product *cp = cat_at(e->catalog, r->because);
+            if (cp) cat_product_info(cp, &info);
+            name = cp ? (info.title ? info.title : info.id) : NULL;
+        }
+    }
+    static const char *const with_name[RECO_NSTRATEGIES] = {
+        [RECO_S_SESSION] = "viewed next by shoppers who viewed %s",
+        [RECO_S_VIEWED_TOGETHER] = "viewed together with %s",
+        [RECO_S_BOUGHT_TOGETHER] = "bought together with %s",
+        [RECO_S_SIMILAR] = "similar to %s",
+        [RECO_S_FOR_YOU] = "picked for you because of %s",
+        [RECO_S_SEGMENT] = "popular in your segment %s",
+        [RECO_S_CATEGORY] = "popular in %s",
+    };
+    static const char *const plain[RECO_NSTRATEGIES] = {
+        [RECO_S_SESSION] = "viewed next in sessions like yours",
+        [RECO_S_VIEWED_TOGETHER] = "viewed together with what you viewed",
+        [RECO_S_BOUGHT_TOGETHER] = "bought together with what you chose",
+        [RECO_S_SIMILAR] = "similar to what you viewed",
+        [RECO_S_FOR_YOU] = "picked for you",
+        [RECO_S_FRIENDS] = "bought by your friends",
+        [RECO_S_SEGMENT] = "popular in your segment",
+        [RECO_S_CATEGORY] = "popular in this category",
+        [RECO_S_TRENDING] = "trending now",
+        [RECO_S_POPULAR] = "popular in the shop",
+        [RECO_S_NEW] = "new in the shop",
+    };
+    char text[512];
+    if (name && with_name[r->strategy])
+        snprintf(text, sizeof text, with_name[r->strategy], name);
+    else
+        snprintf(text, sizeof text, "%s", plain[r->strategy]);
+    return json_string(text);
+}
+
+static json_t *reco_item_json(const engine *e, const reco_result *r) {
+    cat_info info;
+    cat_product_info(cat_at(e->catalog, r->item), &info);
+    /* Six decimals: a float's last digits are noise, and only the order means anything. */
+    json_t *o = json_pack("{s:s, s:f, s:o, s:s, s:b}", "product_id", info.id, "score",
+                          round((double)r->score * 1e6) / 1e6, "reason", reason_text(e, r),
+                          "strategy", reco_strategy_name(r->strategy), "fallback", r->fallback);
+    if (!o) return NULL;
+    const char *const text[][2] = {{"title", info.title},
+                                   {"url", info.url},
+                                   {"image_url", info.image_url},
+                                   {"brand", info.brand},
+                                   {"currency", info.currency}};
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++)
+        if (text[i][1]) json_object_set_new(o, text[i][0], json_string(text[i][1]));
+    if (info.has_price) json_object_set_new(o, "price", json_real(info.price));
+    if (info.has_sale_price) json_object_set_new(o, "sale_price", json_real(info.sale_price));
+    return o;
+}
+
+static int reco_refuse(prep *p, const char *field, const char *msg) {
+    error_set(p->err, 400, "invalid_field", field, msg);
+    return -1;
+}
+
+/* GET /v1/recommendations (docs/recommendations.md). */
+static int prep_reco(prep *p) {
+    engine *e = p->e;
+    reco_view v = {.e = e, .ctx = {.now_ms = p->now_ms}};
+    lazy_root lazy = {.e = e, .slot = IDG_NONE};
+    v.ctx.lazy = &lazy;
+    reco_query q = {.who = RECO_NOBODY, .now_ms = p->now_ms, .limit = ENG_RECO_DEFAULT_LIMIT};
+    uint32_t anchors[RECO_ANCHORS_MAX], exclude[RECO_ANCHORS_MAX + PROF_CART_MAX],
+        friends[RECO_FRIENDS_MAX], cats[CAT_LIST_ITEMS_MAX];
+    reco_strategy strat[RECO_NSTRATEGIES];
+    reco_result out[RECO_LIMIT_MAX];
+    char copy[4096];
+    const char *names[CAT_LIST_ITEMS_MAX];
+    json_t *traits = NULL;
+    int rc = -1;
+
+    uint32_t slot;
+    if (reco_who(p, &slot)) return -1;
+    if (slot != IDG_NONE) {
+        q.who = slot;
+        lazy.slot = slot;
+        v.p = e->profs[slot];
+        traits = prof_traits(v.p);
+    }
+    const char *ctx = arg_str(p, "context"), *pid = arg_str(p, "product_id");
+    int c = ctx ? reco_context_lookup(ctx) : pid ? RECO_CTX_PRODUCT : RECO_CTX_HOME;
+    if (c < 0) return reco_refuse(p, "context", "context must be home, product, cart or email");
+    q.context = (reco_context)c;
+    const struct {
+        const char *key;
+        int64_t max;
+        void *into;
+        int kind; /* 0: size_t, 1: uint32_t */
+    } ints[] = {{"limit", RECO_LIMIT_MAX, &q.limit, 0},
+                {"max_per_category", RECO_LIMIT_MAX, &q.max_per_category, 1},
+                {"max_per_brand", RECO_LIMIT_MAX, &q.max_per_brand, 1}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        const char *s = arg_str(p, ints[i].key);
+        if (!s) continue;
+        char *end;
+        long long x = strtoll(s, &end, 10);
+        if (!*s || *end || x < (i == 0 ? 1 : 0) || x > ints[i].max) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "%s must be an integer from %d to %" PRId64, ints[i].key,
+                     i == 0 ? 1 : 0, ints[i].max);
+            return reco_refuse(p, ints[i].key, msg);
+        }
+        if (ints[i].kind == 0)
+            *(size_t *)ints[i].into = (size_t)x;
+        else
+            *(uint32_t *)ints[i].into = (uint32_t)x;
+    }
+    /* Strategies. */
+    long ns = split_list(arg_str(p, "strategy"), copy, sizeof copy, names, RECO_NSTRATEGIES);
+    if (ns < 0) return reco_refuse(p, "strategy", "too many strategies");
+    for (long i = 0; i < ns; i++) {
+        int s = reco_strategy_lookup(names[i], strlen(names[i]));
+        if (s < 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg,
+                     "unknown strategy %.64s (known: session, viewed_together, bought_together, "
+                     "similar, for_you, friends_bought, popular_in_segment, popular_in_category, "
+                     "trending, popular, new)",
+                     names[i]);
+            return reco_refuse(p, "strategy", msg);
+        }
+        strat[q.nstrategies++] = (reco_strategy)s;
+    }
+    q.strategies = strat;
+    /* Anchors: the product shown; in a cart, its lines too. The cart is never recommended. */
+    if (pid) {
+        const cat_product *cp = cat_get(e->catalog, pid, strlen(pid));
+        if (!cp) {
+            error_set(p->err, 404, "not_found", "product_id", "no product has this id");
+            goto out;
+        }
+        anchors[q.nanchors++] = cat_ordinal(cp);
+    }
+    for (size_t i = 0; v.p && i < v.p->ncart; i++) {
+        const char *id = v.p->cart[i].product_id;
+        const cat_product *cp = cat_get(e->catalog, id, strlen(id));
+        if (!cp) continue;
+        if (q.context == RECO_CTX_CART && q.nanchors < RECO_ANCHORS_MAX)
+            anchors[q.nanchors++] = cat_ordinal(cp);
+        exclude[q.nexclude++] = cat_ordinal(cp);
+    }
+    q.anchors = anchors;
+    long nx = split_list(arg_str(p, "exclude"), copy, sizeof copy, names, RECO_ANCHORS_MAX);
+    if (nx < 0) return reco_refuse(p, "exclude", "at most 20 product ids may be excluded");
+    for (long i = 0; i < nx; i++) {
+        const cat_product *cp = cat_get(e->catalog, names[i], strlen(names[i]));
+        if (cp) exclude[q.nexclude++] = cat_ordinal(cp);
+    }
+    q.exclude = exclude;
+    /* Friends: user ids in the "friends" trait. */
+    const json_t *fl = json_object_get(traits, "friends");
+    for (size_t i = 0; i < json_array_size(fl) && q.nfriends < RECO_FRIENDS_MAX; i++) {
+        const char *f = json_string_value(json_array_get(fl, i));
+        char norm[IDN_VALUE_LEN];
+        ev_error ign;
+        uint32_t fs;
+        if (f &&
+            idn_normalize(IDN_USER_ID, f, strlen(f), norm, sizeof norm, e->country, &ign) == 0 &&
+            (fs = idg_lookup(e->graph, IDN_USER_ID, norm)) != IDG_NONE && fs != slot)
+            friends[q.nfriends++] = fs;
+    }
+    q.friends = friends;
+    /* Categories: the first anchor's paths (most specific last), else the customer's favourites. */
+    if (q.nanchors) {
+        cat_info info;
+        cat_product_info(cat_at(e->catalog, anchors[0]), &info);
+        for (size_t i = 0; i < info.ncategories && q.ncategories < CAT_LIST_ITEMS_MAX; i++)
+            if ((cats[q.ncategories] = group_find(e, "c", info.categories[i]))) q.ncategories++;
+    } else {
+        for (size_t i = 0; v.p && i < PROF_FAVOURITES; i++) {
+            const char *name = strpool_at(e->names, v.p->categories[i].name);
+            if (name && (cats[q.ncategories] = group_find(e, "c", name))) q.ncategories++;
+        }
+    }
+    q.categories = cats;
+    /* The viewer: market from the request or the "market" trait, price list, segments. */
+    const char *segs[CAT_LIST_ITEMS_MAX];
+    size_t nsegs = 0;
+    const json_t *sv = json_object_get(traits, "segments");
+    for (size_t i = 0; i < json_array_size(sv) && nsegs < CAT_LIST_ITEMS_MAX; i++)
+        if (json_is_string(json_array_get(sv, i)))
+            segs[nsegs++] = json_string_value(json_array_get(sv, i));
+    v.viewer = (cat_viewer){
+        .market = arg_str(p, "market") ? arg_str(p, "market")
+                                       : json_string_value(json_object_get(traits, "market")),
+        .price_list = json_string_value(json_object_get(traits, "price_list")),
+        .segments = segs,
+        .nsegments = nsegs,
+        .ctx = &v.ctx,
+    };
+    /* The request's filter (a condition) and boost (a number or a condition). */
+    const char *fsrc = arg_str(p, "filter"), *bsrc = arg_str(p, "boost");
+    expr_error xe;
+    if (fsrc && !(v.filter = expr_compile_bool(fsrc, strlen(fsrc), &decision_roots, &xe))) {
+        p->err->status = 400;
+        p->err->ev = xe.ev;
+        snprintf(p->err->ev.field, sizeof p->err->ev.field, "filter");
+        goto out;
+    }
+    if (bsrc && !(v.boost = expr_compile(bsrc, strlen(bsrc), &decision_roots, &xe))) {
+        p->err->status = 400;
+        p->err->ev = xe.ev;
+        snprintf(p->err->ev.field, sizeof p->err->ev.field, "boost");
+        goto out;
+    }
+    q.accept = view_accept;
+    q.boost = v.boost ? view_boost : NULL;
+    q.facets = view_facets;
+    q.arg = &v;
+    q.catalogue_items = (uint32_t)cat_count(e->catalog);
+
+    long n = reco_recommend(e->reco, &q, out);
+    if (n < 0) {
+        error_set(p->err, 500, "internal", NULL, "out of memory recommending");
+        goto out;
+    }
+    json_t *items = json_array();
+    for (long i = 0; i < n && items; i++)
+        json_array_append_new(items, reco_item_json(e, &out[i]));
+    unsigned char rnd[12];
+    char rid[4 + 2 * sizeof rnd + 1] = "rec_";
+    hash_random(rnd, sizeof rnd);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(rid + 4 + 2 * i, 3, "%02x", rnd[i]);
+    json_t *used = json_array();
+    size_t nu = q.nstrategies ? q.nstrategies : reco_context_strategies(q.context, strat);
+    for (size_t i = 0; i < nu && used; i++)
+        json_array_append_new(used, json_string(reco_strategy_name(strat[i])));
+    char prof_id[32];
+    if (slot != IDG_NONE) profile_id(e, slot, prof_id);
+    p->reply = json_pack("{s:s, s:o, s:s, s:o, s:o}", "recommendation_id", rid, "profile",
+                         slot != IDG_NONE ? json_string(prof_id) : json_null(), "context",
+                         reco_context_name(q.context), "strategies", used, "items", items);
+    rc = p->reply ? 0 : -1;
+    if (rc) error_set(p->err, 500, "internal", NULL, "out of memory writing the reply");
+out:
+    expr_free(v.filter);
+    expr_free(v.boost);
+    json_decref(lazy.root);
+    json_decref(traits);
+    return rc;
+}
+
 typedef struct prep_def {
     const char *op;
     int (*fn)(prep *p);
@@ -1369,6 +1917,7 @@ static const prep_def preps[] = {
     {"catalog.list", prep_catalog_list},
     {"catalog.available", prep_catalog_available},
     {"catalog.changes", prep_catalog_changes},
+    {"reco.get", prep_reco},
     {"offer.put", prep_offer_put},
     {"offer.patch", prep_offer_patch},
     {"offer.get", prep_offer_get},
@@ -1431,5 +1980,14 @@ void eng_get_stats(engine *e, eng_stats *out, bool with_bytes) {
     for (size_t i = 0; with_bytes && i < e->nprofs; i++)
         if (e->profs[i]) out->profile_bytes += sizeof(prof) + prof_bytes(e->profs[i]);
     if (with_bytes) out->graph_bytes = idg_bytes(e->graph);
+    reco_stats rs;
+    reco_get_stats(e->reco, &rs);
+    out->reco_session_bytes = rs.session.bytes;
+    out->reco_cooc_bytes = rs.cooc_bytes;
+    out->reco_pop_bytes = rs.pop_bytes;
+    out->reco_history_bytes = rs.history_bytes;
+    out->reco_sessions = rs.session.sessions;
+    memcpy(out->attributed, e->attributed, sizeof out->attributed);
+    out->attributed_revenue = e->attributed_revenue;
     pthread_rwlock_unlock(&e->lock);
 }

@@ -91,10 +91,17 @@ int eng_catalog_record(const json_t *products, int64_t now_ms, json_t **record, 
 
 /* ---- Figures for /metrics and the benchmarks ---- */
 
+/* What answers of GET /v1/recommendations led to: events carrying their recommendation_id. */
+enum { RECO_ATTR_CLICKS, RECO_ATTR_CARTS, RECO_ATTR_ORDERS, RECO_ATTR_N };
+
 typedef struct eng_stats {
     size_t profiles, identities, refused_links, products, offers;
     size_t events_applied, unattributed;
     size_t graph_bytes, profile_bytes;
+    /* The recommendation models (reco.h), O(1) to read. */
+    size_t reco_session_bytes, reco_cooc_bytes, reco_pop_bytes, reco_history_bytes, reco_sessions;
+    size_t attributed[RECO_ATTR_N];
+    double attributed_revenue;
 } eng_stats;
 /* The counts are O(1); with_bytes also sums the memory of every profile, O(profiles) under the
  * read lock (for the benchmarks, not for every /metrics scrape). */

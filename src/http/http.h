@@ -173,6 +173,7 @@ void admin_healthz(http_req *r);
 void admin_clock(http_req *r);
 void metrics_handler(http_req *r);
 void c360_handler(http_req *r); /* every route with an op */
+void reco_handler(http_req *r); /* GET /v1/recommendations */
 /* Counts a finished request for /metrics. route_index: into the routes table, -1 for unmatched. */
 void metrics_count_request(int route_index, int status, uint64_t duration_us);
 void metrics_count_events(size_t accepted, size_t duplicates, const char *const *rejected_codes,

@@ -137,11 +137,34 @@ void metrics_handler(http_req *r) {
         {"engaged_events_unattributed_total", "counter",
          "Events whose identifiers were all placeholders (no profile).", es.unattributed},
         {"engaged_products", "gauge", "Products in the catalogue.", es.products},
+        {"engaged_reco_sessions", "gauge", "Browsing sessions the session model holds.",
+         es.reco_sessions},
+        {"engaged_reco_session_model_bytes", "gauge",
+         "Heap bytes of the session model (sessions, inverted index).", es.reco_session_bytes},
+        {"engaged_reco_bought_together_bytes", "gauge", "Heap bytes of the bought-together model.",
+         es.reco_cooc_bytes},
+        {"engaged_reco_popularity_bytes", "gauge", "Heap bytes of the popularity leaderboards.",
+         es.reco_pop_bytes},
+        {"engaged_reco_history_bytes", "gauge",
+         "Heap bytes of the per-customer interaction histories.", es.reco_history_bytes},
+        {"engaged_reco_attributed_clicks_total", "counter",
+         "Product clicks and views carrying a recommendation_id.", es.attributed[RECO_ATTR_CLICKS]},
+        {"engaged_reco_attributed_carts_total", "counter",
+         "Cart additions carrying a recommendation_id.", es.attributed[RECO_ATTR_CARTS]},
+        {"engaged_reco_attributed_orders_total", "counter",
+         "Orders naming a recommendation_id (on the order or a line).",
+         es.attributed[RECO_ATTR_ORDERS]},
     };
     for (size_t i = 0; i < sizeof engine_figures / sizeof *engine_figures; i++)
         buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %zu\n", engine_figures[i].name,
                    engine_figures[i].help, engine_figures[i].name, engine_figures[i].type,
                    engine_figures[i].name, engine_figures[i].value);
+    buf_printf(&b,
+               "# HELP engaged_reco_attributed_revenue_total Revenue of orders attributed to "
+               "recommendations (the order's, or its attributed lines').\n"
+               "# TYPE engaged_reco_attributed_revenue_total counter\n"
+               "engaged_reco_attributed_revenue_total %.2f\n",
+               es.attributed_revenue);
     const struct {
         const char *name, *help;
         const histo *h;

@@ -95,6 +95,8 @@ const http_route http_routes[] = {
      "offer.validate"},
     {"POST", "/v1/offers/*/redeem", c360_handler, KEY_ADMIN, 4 * KB, "/v1/offers/{id}/redeem",
      "offer.redeem"},
+    /* Recommendations (reco.c): write keys too, for the visitor holding them. */
+    {"GET", "/v1/recommendations", reco_handler, KEY_WRITE, 0, "/v1/recommendations", NULL},
     {"GET", "/metrics", metrics_handler, KEY_ADMIN, 0, "/metrics", NULL},
 };
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];

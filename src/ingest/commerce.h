@@ -112,10 +112,11 @@ typedef struct cm_product {
     char *coupon;
     char *url;
     char *image_url;
-    double price;     /* 0 unless CM_HAS_PRICE */
-    int64_t quantity; /* as sent, or 1 when absent */
-    int64_t position; /* 0 unless CM_HAS_POSITION */
-    unsigned has;     /* CM_HAS_PRICE | ... */
+    char *recommendation_id; /* the answer of GET /v1/recommendations that led here */
+    double price;            /* 0 unless CM_HAS_PRICE */
+    int64_t quantity;        /* as sent, or 1 when absent */
+    int64_t position;        /* 0 unless CM_HAS_POSITION */
+    unsigned has;            /* CM_HAS_PRICE | ... */
 } cm_product;
 
 typedef struct cm_event {
@@ -126,7 +127,8 @@ typedef struct cm_event {
     char *cart_id;
     char *list_id;
     char *coupon;
-    char currency[4]; /* upper-case ISO 4217 code, or "" when absent */
+    char *recommendation_id; /* the answer of GET /v1/recommendations that led here */
+    char currency[4];        /* upper-case ISO 4217 code, or "" when absent */
     double total, revenue, subtotal, value, shipping, tax, discount; /* 0 unless in `has` */
     int64_t step;
     unsigned has; /* CM_HAS_TOTAL | ... */

@@ -1059,7 +1059,7 @@ long rec_related(const rec_model *m, uint32_t item, uint32_t sample, size_t k, r
             acc[*slot].score += 1.0f;
         }
     }
-    qsort(acc, nacc, sizeof *acc, cmp_related);
+    if (nacc) qsort(acc, nacc, sizeof *acc, cmp_related);
     rc = (long)(nacc < k ? nacc : k);
     if (rc > 0) memcpy(out, acc, (size_t)rc * sizeof *out);
 done:

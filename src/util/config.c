@@ -42,6 +42,9 @@ static const opt options[] = {
     {"log_level", STR(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"default_country", STR(default_country), "", 0, 0,
      "country (ISO 3166 alpha-2, e.g. DE) of phone numbers written without a country code"},
+    {"signing_secret", STR(signing_secret), "", 0, 0,
+     "secret the shop's server signs user ids with, so browsers may read that user's "
+     "recommendations with a write key"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

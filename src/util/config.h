@@ -25,7 +25,8 @@ typedef struct cfg {
     char write_key[256]; /* provisioned at start when set */
     char admin_key[256];
     char log_level[16];
-    char default_country[3]; /* ISO 3166 alpha-2 for national phone numbers; "" for none */
+    char default_country[3];  /* ISO 3166 alpha-2 for national phone numbers; "" for none */
+    char signing_secret[256]; /* HMAC-SHA256 key of signed browser requests; "" for none */
 } cfg;
 
 /* Fills c with defaults, then the config file, the environment (envp-style lookups via getenv) and

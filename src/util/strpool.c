@@ -88,6 +88,18 @@ uint32_t strpool_id(strpool *p, const char *s) {
     return id;
 }
 
+uint32_t strpool_find(const strpool *p, const char *s) {
+    size_t len = strlen(s);
+    if (len > STRPOOL_MAX_LEN || !p->cap) return 0;
+    for (size_t h = hash64(s, len) & (p->cap - 1); p->slots[h]; h = (h + 1) & (p->cap - 1)) {
+        if (strcmp(p->slots[h], s) != 0) continue;
+        uint32_t id;
+        memcpy(&id, p->slots[h] - sizeof id, sizeof id);
+        return id;
+    }
+    return 0;
+}
+
 const char *strpool_at(const strpool *p, uint32_t id) {
     return id && id <= p->count ? p->byid[id - 1] : NULL;
 }

@@ -29,6 +29,9 @@ const char *strpool_intern(strpool *p, const char *s);
  * (NULL for 0 or an unknown id). */
 uint32_t strpool_id(strpool *p, const char *s);
 const char *strpool_at(const strpool *p, uint32_t id);
+/* The id of s if it was interned, else 0; never interns, so readers may call it (under the lock
+ * that keeps interning out). */
+uint32_t strpool_find(const strpool *p, const char *s);
 size_t strpool_count(const strpool *p);
 size_t strpool_bytes(const strpool *p); /* held, including the table */
 

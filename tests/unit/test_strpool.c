@@ -22,9 +22,15 @@ static void test_interning(void **state) {
     assert_int_equal(strpool_id(p, "Shoes"), 1);
     assert_int_equal(strpool_id(p, "Shirts"), 2);
     assert_string_equal(strpool_at(p, 2), "Shirts");
+    /* find never interns: a miss stays a miss, and the count does not move. */
+    assert_int_equal(strpool_find(p, "Shirts"), 2);
+    assert_int_equal(strpool_find(p, "Socks"), 0);
+    assert_int_equal(strpool_count(p), 2);
     assert_null(strpool_at(p, 0));
     assert_null(strpool_at(p, 3));
-    assert_int_equal(strpool_count(p), 2);
+    assert_int_equal(strpool_id(p, "Socks"), 3);
+    assert_int_equal(strpool_find(p, "Socks"), 3);
+    assert_int_equal(strpool_count(p), 3);
     strpool_free(p);
 }
 

@@ -1,0 +1,131 @@
+/* reco — GET /v1/recommendations: who may ask, and for whom.
+ *
+ * An admin key may ask for anyone. A write key sits in web pages, so it may only ask for the
+ * visitor holding it: for an anonymous id (a random id the browser made: knowing it is being that
+ * browser), or for a user id the shop's server signed — signature = hex(HMAC-SHA256(signing_secret,
+ * user_id)), rendered into the page at login — so one customer cannot read another's
+ * recommendations by changing the id. The engine does the rest (c360/engine.c, "reco.get"). */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <string.h>
+
+#include "c360/engine.h"
+#include "http/http.h"
+#include "util/jsonw.h"
+
+static const char *const known[] = {"profile",       "user_id",   "anonymous_id",
+                                    "product_id",    "context",   "strategy",
+                                    "limit",         "filter",    "boost",
+                                    "exclude",       "market",    "max_per_category",
+                                    "max_per_brand", "signature", NULL};
+
+/* Whether sig is the hex HMAC-SHA256 of user_id under secret; compared in constant time. */
+static bool signature_ok(const char *secret, const char *user_id, const char *sig) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)user_id,
+              strlen(user_id), mac, &len))
+        return false;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    size_t n = 2 * (size_t)len;
+    if (strlen(sig) != n) return false;
+    char lower[2 * EVP_MAX_MD_SIZE + 1];
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)(sig[i] >= 'A' && sig[i] <= 'F' ? sig[i] + 32 : sig[i]);
+    return CRYPTO_memcmp(hex, lower, n) == 0;
+}
+
+typedef struct qargs {
+    http_req *r;
+    json_t *into;
+} qargs;
+
+static int take(void *arg, const char *key, const char *value) {
+    qargs *q = arg;
+    for (const char *const *k = known; *k; k++) {
+        if (strcmp(*k, key) != 0) continue;
+        if (json_object_get(q->into, key)) {
+            http_reply_error(q->r, "invalid_field", key, "%s is given twice", key);
+            return 1;
+        }
+        json_object_set_new(q->into, key, json_string(value));
+        return 0;
+    }
+    http_reply_error(q->r, "invalid_field", key,
+                     "unknown parameter %.64s (known: profile, user_id, anonymous_id, product_id, "
+                     "context, strategy, limit, filter, boost, exclude, market, max_per_category, "
+                     "max_per_brand, signature)",
+                     key);
+    return 1;
+}
+
+/* A write key's request must be about the visitor holding it. 0, or replies and returns -1. */
+static int check_visitor(http_req *r, const json_t *args) {
+    const char *user = json_string_value(json_object_get(args, "user_id"));
+    const char *sig = json_string_value(json_object_get(args, "signature"));
+    const char *secret = http_cfg(r)->signing_secret;
+    if (json_object_get(args, "profile")) {
+        http_reply_error(r, "forbidden", "profile",
+                         "a write key may not name a profile: use anonymous_id, or user_id with "
+                         "its signature");
+        return -1;
+    }
+    if (!user) return 0;
+    if (!*secret) {
+        http_reply_error(r, "forbidden", "user_id",
+                         "recommendations for a user id need an admin key, or a signature made "
+                         "with the server's signing_secret, which is not set");
+        return -1;
+    }
+    if (!sig) {
+        http_reply_error(
+            r, "forbidden", "signature",
+            "a write key must sign user_id: signature = hex HMAC-SHA256 of the user id "
+            "with the signing secret");
+        return -1;
+    }
+    if (!signature_ok(secret, user, sig)) {
+        http_reply_error(r, "forbidden", "signature", "the signature does not match user_id");
+        return -1;
+    }
+    return 0;
+}
+
+void reco_handler(http_req *r) {
+    json_t *args = json_object();
+    if (!args) {
+        http_reply_error(r, "internal", NULL, "out of memory");
+        return;
+    }
+    /* A write route's key may come in a body; a GET has none, so no header means no key. */
+    if (!r->auth_key && http_authorize(r, NULL, 0)) goto out;
+    qargs q = {r, args};
+    if (http_query_each(r, take, &q)) goto out;
+    /* The route lets write keys in; an admin key is the one that passes an admin check. */
+    int64_t id;
+    int retry;
+    bool admin = r->auth_key && keys_check(http_keys(r), r->auth_key, r->auth_len, KEY_ADMIN, 0,
+                                           &id, &retry) == KEYS_OK;
+    if (!admin && check_visitor(r, args)) goto out;
+    json_object_del(args, "signature");
+    json_t *record = NULL, *reply = NULL;
+    eng_error err;
+    if (eng_prepare(http_engine(r), "reco.get", args, r->received_ms, &record, &reply, &err) < 0) {
+        http_reply_error_status(r, err.status ? err.status : 500, &err.ev);
+        goto out;
+    }
+    json_decref(record); /* a read logs nothing */
+    buf b = BUF_INIT(0);
+    if (jsonw_value(&b, reply)) {
+        buf_free(&b);
+        http_reply_error(r, "internal", NULL, "out of memory writing the reply");
+    } else {
+        http_reply_json(r, 200, &b);
+    }
+    json_decref(reply);
+out:
+    json_decref(args);
+}
