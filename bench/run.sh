@@ -19,7 +19,8 @@
 #   reco     GET /v1/recommendations on product pages, with BENCH_RECO_USERS shoppers (3 views
 #            each, a tenth with an order) and BENCH_RECO_PRODUCTS products loaded with
 #            `engaged import`, at 32 connections — beside nginx serving one such answer as a
-#            static file, runs alternating. Not part of the default run.
+#            static file, runs alternating; then build/bench_reco times the same answers in
+#            process (CPU per answer, no HTTP). Not part of the default run.
 #
 # Settings (environment):
 #   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
@@ -55,6 +56,7 @@ LOOKUP_EVENTS=${BENCH_LOOKUP_EVENTS:-1000000}
 RECO_USERS=${BENCH_RECO_USERS:-1000000}
 RECO_PRODUCTS=${BENCH_RECO_PRODUCTS:-100000}
 BENCH_C360=${BENCH_C360_BIN:-$(dirname "$BIN")/bench_c360}
+BENCH_RECO=${BENCH_RECO_BIN:-$(dirname "$BIN")/bench_reco}
 STORE_CACHE=${BENCH_STORE_CACHE:-}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
 WRITE_KEY=wk_bench_$RANDOM$RANDOM
@@ -814,6 +816,16 @@ bench_reco() {
   emit "Medians over $RUNS runs: engaged **$me req/s** (p50 $(median "${e_p50[@]}") ms, p99 **$p99 ms**); nginx **$mn req/s** (p99 $(median "${n_p99[@]}") ms). Ratio **$ratio** (per run: ${ratios[*]}); error lines in the server log: $(errors_in_log "$TMP/engaged-reco.log")."
   emit ""
   [ "$bad" = 0 ] || problem "reco: $bad non-2xx answers from engaged"
+  # The same answers in process, timed with the thread's CPU clock: the app's own cost per answer,
+  # without HTTP, and far less moved by other jobs than a throughput.
+  local inproc=''
+  if [ -x "$BENCH_RECO" ]; then
+    say "reco: in process, 20000 answers (bench_reco replays the store first)"
+    inproc=$("$BENCH_RECO" "$data" 20000 "$RECO_USERS" "$RECO_PRODUCTS" 2>>"$TMP/reco-import.log") ||
+      problem "reco: bench_reco failed: $(tail -1 "$TMP/reco-import.log")"
+    emit "In process (\`$BENCH_RECO DATA 20000 $RECO_USERS $RECO_PRODUCTS\`, CPU time per answer without HTTP): \`$inproc\`"
+    emit ""
+  fi
   SUMMARY+=("| recommendations req/s vs nginx static JSON (32 conns) | ≥ 0.5 × nginx | $me vs $mn = **$ratio ×** | $(calc "($ratio >= 0.5 ? \"met\" : \"NOT met\")") | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   SUMMARY+=("| recommendations p99 | ≤ 2 ms | **$p99 ms** | $(calc "($p99 <= 2 ? \"met\" : \"NOT met\")") | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   SUMMARY+=("| recommendations: RSS with $RECO_USERS shoppers, $RECO_PRODUCTS products | — | **$rss kB** | measured | — | — |")

@@ -17,6 +17,7 @@
 #include "reco/reco.h"
 #include "util/clock.h"
 #include "util/hash.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/strpool.h"
 #include "util/timefmt.h"
@@ -1151,6 +1152,7 @@ typedef struct prep {
     int64_t now_ms;
     json_t *record, *reply;
     eng_error *err;
+    buf *text; /* where a read that answers in text writes (recommendations) */
 } prep;
 
 static const char *arg_str(const prep *p, const char *key) {
@@ -1643,7 +1645,7 @@ static int reco_who(prep *p, uint32_t *slot) {
 }
 
 /* The reason an item is shown, in words. */
-static json_t *reason_text(const engine *e, const reco_result *r) {
+static void reason_text(const engine *e, const reco_result *r, char *text, size_t len) {
     const char *name = NULL;
     if (r->because != RECO_NONE) {
         if (r->strategy == RECO_S_SEGMENT || r->strategy == RECO_S_CATEGORY) {
@@ -1678,32 +1680,54 @@ static json_t *reason_text(const engine *e, const reco_result *r) {
         [RECO_S_POPULAR] = "popular in the shop",
         [RECO_S_NEW] = "new in the shop",
     };
-    char text[512];
     if (name && with_name[r->strategy])
-        snprintf(text, sizeof text, with_name[r->strategy], name);
+        snprintf(text, len, with_name[r->strategy], name);
     else
-        snprintf(text, sizeof text, "%s", plain[r->strategy]);
-    return json_string(text);
+        snprintf(text, len, "%s", plain[r->strategy]);
 }
 
-static json_t *reco_item_json(const engine *e, const reco_result *r) {
+/* Appends ,"key":"value" (or {"key":"value" for the first member). */
+static void put_str(buf *b, bool *first, const char *key, const char *v) {
+    buf_puts(b, *first ? "{\"" : ",\"");
+    *first = false;
+    buf_puts(b, key);
+    buf_puts(b, "\":\"");
+    buf_json_escape(b, v, strlen(v));
+    buf_putc(b, '"');
+}
+
+static void put_num(buf *b, bool *first, const char *key, double v) {
+    buf_puts(b, *first ? "{\"" : ",\"");
+    *first = false;
+    buf_puts(b, key);
+    buf_puts(b, "\":");
+    /* Six decimals: a float's last digits are noise, and for a score only the order matters. */
+    jsonw_fixed(b, v, 6);
+}
+
+/* One item of the answer, with what a widget needs to show it. Written directly: building a
+ * jansson tree per item was a tenth of a request. */
+static void reco_item_write(const engine *e, const reco_result *r, buf *b) {
     cat_info info;
     cat_product_info(cat_at(e->catalog, r->item), &info);
-    /* Six decimals: a float's last digits are noise, and only the order means anything. */
-    json_t *o = json_pack("{s:s, s:f, s:o, s:s, s:b}", "product_id", info.id, "score",
-                          round((double)r->score * 1e6) / 1e6, "reason", reason_text(e, r),
-                          "strategy", reco_strategy_name(r->strategy), "fallback", r->fallback);
-    if (!o) return NULL;
+    char reason[512];
+    reason_text(e, r, reason, sizeof reason);
+    bool first = true;
+    put_str(b, &first, "product_id", info.id);
+    put_num(b, &first, "score", (double)r->score);
+    put_str(b, &first, "reason", reason);
+    put_str(b, &first, "strategy", reco_strategy_name(r->strategy));
+    buf_puts(b, r->fallback ? ",\"fallback\":true" : ",\"fallback\":false");
     const char *const text[][2] = {{"title", info.title},
                                    {"url", info.url},
                                    {"image_url", info.image_url},
                                    {"brand", info.brand},
                                    {"currency", info.currency}};
     for (size_t i = 0; i < sizeof text / sizeof *text; i++)
-        if (text[i][1]) json_object_set_new(o, text[i][0], json_string(text[i][1]));
-    if (info.has_price) json_object_set_new(o, "price", json_real(info.price));
-    if (info.has_sale_price) json_object_set_new(o, "sale_price", json_real(info.sale_price));
-    return o;
+        if (text[i][1]) put_str(b, &first, text[i][0], text[i][1]);
+    if (info.has_price) put_num(b, &first, "price", info.price);
+    if (info.has_sale_price) put_num(b, &first, "sale_price", info.sale_price);
+    buf_putc(b, '}');
 }
 
 static int reco_refuse(prep *p, const char *field, const char *msg) {
@@ -1711,7 +1735,7 @@ static int reco_refuse(prep *p, const char *field, const char *msg) {
     return -1;
 }
 
-/* GET /v1/recommendations (docs/recommendations.md). */
+/* GET /v1/recommendations (docs/recommendations.md): the answer into p->text. */
 static int prep_reco(prep *p) {
     engine *e = p->e;
     reco_view v = {.e = e, .ctx = {.now_ms = p->now_ms}};
@@ -1733,7 +1757,6 @@ static int prep_reco(prep *p) {
         q.who = slot;
         lazy.slot = slot;
         v.p = e->profs[slot];
-        traits = prof_traits(v.p);
     }
     const char *ctx = arg_str(p, "context"), *pid = arg_str(p, "product_id");
     int c = ctx ? reco_context_lookup(ctx) : pid ? RECO_CTX_PRODUCT : RECO_CTX_HOME;
@@ -1805,6 +1828,8 @@ static int prep_reco(prep *p) {
         if (cp) exclude[q.nexclude++] = cat_ordinal(cp);
     }
     q.exclude = exclude;
+    /* Parameters checked: from here on every exit goes through out. */
+    traits = v.p ? prof_traits(v.p) : NULL;
     /* Friends: user ids in the "friends" trait. */
     const json_t *fl = json_object_get(traits, "friends");
     for (size_t i = 0; i < json_array_size(fl) && q.nfriends < RECO_FRIENDS_MAX; i++) {
@@ -1872,24 +1897,39 @@ static int prep_reco(prep *p) {
         error_set(p->err, 500, "internal", NULL, "out of memory recommending");
         goto out;
     }
-    json_t *items = json_array();
-    for (long i = 0; i < n && items; i++)
-        json_array_append_new(items, reco_item_json(e, &out[i]));
+    static const char hex[] = "0123456789abcdef";
     unsigned char rnd[12];
     char rid[4 + 2 * sizeof rnd + 1] = "rec_";
     hash_random(rnd, sizeof rnd);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(rid + 4 + 2 * i, 3, "%02x", rnd[i]);
-    json_t *used = json_array();
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        rid[4 + 2 * i] = hex[rnd[i] >> 4];
+        rid[5 + 2 * i] = hex[rnd[i] & 15];
+    }
+    rid[sizeof rid - 1] = '\0';
+    buf *b = p->text;
+    bool first = true;
+    put_str(b, &first, "recommendation_id", rid);
+    if (slot != IDG_NONE) {
+        char prof_id[32];
+        profile_id(e, slot, prof_id);
+        put_str(b, &first, "profile", prof_id);
+    } else {
+        buf_puts(b, ",\"profile\":null");
+    }
+    put_str(b, &first, "context", reco_context_name(q.context));
+    buf_puts(b, ",\"strategies\":[");
     size_t nu = q.nstrategies ? q.nstrategies : reco_context_strategies(q.context, strat);
-    for (size_t i = 0; i < nu && used; i++)
-        json_array_append_new(used, json_string(reco_strategy_name(strat[i])));
-    char prof_id[32];
-    if (slot != IDG_NONE) profile_id(e, slot, prof_id);
-    p->reply = json_pack("{s:s, s:o, s:s, s:o, s:o}", "recommendation_id", rid, "profile",
-                         slot != IDG_NONE ? json_string(prof_id) : json_null(), "context",
-                         reco_context_name(q.context), "strategies", used, "items", items);
-    rc = p->reply ? 0 : -1;
+    for (size_t i = 0; i < nu; i++) {
+        buf_puts(b, i ? ",\"" : "\"");
+        buf_puts(b, reco_strategy_name(strat[i]));
+        buf_putc(b, '"');
+    }
+    buf_puts(b, "],\"items\":[");
+    for (long i = 0; i < n; i++) {
+        if (i) buf_putc(b, ',');
+        reco_item_write(e, &out[i], b);
+    }
+    rc = buf_puts(b, "]}") == BUF_OK ? 0 : -1;
     if (rc) error_set(p->err, 500, "internal", NULL, "out of memory writing the reply");
 out:
     expr_free(v.filter);
@@ -1917,7 +1957,6 @@ static const prep_def preps[] = {
     {"catalog.list", prep_catalog_list},
     {"catalog.available", prep_catalog_available},
     {"catalog.changes", prep_catalog_changes},
-    {"reco.get", prep_reco},
     {"offer.put", prep_offer_put},
     {"offer.patch", prep_offer_patch},
     {"offer.get", prep_offer_get},
@@ -1935,7 +1974,7 @@ int eng_prepare(engine *e, const char *op, const json_t *args, int64_t now_ms, j
     memset(err, 0, sizeof *err);
     for (size_t i = 0; i < sizeof preps / sizeof *preps; i++) {
         if (strcmp(preps[i].op, op) != 0) continue;
-        prep p = {e, args, now_ms, NULL, NULL, err};
+        prep p = {e, args, now_ms, NULL, NULL, err, NULL};
         pthread_rwlock_rdlock(&e->lock);
         int rc = preps[i].fn(&p);
         pthread_rwlock_unlock(&e->lock);
@@ -1952,9 +1991,18 @@ int eng_prepare(engine *e, const char *op, const json_t *args, int64_t now_ms, j
     return -1;
 }
 
+int eng_recommend(engine *e, const json_t *args, int64_t now_ms, buf *out, eng_error *err) {
+    memset(err, 0, sizeof *err);
+    prep p = {e, args, now_ms, NULL, NULL, err, out};
+    pthread_rwlock_rdlock(&e->lock);
+    int rc = prep_reco(&p);
+    pthread_rwlock_unlock(&e->lock);
+    return rc;
+}
+
 int eng_catalog_record(const json_t *products, int64_t now_ms, json_t **record, eng_error *err) {
     json_t *args = json_pack("{s:O}", "body", (json_t *)products);
-    prep p = {NULL, args, now_ms, NULL, NULL, err};
+    prep p = {NULL, args, now_ms, NULL, NULL, err, NULL};
     memset(err, 0, sizeof *err);
     int rc = args ? prep_catalog_upsert(&p) : -1;
     json_decref(args);

@@ -84,6 +84,12 @@ json_t *eng_products(engine *e, const char *cursor, size_t limit, eng_error *err
 int eng_prepare(engine *e, const char *op, const json_t *args, int64_t now_ms, json_t **record,
                 json_t **reply, eng_error *err);
 
+/* GET /v1/recommendations: args holds the query parameters as strings (reco.h and
+ * docs/recommendations.md list them). Appends the answer's JSON to out and returns 0, or returns -1
+ * with *err (400 naming the parameter, 404 for an unknown profile or product). Read lock only;
+ * cost: the strategies' candidate pools and one availability check per candidate. */
+int eng_recommend(engine *e, const json_t *args, int64_t now_ms, buf *out, eng_error *err);
+
 /* A catalogue upsert record for products (a JSON array), prepared without an engine: what
  * `engaged import --products` logs for the server to apply when it replays the log. Returns 0
  * with *record (new reference), or -1 with *err naming the product and field. */

@@ -4,7 +4,7 @@
  * visitor holding it: for an anonymous id (a random id the browser made: knowing it is being that
  * browser), or for a user id the shop's server signed — signature = hex(HMAC-SHA256(signing_secret,
  * user_id)), rendered into the page at login — so one customer cannot read another's
- * recommendations by changing the id. The engine does the rest (c360/engine.c, "reco.get"). */
+ * recommendations by changing the id. The engine does the rest (eng_recommend). */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -12,7 +12,6 @@
 
 #include "c360/engine.h"
 #include "http/http.h"
-#include "util/jsonw.h"
 
 static const char *const known[] = {"profile",       "user_id",   "anonymous_id",
                                     "product_id",    "context",   "strategy",
@@ -111,21 +110,14 @@ void reco_handler(http_req *r) {
                                            &id, &retry) == KEYS_OK;
     if (!admin && check_visitor(r, args)) goto out;
     json_object_del(args, "signature");
-    json_t *record = NULL, *reply = NULL;
     eng_error err;
-    if (eng_prepare(http_engine(r), "reco.get", args, r->received_ms, &record, &reply, &err) < 0) {
+    buf b = BUF_INIT(0);
+    if (eng_recommend(http_engine(r), args, r->received_ms, &b, &err) < 0) {
+        buf_free(&b);
         http_reply_error_status(r, err.status ? err.status : 500, &err.ev);
         goto out;
     }
-    json_decref(record); /* a read logs nothing */
-    buf b = BUF_INIT(0);
-    if (jsonw_value(&b, reply)) {
-        buf_free(&b);
-        http_reply_error(r, "internal", NULL, "out of memory writing the reply");
-    } else {
-        http_reply_json(r, 200, &b);
-    }
-    json_decref(reply);
+    http_reply_json(r, 200, &b);
 out:
     json_decref(args);
 }

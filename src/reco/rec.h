@@ -95,7 +95,8 @@ typedef struct rec_knn_params {
 
 typedef struct rec_params {
     /* Storage; fixed by rec_model_new() (rec_set_params() ignores changes to them). */
-    uint32_t max_sessions;    /* sessions kept; the oldest are forgotten beyond it; 0 = no limit */
+    uint32_t max_sessions;    /* sessions kept, rounded up to a power of two; the oldest are
+                                 forgotten beyond it; 0 = no limit */
     uint32_t max_postings;    /* most recent sessions kept per item in the inverted index */
     uint32_t max_session_len; /* events stored per session; later ones are counted and dropped */
     int64_t session_gap; /* a key idle for longer than this (in the caller's time unit) starts a

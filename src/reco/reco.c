@@ -8,6 +8,7 @@
 #include "reco/reco.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,10 +112,12 @@ void reco_opts_default(reco_opts *o) {
      * no loss on Diginetica's validation split (docs/recommendations.md). */
     o->session.knn[0].sample = 150;
     o->session.knn[1].sample = 300;
+    o->session.knn[0].neighbours = 50;
+    o->session.knn[1].neighbours = 100;
     o->session.sr_sample = 300;
     o->cooc_per_item = 64;
     pop_opts_default(&o->pop);
-    o->related_sample = 500;
+    o->related_sample = 300;
 }
 
 reco *reco_new(const reco_opts *o) {
@@ -364,11 +367,53 @@ typedef struct req {
     u32map at; /* item -> index into e */
     rec_item *tmp;
     rec_item *rel; /* rec_related() of rel_item: "viewed together" and "similar" share it */
-    uint32_t rel_item;
+    uint32_t rel_item, rel_sample;
     long nrel;
     pop_item *ptmp;
     cooc_item *ctmp;
 } req;
+
+/* Most candidates one strategy gathers: 4 * limit + 50 at the largest limit. */
+#define RECO_WANT_MAX (4 * RECO_LIMIT_MAX + 50)
+
+/* What requests reuse, one per thread: the tables and vectors keep their size between requests,
+ * so a server allocates nothing per request once warm. Freed when the thread exits. */
+typedef struct scratch {
+    u32map verdict, at;
+    pool p;
+    entry *e;
+    size_t ae;
+    rec_item tmp[RECO_WANT_MAX], rel[RECO_WANT_MAX];
+    pop_item ptmp[RECO_WANT_MAX];
+    cooc_item ctmp[RECO_WANT_MAX];
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *arg) {
+    scratch *x = arg;
+    u32map_free(&x->verdict);
+    u32map_free(&x->at);
+    u32map_free(&x->p.at);
+    free(x->p.v);
+    free(x->e);
+    free(x);
+}
+
+static void scratch_key_make(void) {
+    if (pthread_key_create(&scratch_key, scratch_free)) abort();
+}
+
+static scratch *thread_scratch(void) {
+    pthread_once(&scratch_once, scratch_key_make);
+    scratch *x = pthread_getspecific(scratch_key);
+    if (!x && (x = calloc(1, sizeof *x)) && pthread_setspecific(scratch_key, x)) {
+        free(x);
+        x = NULL;
+    }
+    return x;
+}
 
 static int pool_reset(pool *p) {
     p->n = 0;
@@ -422,11 +467,13 @@ static size_t anchors(const req *rq, uint32_t out[RECO_ANCHORS_MAX]) {
 static int gen_session(req *rq) {
     uint32_t s[RECO_HISTORY + 1];
     size_t n = 0;
-    uint32_t prev_t = 0;
+    /* The session is the current one: it ends when the visitor has been idle for the gap. A
+     * returning customer's old sessions are "for you"'s business. */
+    long long prev_t = rq->q->now_ms / 1000;
     for (size_t i = rq->c ? rq->c->n : 0; i > 0; i--) {
         const hentry *e = hist_at(rq->c, i - 1);
         if (e->action != RECO_VIEW) continue;
-        if (n && llabs((long long)prev_t - (long long)e->t_s) * 1000 > RECO_SESSION_GAP_MS) break;
+        if ((prev_t - (long long)e->t_s) * 1000 > RECO_SESSION_GAP_MS) break;
         s[n++] = e->item;
         prev_t = e->t_s;
     }
@@ -448,11 +495,13 @@ static int gen_session(req *rq) {
     return RECO_OK;
 }
 
-static int add_related(req *rq, uint32_t a, double scale, bool by_max) {
-    if (rq->rel_item != a) {
-        rq->nrel = rec_related(rq->r->session, a, rq->r->o.related_sample, rq->want, rq->rel);
+/* Adds rec_related(a) from the `sample` most recent sessions of a. */
+static int add_related(req *rq, uint32_t a, uint32_t sample, double scale, bool by_max) {
+    if (rq->rel_item != a || rq->rel_sample != sample) {
+        rq->nrel = rec_related(rq->r->session, a, sample, rq->want, rq->rel);
         if (rq->nrel < 0) return RECO_NOMEM;
         rq->rel_item = a;
+        rq->rel_sample = sample;
     }
     long got = rq->nrel;
     double div = by_max && got > 0 ? rq->rel[0].score : 1;
@@ -484,7 +533,7 @@ static int gen_viewed(req *rq) {
     uint32_t a[RECO_ANCHORS_MAX];
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++)
-        if (add_related(rq, a[i], 1, false)) return RECO_NOMEM;
+        if (add_related(rq, a[i], rq->r->o.related_sample, 1, false)) return RECO_NOMEM;
     return RECO_OK;
 }
 
@@ -503,7 +552,7 @@ static int gen_similar(req *rq) {
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++) {
         size_t before = rq->p.n;
-        if (add_related(rq, a[i], 1, false)) return RECO_NOMEM;
+        if (add_related(rq, a[i], rq->r->o.related_sample, 1, false)) return RECO_NOMEM;
         if (rq->p.n > before) continue;
         /* A cold anchor: what is popular in its most specific category stands in. */
         if (rq->q->ncategories &&
@@ -541,7 +590,8 @@ static int gen_for_you(req *rq) {
         struct seed t = seeds[k];
         seeds[k] = seeds[best];
         seeds[best] = t;
-        if (add_related(rq, seeds[k].item, seeds[k].w, true) ||
+        /* A third of the sessions: five seeds, and each only shapes a blend. */
+        if (add_related(rq, seeds[k].item, rq->r->o.related_sample / 3 + 1, seeds[k].w, true) ||
             add_bought(rq, seeds[k].item, seeds[k].w, true))
             return RECO_NOMEM;
     }
@@ -710,16 +760,25 @@ long reco_recommend(const reco *r, const reco_query *q, reco_result *out) {
         nstrat = reco_context_strategies(q->context, ctx);
         strat = ctx;
     }
-    req rq = {
-        .r = r, .q = q, .c = cust_get(r, q->who), .want = 4 * q->limit + 50, .rel_item = RECO_NONE};
+    scratch *x = thread_scratch();
+    if (!x) return RECO_NOMEM;
+    /* The request borrows the thread's scratch and gives back what it grew. */
+    req rq = {.r = r,
+              .q = q,
+              .c = cust_get(r, q->who),
+              .want = 4 * q->limit + 50,
+              .rel_item = RECO_NONE,
+              .verdict = x->verdict,
+              .p = x->p,
+              .e = x->e,
+              .ae = x->ae,
+              .at = x->at,
+              .tmp = x->tmp,
+              .rel = x->rel,
+              .ptmp = x->ptmp,
+              .ctmp = x->ctmp};
     long rc = RECO_NOMEM;
-    rq.tmp = malloc(rq.want * sizeof *rq.tmp);
-    rq.rel = malloc(rq.want * sizeof *rq.rel);
-    rq.ptmp = malloc(rq.want * sizeof *rq.ptmp);
-    rq.ctmp = malloc(rq.want * sizeof *rq.ctmp);
-    if (!rq.tmp || !rq.rel || !rq.ptmp || !rq.ctmp || u32map_reset(&rq.verdict, 256) ||
-        u32map_reset(&rq.at, 256))
-        goto done;
+    if (u32map_reset(&rq.verdict, 256) || u32map_reset(&rq.at, 256)) goto done;
     bool fresh;
     for (size_t i = 0; i < q->nanchors; i++) {
         uint32_t *v = u32map_put(&rq.verdict, q->anchors[i], &fresh);
@@ -789,14 +848,10 @@ long reco_recommend(const reco *r, const reco_query *q, reco_result *out) {
     }
     rc = (long)n;
 done:
-    free(rq.tmp);
-    free(rq.rel);
-    free(rq.ptmp);
-    free(rq.ctmp);
-    free(rq.p.v);
-    free(rq.e);
-    u32map_free(&rq.p.at);
-    u32map_free(&rq.verdict);
-    u32map_free(&rq.at);
+    x->verdict = rq.verdict;
+    x->p = rq.p;
+    x->e = rq.e;
+    x->ae = rq.ae;
+    x->at = rq.at;
     return rc;
 }

@@ -64,8 +64,9 @@ typedef enum reco_action {
 
 /* The strategies, in the order of reco_strategy_name(). For a candidate x, before division by
  * the strategy's best score:
- *   SESSION          rec_recommend()'s blend over the customer's last session (views no more
- *                    than RECO_SESSION_GAP_MS apart), with the anchor appended when it is not
+ *   SESSION          rec_recommend()'s blend over the customer's current session (the views
+ *                    back from now with no gap over RECO_SESSION_GAP_MS; none after an idle
+ *                    gap), with the anchor appended when it is not
  *                    already the last view; the last view itself is left out (it is on screen).
  * Reason: the last item of the session. VIEWED_TOGETHER  sum over the anchors a of rec_related(a,
  * x): sessions that viewed both. BOUGHT_TOGETHER  sum over the anchors a of cooc_weight(a, x).
@@ -74,7 +75,8 @@ typedef enum reco_action {
  *   FOR_YOU          sum over the customer's distinct history items h, with weight
  *                    w(h) = sum of action * 2^(-age / 7 days) over h's interactions, of
  *                    w(h) * (related(h, x) / max related(h, .) + bought(h, x) / max bought(h, .)),
- *                    for the RECO_SEEDS heaviest h. Reason: the h that gave most.
+ *                    for the RECO_SEEDS heaviest h (related over a third of related_sample).
+ *                    Reason: the h that gave most.
  *   FRIENDS          the number of friends whose history holds a purchase of x.
  *   SEGMENT          sum over the customer's groups g of popular(g, x) / max popular(g, .).
  *   CATEGORY         the same over the anchors' categories (else the customer's favourites).

@@ -1,9 +1,32 @@
 #include "util/jsonw.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int jsonw_fixed(buf *b, double d, int decimals) {
+    static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    if (!isfinite(d) || fabs(d) >= 1e12 || decimals < 0 || decimals > 9) return jsonw_real(b, d);
+    int64_t v = llround(fabs(d) * scale[decimals]);
+    char s[48], *end = s + sizeof s, *p = end;
+    int frac = decimals;
+    /* Fraction digits, least significant first, dropping trailing zeros; then the integer. */
+    bool any = false;
+    for (; frac > 0; frac--, v /= 10) {
+        int digit = (int)(v % 10);
+        if (digit || any) *--p = (char)('0' + digit), any = true;
+    }
+    if (!any) *--p = '0';
+    *--p = '.';
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    if (d < 0 && strspn(p, "0.") != (size_t)(end - p)) *--p = '-';
+    return buf_append(b, p, (size_t)(end - p));
+}
 
 int jsonw_real(buf *b, double d) {
     char s[40];

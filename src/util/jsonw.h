@@ -21,5 +21,9 @@
 int jsonw_value(buf *b, const json_t *v);
 /* Writes a double the same way jsonw_value() writes a real. */
 int jsonw_real(buf *b, double d);
+/* Writes d rounded to `decimals` (0..9) places, trailing zeros dropped but one kept after the
+ * point ("1.0", "435.25", "0.333333"): for answers whose numbers need no more (scores, prices),
+ * without printf. |d| at or above 1e12, or not finite, falls back to jsonw_real(). */
+int jsonw_fixed(buf *b, double d, int decimals);
 
 #endif

@@ -127,11 +127,14 @@ test(
       const cart = await ok(recs({ user_id: buyer, context: 'cart', strategy: 'viewed_together', limit: '3' }));
       assert.ok(cart.items.length > 0 && cart.items[0].reason.startsWith('viewed together with'), JSON.stringify(cart));
 
-      // A new view changes the next answer, at once.
+      // A new view changes the next answer, at once. (Sent without a timestamp, so the visit is
+      // happening now: the session strategy looks at the current session only.)
       const fresh = { anonymous_id: 'newcomer', strategy: 'session', limit: '3' };
-      await batch([viewed({ anonymousId: 'newcomer' }, 'p0', 30)]);
+      const now = (product) => ({ type: 'track', anonymousId: 'newcomer', event: 'Product Viewed', properties: { product_id: product } });
+      await batch([now('p0')]);
       const first = await ids(fresh);
-      await batch([viewed({ anonymousId: 'newcomer' }, 'p3', 31)]);
+      assert.ok(first.length > 0 && (await ok(recs(fresh))).items.every((i) => i.strategy === 'session'));
+      await batch([now('p3')]);
       const second = await ids(fresh);
       assert.notDeepEqual(first, second);
       assert.ok(!second.includes('p3'), 'the product on screen is not a suggestion');
@@ -222,6 +225,9 @@ test(
       // Bad requests: a clear error naming the field.
       const bad = [
         [{ strategy: 'nope' }, 400, 'strategy'],
+        [{ user_id: 'me', strategy: 'nope' }, 400, 'strategy'],
+        [{ user_id: 'me', filter: 'product.' }, 400, 'filter'],
+        [{ user_id: 'me', product_id: 'no-such' }, 404, 'product_id'],
         [{ limit: '0' }, 400, 'limit'],
         [{ limit: '101' }, 400, 'limit'],
         [{ limit: 'ten' }, 400, 'limit'],

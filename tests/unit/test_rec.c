@@ -491,6 +491,25 @@ static void test_related(void **state) {
     assert_int_equal(out[0].item, 1);
     assert_float_equal(out[0].score, 2.0f, EPS);
     assert_int_equal(rec_related(m, 99, 100, 8, out), 0);
+    rec_model_free(m);
+    /* The top k is the prefix of the full order, for every k: 300 sessions pairing item 0 with
+     * item 1 + i % 97 and 1 + (i * 7) % 89 give many ties and uneven counts. */
+    m = rec_model_new(&p);
+    for (uint64_t i = 0; i < 300; i++) {
+        rec_observe(m, 100 + i, 0, 0);
+        rec_observe(m, 100 + i, 1 + (uint32_t)(i % 97), 1);
+        rec_observe(m, 100 + i, 1 + (uint32_t)(i * 7 % 89), 2);
+    }
+    rec_item full[200], part[200];
+    long nf = rec_related(m, 0, 1000, 200, full);
+    assert_int_equal(nf, 97);
+    for (long i = 1; i < nf; i++)
+        assert_true(full[i - 1].score > full[i].score ||
+                    (full[i - 1].score == full[i].score && full[i - 1].item < full[i].item));
+    for (size_t k = 1; k <= 97; k += 3) {
+        assert_int_equal(rec_related(m, 0, 1000, k, part), (long)k);
+        assert_memory_equal(part, full, k * sizeof *part);
+    }
     assert_int_equal(rec_related(m, 1, 100, 0, out), 0);
     rec_model_free(m);
 }
