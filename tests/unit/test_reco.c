@@ -34,9 +34,15 @@ static void buy(reco *r, uint32_t who, const uint32_t *items, size_t n, int64_t 
         assert_int_equal(reco_observe(r, who, RECO_PURCHASE, items[i], NULL, 0, t), RECO_OK);
 }
 
-static reco_query query(const reco_strategy *s, size_t ns, size_t limit) {
-    return (reco_query){
-        .who = RECO_NOBODY, .strategies = s, .nstrategies = ns, .limit = limit, .now_ms = T0};
+/* A query by an unknown visitor at T0; anchor may be NULL (none). */
+static reco_query query(const reco_strategy *s, size_t ns, const uint32_t *anchor, size_t limit) {
+    return (reco_query){.who = RECO_NOBODY,
+                        .strategies = s,
+                        .nstrategies = ns,
+                        .anchors = anchor,
+                        .nanchors = anchor ? 1 : 0,
+                        .limit = limit,
+                        .now_ms = T0};
 }
 
 /* Sessions {10,11,12}, {10,11}, {10,13}: 11 was viewed with 10 twice, 12 and 13 once each. */
@@ -53,9 +59,7 @@ static void test_viewed_together(void **state) {
     co_views(r);
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
     uint32_t anchor = 10;
-    reco_query q = query(&s, 1, 3);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 3);
     reco_result out[3];
     assert_int_equal(reco_recommend(r, &q, out), 3);
     assert_int_equal(out[0].item, 11);
@@ -76,7 +80,7 @@ static void test_anchor_is_last_view(void **state) {
     reco *r = fresh();
     co_views(r);
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
-    reco_query q = query(&s, 1, 2);
+    reco_query q = query(&s, 1, NULL, 2);
     q.who = 1;
     reco_result out[2];
     assert_int_equal(reco_recommend(r, &q, out), 2);
@@ -95,9 +99,7 @@ static void test_bought_together(void **state) {
     buy(r, 5, o2, 1, T0);
     reco_strategy s = RECO_S_BOUGHT_TOGETHER;
     uint32_t anchor = 1;
-    reco_query q = query(&s, 1, 2);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 2);
     reco_result out[2];
     assert_int_equal(reco_recommend(r, &q, out), 2);
     assert_int_equal(out[0].item, 2);
@@ -122,9 +124,7 @@ static void test_blend_weights(void **state) {
     buy(r, 4, order, 2, T0);
     uint32_t anchor = 1;
     reco_strategy s[] = {RECO_S_VIEWED_TOGETHER, RECO_S_BOUGHT_TOGETHER};
-    reco_query q = query(s, 2, 2);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(s, 2, &anchor, 2);
     reco_result out[2];
     assert_int_equal(reco_recommend(r, &q, out), 2);
     assert_int_equal(out[0].item, 2);
@@ -156,9 +156,7 @@ static void test_accept(void **state) {
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
     uint32_t anchor = 10;
     int calls = 0;
-    reco_query q = query(&s, 1, 2);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 2);
     q.accept = hide_11;
     q.arg = &calls;
     reco_result out[2];
@@ -177,7 +175,7 @@ static void test_exclude(void **state) {
     co_views(r);
     reco_strategy s = RECO_S_POPULAR;
     uint32_t ex[] = {10, 11};
-    reco_query q = query(&s, 1, 10);
+    reco_query q = query(&s, 1, NULL, 10);
     q.exclude = ex;
     q.nexclude = 2;
     q.catalogue_items = 14;
@@ -199,9 +197,7 @@ static void test_fallbacks(void **state) {
     co_views(r);
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
     uint32_t anchor = 10;
-    reco_query q = query(&s, 1, 5);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 5);
     q.catalogue_items = 15;
     reco_result out[5];
     assert_int_equal(reco_recommend(r, &q, out), 5);
@@ -220,7 +216,7 @@ static void test_fallbacks(void **state) {
 static void test_cold_start(void **state) {
     (void)state;
     reco *r = fresh();
-    reco_query q = query(NULL, 0, 3);
+    reco_query q = query(NULL, 0, NULL, 3);
     q.context = RECO_CTX_HOME;
     q.who = 42;
     q.catalogue_items = 2;
@@ -248,9 +244,7 @@ static void test_diversity(void **state) {
     co_views(r);
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
     uint32_t anchor = 10;
-    reco_query q = query(&s, 1, 5);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 5);
     q.facets = parity;
     q.max_per_category = 1;
     q.catalogue_items = 15;
@@ -272,9 +266,7 @@ static void test_boost(void **state) {
     co_views(r);
     reco_strategy s = RECO_S_VIEWED_TOGETHER;
     uint32_t anchor = 10;
-    reco_query q = query(&s, 1, 3);
-    q.anchors = &anchor;
-    q.nanchors = 1;
+    reco_query q = query(&s, 1, &anchor, 3);
     q.boost = boost_13;
     reco_result out[3];
     assert_int_equal(reco_recommend(r, &q, out), 3);
@@ -294,7 +286,7 @@ static void test_friends(void **state) {
     buy(r, 8, b, 1, T0);
     reco_strategy s = RECO_S_FRIENDS;
     uint32_t friends[] = {7, 8};
-    reco_query q = query(&s, 1, 2);
+    reco_query q = query(&s, 1, NULL, 2);
     q.who = 9;
     q.friends = friends;
     q.nfriends = 2;
@@ -320,7 +312,7 @@ static void test_segment(void **state) {
     buy(r, 30, o, 1, T0);
     view(r, 32, 203, T0); /* not a member */
     reco_strategy s = RECO_S_SEGMENT;
-    reco_query q = query(&s, 1, 3);
+    reco_query q = query(&s, 1, NULL, 3);
     q.who = 31;
     reco_result out[3];
     assert_int_equal(reco_recommend(r, &q, out), 3);
@@ -346,7 +338,7 @@ static void test_for_you(void **state) {
     buy(r, 42, theirs, 2, T0);
     view(r, 41, 1, T0), view(r, 41, 3, T0 + 1000);
     reco_strategy s = RECO_S_FOR_YOU;
-    reco_query q = query(&s, 1, 2);
+    reco_query q = query(&s, 1, NULL, 2);
     q.who = 40;
     reco_result out[2];
     assert_int_equal(reco_recommend(r, &q, out), 2);
@@ -372,7 +364,7 @@ static void test_session_follows_views(void **state) {
         view(r, who + 100, 5, T0), view(r, who + 100, 6, T0 + 1000);
     }
     reco_strategy s = RECO_S_SESSION;
-    reco_query q = query(&s, 1, 1);
+    reco_query q = query(&s, 1, NULL, 1);
     q.who = 7;
     reco_result out[1];
     view(r, 7, 1, T0);
@@ -409,7 +401,7 @@ static void test_merge_and_forget(void **state) {
     /* The survivor took the merged customer's group: its views now count in group 9. */
     view(r, 20, 102, 2000 * 1000);
     reco_strategy s = RECO_S_SEGMENT;
-    reco_query q = query(&s, 1, 1);
+    reco_query q = query(&s, 1, NULL, 1);
     q.who = 20;
     q.now_ms = 2000 * 1000;
     reco_result out[1];
@@ -440,12 +432,12 @@ static void test_invalid(void **state) {
     (void)state;
     reco *r = fresh();
     reco_result out[1];
-    reco_query q = query(NULL, 0, 0);
+    reco_query q = query(NULL, 0, NULL, 0);
     assert_int_equal(reco_recommend(r, &q, out), RECO_INVALID);
     q.limit = RECO_LIMIT_MAX + 1;
     assert_int_equal(reco_recommend(r, &q, out), RECO_INVALID);
     reco_strategy bad = RECO_NSTRATEGIES;
-    q = query(&bad, 1, 1);
+    q = query(&bad, 1, NULL, 1);
     assert_int_equal(reco_recommend(r, &q, out), RECO_INVALID);
     assert_int_equal(reco_observe(r, 1, RECO_VIEW, RECO_NONE, NULL, 0, T0), RECO_INVALID);
     assert_int_equal(reco_set_groups(r, RECO_NOBODY, NULL, 0), RECO_INVALID);
