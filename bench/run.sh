@@ -21,12 +21,18 @@
 #            `engaged import`, at 32 connections — beside nginx serving one such answer as a
 #            static file, runs alternating; then build/bench_reco times the same answers in
 #            process (CPU per answer, no HTTP). Not part of the default run.
+#   browser  what browsers send, beside /v1/batch in the same run: POST /v1/b (text/plain, the write
+#            key in the body, an Origin header: engaged.js's batches) and POST /v1/t (one event,
+#            text/plain, Basic auth, Origin: analytics.js), at BENCH_BROWSER_CONNECTIONS, batches of
+#            BENCH_BROWSER_BATCH; and the size of /sdk/engaged.js on the wire, plain and gzipped.
+#            Not part of the default run.
 #
 # Settings (environment):
 #   BENCH_RUNS=3                measured repetitions of each track/batch measurement (medians reported)
 #   BENCH_DURATION=10           seconds per wrk measurement;  BENCH_WARMUP=3  seconds of warm-up
 #   BENCH_WRK_THREADS=2         wrk threads
 #   BENCH_TRACK_CONNECTIONS=32  BENCH_BATCH_CONNECTIONS="8 32"  BENCH_BATCH_SIZE=100
+#   BENCH_BROWSER_CONNECTIONS=32  BENCH_BROWSER_BATCH=20  (engaged.js sends at most 20 per request)
 #   BENCH_MEMORY_EVENTS=1000000 BENCH_RESTART_EVENTS=10000000  BENCH_RESTART_RUNS=3
 #   BENCH_STORE_CACHE=DIR       keep the generated restart store in DIR and reuse it next time (it is
 #                               rebuilt when older than 20 h: older events leave the 24 h dedup window,
@@ -46,6 +52,8 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-3}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 TRACK_CONNS=${BENCH_TRACK_CONNECTIONS:-32}
+BROWSER_CONNS=${BENCH_BROWSER_CONNECTIONS:-32}
+BROWSER_BATCH=${BENCH_BROWSER_BATCH:-20}
 BATCH_CONNS=${BENCH_BATCH_CONNECTIONS:-8 32}
 BATCH_SIZE=${BENCH_BATCH_SIZE:-100}
 MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
@@ -66,8 +74,8 @@ READY_TIMEOUT_S=900 # a server start (restart of a big store) that takes longer 
 sections=("$@")
 [ ${#sections[@]} -eq 0 ] && sections=(track batch memory restart)
 for s in "${sections[@]}"; do
-  case $s in track | batch | memory | restart | profiles | reco) ;; *)
-    echo "usage: $0 [track] [batch] [memory] [restart] [profiles] [reco]" >&2
+  case $s in track | batch | memory | restart | profiles | reco | browser) ;; *)
+    echo "usage: $0 [track] [batch] [memory] [restart] [profiles] [reco] [browser]" >&2
     exit 2
     ;;
   esac
@@ -830,6 +838,143 @@ bench_reco() {
   SUMMARY+=("| recommendations p99 | ≤ 2 ms | **$p99 ms** | $(calc "($p99 <= 2 ? \"met\" : \"NOT met\")") | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   SUMMARY+=("| recommendations: RSS with $RECO_USERS shoppers, $RECO_PRODUCTS products | — | **$rss kB** | measured | — | — |")
   rm -rf "$data"
+}
+
+# ---- browser -------------------------------------------------------------------------------------
+
+# http_headers PORT PATH [HEADER] — the status line and headers of a GET's reply; the body unread.
+http_headers() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n' "$2" "${3:+$3$'\r\n'}" >&3
+  while IFS= read -r -t 5 line <&3; do
+    line=${line%$'\r'}
+    [ -z "$line" ] && break
+    printf '%s\n' "$line"
+  done
+  exec 3<&-
+}
+header_value() { awk -v k="$(tr 'A-Z' 'a-z' <<<"$1")" -F': ' 'tolower($1) == k {print $2; exit}'; }
+
+# write_browser_lua FILE BENCH_DIR — the browser section's wrk script (it uses BENCH_DIR's events.lua
+# and report.lua). Its arguments: RUNID WRITEKEY MODE SIZE ORIGIN, MODE one of
+#   b      POST /v1/b, text/plain, {"batch":[SIZE events],"writeKey":..,"sentAt":..}, Origin (engaged.js)
+#   t      POST /v1/t, text/plain, one event, Basic auth, Origin (analytics.js)
+#   batch  POST /v1/batch, application/json, Basic auth, SIZE events (the server SDKs)
+write_browser_lua() {
+  printf '%s\n' \
+    "package.path = \"$2/?.lua;\" .. package.path" \
+    'local ev = require("events")' \
+    'local report = require("report")' \
+    'local nthreads = 0' \
+    'function setup(thread)' \
+    '  thread:set("tid", nthreads)' \
+    '  nthreads = nthreads + 1' \
+    'end' \
+    'local prefix, key, mode, size, path, headers' \
+    'local n, parts = 0, {}' \
+    'function init(args)' \
+    '  prefix, key, mode, size = args[1] .. "-" .. tostring(tid) .. "-", args[2], args[3], tonumber(args[4])' \
+    '  local basic = "Basic " .. ev.base64(key .. ":")' \
+    '  headers = { ["Content-Type"] = "text/plain;charset=UTF-8", ["Origin"] = args[5] }' \
+    '  if mode == "t" then headers["Authorization"] = basic end' \
+    '  if mode == "batch" then headers = { ["Content-Type"] = "application/json", ["Authorization"] = basic } end' \
+    '  path = ({ b = "/v1/b", t = "/v1/t", batch = "/v1/batch" })[mode]' \
+    'end' \
+    'function request()' \
+    '  if mode == "t" then' \
+    '    n = n + 1' \
+    '    return wrk.format("POST", path, headers, ev.event(prefix, n, false))' \
+    '  end' \
+    '  for i = 1, size do' \
+    '    n = n + 1' \
+    '    parts[i] = ev.event(prefix, n, true)' \
+    '  end' \
+    '  local extra = mode == "b" and (",\"writeKey\":\"" .. key .. "\",\"sentAt\":\"2024-05-01T10:00:00.000Z\"") or ""' \
+    '  return wrk.format("POST", path, headers, "{\"batch\":[" .. table.concat(parts, ",", 1, size) .. "]" .. extra .. "}")' \
+    'end' \
+    'done = report.done' >"$1"
+}
+
+# browser_wrk NAME CONNS DURATION PORT ARGS... — run_wrk with the script in $TMP (run_wrk reads $HERE).
+browser_wrk() {
+  local HERE=$TMP
+  run_wrk "$1" "$2" "$3" browser.lua "${@:4}"
+}
+
+bench_browser() {
+  local origin=http://shop.example size=$BROWSER_BATCH conns=$BROWSER_CONNS
+  write_browser_lua "$TMP/browser.lua" "$HERE"
+  say "browser: /sdk/engaged.js size; POST /v1/b and /v1/batch ($size events), /v1/t (1 event) at $conns connections, $RUNS x ${DURATION}s each"
+  start_engaged "$TMP/browser-data" "$TMP/engaged-browser.log"
+  SRV_PIDS=("$ENG_PID")
+  local plain gz enc probe body
+  plain=$(http_headers "$ENG_PORT" /sdk/engaged.js | header_value Content-Length)
+  http_headers "$ENG_PORT" /sdk/engaged.js 'Accept-Encoding: gzip, deflate, br' >"$TMP/sdk-gz.headers"
+  gz=$(header_value Content-Length <"$TMP/sdk-gz.headers")
+  enc=$(header_value Content-Encoding <"$TMP/sdk-gz.headers")
+  [ "$enc" = gzip ] || problem "browser: /sdk/engaged.js was not sent gzipped (Content-Encoding: ${enc:-none})"
+  # One request as a browser sends it: its reply must carry the CORS header, or no page could read it.
+  body="{\"batch\":[{\"type\":\"track\",\"userId\":\"probe\",\"event\":\"Probe\",\"messageId\":\"probe-$STAMP\"}],\"writeKey\":\"$WRITE_KEY\"}"
+  exec 3<>"/dev/tcp/127.0.0.1/$ENG_PORT"
+  printf 'POST /v1/b HTTP/1.0\r\nHost: 127.0.0.1\r\nOrigin: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s' \
+    "$origin" "${#body}" "$body" >&3
+  probe=$(timeout 10 cat <&3 | tr -d '\r') || true
+  exec 3<&-
+  [[ $probe == "HTTP/1."?" 200 "* && $probe == *"Access-Control-Allow-Origin: $origin"* ]] ||
+    problem "browser: POST /v1/b with an Origin did not get 200 with Access-Control-Allow-Origin (${probe%%$'\n'*})"
+  emit "## Browser collection: engaged.js's batches (POST /v1/b) and analytics.js's single events (POST /v1/t) beside /v1/batch"
+  emit ""
+  emit "\`/sdk/engaged.js\` as engaged sends it: **$plain bytes**, **$gz bytes gzipped** (the Content-Length of its replies without and with Accept-Encoding: gzip)."
+  emit ""
+  emit "One server, one run, the modes alternating: \`b\` = POST /v1/b, text/plain, the write key in the body and an Origin header (what engaged.js sends: a simple request, no preflight); \`batch\` = POST /v1/batch, JSON, Basic auth, no Origin; both with $size events per request. \`t\` = POST /v1/t, one event, text/plain, Basic auth and Origin (what analytics.js sends; the browser caches its preflight for a day, so it is not counted). $conns keep-alive connections; a 200 means the events are on disk."
+  emit ""
+  emit "| run | mode | req/s | events/s | p50 ms | p99 ms | non-2xx | sock err | srv cores | events per srv CPU-s | wrk cores | other cores | load |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  local mode i n evs eff bad=0 loads=() others=() ratios=()
+  declare -A r_evs r_p99 r_eff last
+  say "browser: warm-up ${WARMUP}s per mode"
+  for mode in b batch t; do
+    browser_wrk "browser-warm-$mode" "$conns" "$WARMUP" "$ENG_PORT" "bw$mode$STAMP" "$WRITE_KEY" "$mode" "$size" "$origin"
+  done
+  # The store grows during the run and each measurement is a little slower than the one before, so
+  # b and batch are measured back to back (either first, by turns) and compared run by run.
+  local orders=("b batch t" "t batch b")
+  for i in $(seq "$RUNS"); do
+    for mode in ${orders[$(((i - 1) % 2))]}; do
+      browser_wrk "browser-$mode-$i" "$conns" "$DURATION" "$ENG_PORT" "br$mode$i$STAMP" "$WRITE_KEY" "$mode" "$size" "$origin"
+      n=$size
+      [ "$mode" = t ] && n=1
+      evs=$(calc "sprintf(\"%.0f\", (${W[requests]} - ${W[err_status]}) * $n / (${W[duration_us]} / 1e6))")
+      eff=$(calc "sprintf(\"%.0f\", $evs / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")
+      r_evs[$mode]+="$evs " r_p99[$mode]+="$(us2ms "${W[p99_us]}") " r_eff[$mode]+="$eff " last[$mode]=$evs
+      loads+=("${W[load]}") others+=("${W[other_cores]}")
+      bad=$((bad + ${W[err_status]}))
+      emit "| $i | $mode | ${W[rps]} | $evs | $(us2ms "${W[p50_us]}") | $(us2ms "${W[p99_us]}") | ${W[err_status]} | ${W[errors]} | ${W[srv_cores]} | $eff | ${W[wrk_cores]} | ${W[other_cores]} | ${W[load]} |"
+      say "  run $i $mode: $evs events/s, p99 $(us2ms "${W[p99_us]}") ms (load ${W[load]}, other jobs ${W[other_cores]} cores)"
+    done
+    ratios+=("$(calc "sprintf(\"%.3f\", ${last[b]} / (${last[batch]} > 0 ? ${last[batch]} : 1))")")
+  done
+  fetch_metrics
+  local route
+  for route in /v1/b /v1/t /v1/batch; do
+    read -r _ n _ <<<"$(route_statuses "$route")"
+    [ "$n" = 0 ] || problem "browser: engaged counted $n non-2xx answers on $route"
+  done
+  stop_engaged
+  [ "$bad" = 0 ] || problem "browser: $bad non-2xx answers"
+  [ "$ENG_EXIT" = 0 ] || problem "browser: engaged exited with status $ENG_EXIT on SIGTERM"
+  local mb mj mt ratio
+  # shellcheck disable=SC2086
+  mb=$(median ${r_evs[b]}) mj=$(median ${r_evs[batch]}) mt=$(median ${r_evs[t]})
+  ratio=$(median "${ratios[@]}")
+  emit ""
+  # shellcheck disable=SC2086
+  emit "- medians: /v1/b **$mb events/s** (p99 $(median ${r_p99[b]}) ms; $(median ${r_eff[b]}) per server CPU-s), /v1/batch **$mj events/s** (p99 $(median ${r_p99[batch]}) ms; $(median ${r_eff[batch]}) per server CPU-s), /v1/t **$mt events/s** (p99 $(median ${r_p99[t]}) ms); /v1/b ÷ /v1/batch measured back to back: median **$ratio** (per run: ${ratios[*]}). Error lines in the server log: $(errors_in_log "$TMP/engaged-browser.log")."
+  emit ""
+  SUMMARY+=("| /sdk/engaged.js on the wire | < 6 KB gzipped | **$gz B** gzipped ($plain B plain) | $(calc "($gz < 6144 ? \"met\" : \"NOT met\")") | — | — |")
+  SUMMARY+=("| browser batches of $size: POST /v1/b vs /v1/batch, $conns conns | — | **$mb** vs $mj events/s ($ratio ×) | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
+  SUMMARY+=("| analytics.js single events: POST /v1/t with CORS, $conns conns | — | **$mt events/s** | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
 }
 
 # ---- main ----------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ typedef struct http_route {
 } http_route;
 
 #define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_REPLY_HEADERS 8
 
 struct http_req {
     http_server *srv;
@@ -80,6 +81,10 @@ struct http_req {
     /* CORS (server.c): set for the reply's headers. */
     bool preflight;      /* an OPTIONS preflight on a browser path, answered 204 */
     bool origin_refused; /* the key's allow-list refused the Origin: no allow headers */
+
+    /* More reply headers (static.c: caching, Content-Encoding, CSP), as name/value pairs. */
+    const char *resp_headers[2 * HTTP_MAX_REPLY_HEADERS];
+    size_t nresp_headers;
 };
 
 /* ---- The server (cmd_serve) ---- */
@@ -109,6 +114,9 @@ int http_query_each(http_req *r, int (*fn)(void *arg, const char *key, const cha
 
 /* Sets the reply. body: takes ownership of a malloc'd buffer. */
 void http_reply_take(http_req *r, int status, const char *content_type, char *body, size_t len);
+/* Adds a header to the reply. name and value are not copied: they must outlive the request
+ * (literals, the asset table). Returns 0, or -1 when HTTP_MAX_REPLY_HEADERS are set already. */
+int http_reply_header(http_req *r, const char *name, const char *value);
 /* Replies with b's contents as JSON (b is emptied). */
 void http_reply_json(http_req *r, int status, buf *b);
 /* Replies {"error":{"code":code,"message":...,"field":field}} with the status that code maps to in
@@ -174,6 +182,9 @@ void admin_clock(http_req *r);
 void metrics_handler(http_req *r);
 void c360_handler(http_req *r); /* every route with an op */
 void reco_handler(http_req *r); /* GET /v1/recommendations */
+/* static.c: GET /sdk/engaged.js; in demo mode only, /demo/ and the storefront's endpoints. */
+void static_handler(http_req *r);
+void static_demo_api(http_req *r);
 /* Counts a finished request for /metrics. route_index: into the routes table, -1 for unmatched. */
 void metrics_count_request(int route_index, int status, uint64_t duration_us);
 void metrics_count_events(size_t accepted, size_t duplicates, const char *const *rejected_codes,

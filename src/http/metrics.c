@@ -10,7 +10,7 @@
 #include "http/http.h"
 #include "util/histo.h"
 
-#define MAX_ROUTES 64
+#define MAX_ROUTES 128
 
 /* 0 is a request that got no answer: the client went away first. */
 static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,

@@ -97,6 +97,20 @@ const http_route http_routes[] = {
      "offer.redeem"},
     /* Recommendations (reco.c): write keys too, for the visitor holding them. */
     {"GET", "/v1/recommendations", reco_handler, KEY_WRITE, 0, "/v1/recommendations", NULL},
+    /* Files engaged serves itself (static.c): the browser tracker; and under `engaged demo` only
+     * (404 under `engaged serve`), the demo storefront and the endpoints its pages call. */
+    {"GET", "/sdk/engaged.js", static_handler, 0, 0, "/sdk/engaged.js", NULL},
+    {"GET", "/demo", static_handler, 0, 0, "/demo", NULL},
+    {"GET", "/demo/", static_handler, 0, 0, "/demo/", NULL},
+    {"GET", "/demo/*", static_handler, 0, 0, "/demo/{file}", NULL},
+    {"GET", "/demo/api/config", static_demo_api, 0, 0, "/demo/api/config", NULL},
+    {"GET", "/demo/api/sign", static_demo_api, 0, 0, "/demo/api/sign", NULL},
+    {"GET", "/demo/api/profile", static_demo_api, 0, 0, "/demo/api/profile", "profile.lookup"},
+    {"GET", "/demo/api/profiles/*/events", static_demo_api, 0, 0, "/demo/api/profiles/{id}/events",
+     "profile.events"},
+    {"GET", "/demo/api/products", static_demo_api, 0, 0, "/demo/api/products", "catalog.list"},
+    {"PATCH", "/demo/api/products/*", static_demo_api, 0, 4 * KB, "/demo/api/products/{id}",
+     "catalog.patch"},
     {"GET", "/metrics", metrics_handler, KEY_ADMIN, 0, "/metrics", NULL},
 };
 const size_t http_nroutes = sizeof http_routes / sizeof http_routes[0];
@@ -480,6 +494,13 @@ int http_commit_deletes(http_req *r, const int64_t *seqs, size_t n,
 
 /* ---- The libmicrohttpd callbacks ---- */
 
+int http_reply_header(http_req *r, const char *name, const char *value) {
+    if (r->nresp_headers == HTTP_MAX_REPLY_HEADERS) return -1;
+    r->resp_headers[2 * r->nresp_headers] = name;
+    r->resp_headers[2 * r->nresp_headers++ + 1] = value;
+    return 0;
+}
+
 static enum MHD_Result send_reply(http_req *r) {
     if (!r->status) http_reply_error(r, "internal", NULL, "the handler gave no reply");
     struct MHD_Response *resp =
@@ -488,6 +509,8 @@ static enum MHD_Result send_reply(http_req *r) {
     r->resp_body = NULL; /* MHD owns it now */
     if (r->resp_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
     cors_headers(r, resp);
+    for (size_t i = 0; i < r->nresp_headers; i++)
+        MHD_add_response_header(resp, r->resp_headers[2 * i], r->resp_headers[2 * i + 1]);
     if (r->retry_after > 0) {
         char s[16];
         snprintf(s, sizeof s, "%d", r->retry_after);

@@ -9,16 +9,12 @@
 // origin the key does not list must store nothing.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { launchBrowser, openPage as openBrowserPage, startPageServer as startPages } from './lib/browser.mjs';
 import { basic, bearer, request, sleep } from './lib/http.mjs';
 import { logOnFail, runCli, Server, tmpDataDir } from './lib/server.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const run = Date.now().toString(36);
-const CHROMIUM = process.env.ENGAGED_CHROMIUM ?? '/usr/bin/chromium';
 const VENDOR = {
   '/vendor/segment/standalone.js': 'node_modules/@segment/analytics-next/dist/umd/standalone.js',
   '/vendor/rudder/rudder.js': 'node_modules/@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
@@ -79,26 +75,9 @@ const RUDDER_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>sho
 </head><body><h1>A shop</h1></body></html>`;
 
 function startPageServer() {
-  const pages = { '/segment.html': SEGMENT_PAGE, '/rudder.html': RUDDER_PAGE, '/next.html': '<!doctype html><p>next page</p>' };
-  const server = http.createServer((req, res) => {
-    const p = new URL(req.url, 'http://page').pathname;
-    if (pages[p]) {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-      res.end(pages[p]);
-    } else if (VENDOR[p]) {
-      res.writeHead(200, { 'Content-Type': 'text/javascript' });
-      fs.createReadStream(path.join(here, VENDOR[p])).pipe(res);
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  return new Promise((resolve, reject) => {
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const origin = `http://127.0.0.1:${server.address().port}`;
-      resolve({ origin, close: () => new Promise((r) => server.close(r)) });
-    });
-  });
+  const routes = { '/segment.html': SEGMENT_PAGE, '/rudder.html': RUDDER_PAGE, '/next.html': '<!doctype html><p>next page</p>' };
+  for (const [p, file] of Object.entries(VENDOR)) routes[p] = { file, type: 'text/javascript' };
+  return startPages(routes);
 }
 
 before(async () => {
@@ -485,12 +464,8 @@ describe('browser wire formats (node)', () => {
 
 describe('browser SDKs in headless Chromium', () => {
   let browser;
-  let chromium;
   before(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: scripts/deps.sh test installs Debian's chromium (or set ENGAGED_CHROMIUM)`);
-    ({ chromium } = await import('playwright-core'));
-    // --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 30000 });
+    browser = await launchBrowser();
   });
   after(async () => {
     await browser?.close();
@@ -500,23 +475,8 @@ describe('browser SDKs in headless Chromium', () => {
    * A fresh browser context whose page may reach only the page servers and engaged: anything else
    * (an SDK's CDN, its own API) is aborted and recorded, so the test shows engaged needs nothing else.
    */
-  async function openPage() {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15000);
-    const log = { toEngaged: [], elsewhere: [], errors: [] };
-    const local = new Set([new URL(allowed.origin).host, new URL(refused.origin).host, `127.0.0.1:${srv.port}`]);
-    await context.route('**/*', (route) => {
-      const u = new URL(route.request().url());
-      if (local.has(u.host)) return route.continue();
-      log.elsewhere.push(route.request().url());
-      return route.abort();
-    });
-    const page = await context.newPage();
-    page.on('request', (r) => {
-      if (r.url().startsWith(srv.url)) log.toEngaged.push({ method: r.method(), path: new URL(r.url()).pathname, headers: r.headers() });
-    });
-    page.on('pageerror', (e) => log.errors.push(String(e)));
-    return { context, page, log };
+  function openPage() {
+    return openBrowserPage(browser, { hosts: [allowed.origin, refused.origin, srv.url], engaged: srv.url });
   }
 
   const visitTimeout = 20000;
