@@ -11,6 +11,7 @@ int jsonw_fixed(buf *b, double d, int decimals) {
     static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
     if (!isfinite(d) || fabs(d) >= 1e12 || decimals < 0 || decimals > 9) return jsonw_real(b, d);
     int64_t v = llround(fabs(d) * scale[decimals]);
+    bool negative = d < 0 && v != 0; /* no "-0.0" */
     char s[48], *end = s + sizeof s, *p = end;
     int frac = decimals;
     /* Fraction digits, least significant first, dropping trailing zeros; then the integer. */
@@ -24,7 +25,7 @@ int jsonw_fixed(buf *b, double d, int decimals) {
     do
         *--p = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    if (d < 0 && strspn(p, "0.") != (size_t)(end - p)) *--p = '-';
+    if (negative) *--p = '-';
     return buf_append(b, p, (size_t)(end - p));
 }
 
