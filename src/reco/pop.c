@@ -20,14 +20,20 @@
  * (the smallest power of two >= 1.5 * 43690 = 65535), so slot numbers and positions + 1 fit. */
 #define NARROW_MAX 43690u
 
-/* A board: its items sorted by (v descending, item ascending), and an open-addressing index from
- * item to position. A slot stores position + 1 (0: empty) and the key is read from item[]; back[]
- * holds, per position, the slot that points at it, so an entry that shifts by one rewrites its
- * slot directly instead of probing for it (a climb past the near-equal entries at the bottom of a
- * space-saving board can be hundreds of shifts). Slots and back pointers are 16 bits when every
- * board limit is at most NARROW_MAX, else 32. Linear probing at a load of at most 2/3,
- * backward-shift deletion (no tombstones). Everything lives in one allocation: this header, then
- * v[cap], item[cap], back[cap], the slots. */
+/* A board: a binary min-heap of its entries under the ranking order (the root is the weakest: the
+ * lowest value, and among equal lowest values the largest item, which is the one a newcomer
+ * replaces), and an open-addressing index from item to heap position. A slot stores position + 1
+ * (0: empty) and the key is read from item[]; back[] holds, per position, the slot that points at
+ * it, so an entry that moves one level rewrites its slot directly instead of probing for it. Slots
+ * and back pointers are 16 bits when every board limit is at most NARROW_MAX, else 32. Linear
+ * probing at a load of at most 2/3, backward-shift deletion (no tombstones). Everything lives in
+ * one allocation: this header, then v[cap], item[cap], back[cap], the slots.
+ *
+ * Why a heap and not a sorted array: with values scaled to a fixed epoch a fresh event outweighs
+ * most old entries, so a newcomer (the lowest + w) used to climb past hundreds of near-equal
+ * entries at the bottom, each a memmove share and a slot rewrite. In the heap an update only ever
+ * makes an entry stronger, so it sinks towards the leaves: at most log2(n) levels. Reads pay
+ * instead: pop_top() selects and sorts, pop_rank() counts. */
 typedef struct board {
     uint32_t n;   /* entries in use */
     uint32_t cap; /* room in v, item and back; <= the board limit */
@@ -45,8 +51,12 @@ struct pop {
     size_t groups; /* groups with boards */
     size_t bytes;
     double epoch[POP_NKINDS]; /* ms; set by the first pop_add() */
-    bool started;             /* an epoch has been set */
-    bool wide;                /* 32-bit slots and back pointers */
+    /* The last factor 2^((t - epoch) / half-life) pop_add() computed, and its t (NaN: none): the
+     * caller adds one event to several groups in a row, so most adds skip the exp2(). The epoch
+     * only moves when a new t is seen, just before the memo is rewritten. */
+    double memo_t[POP_NKINDS], memo_f[POP_NKINDS];
+    bool started; /* an epoch has been set */
+    bool wide;    /* 32-bit slots and back pointers */
 };
 
 void pop_opts_default(pop_opts *o) {
@@ -66,6 +76,7 @@ pop *pop_new(const pop_opts *o) {
     p->o = *o;
     if (p->o.board_all == 0) p->o.board_all = p->o.board;
     p->wide = p->o.board > NARROW_MAX || p->o.board_all > NARROW_MAX;
+    p->memo_t[POP_POPULAR] = p->memo_t[POP_TRENDING] = NAN;
     p->bytes = sizeof *p;
     return p;
 }
@@ -203,112 +214,102 @@ static int board_room(pop *p, board **slot, uint32_t lim) {
     return 0;
 }
 
-/* Ranking order: higher stored value first, then smaller item. */
+/* x, or DBL_MAX for an overflow to infinity (x is never NaN): fmin() without the libm call. */
+static double sat(double x) {
+    return x < DBL_MAX ? x : DBL_MAX;
+}
+
+/* Ranking order: higher stored value first, then smaller item. Items on a board are distinct, so
+ * this is a strict total order and "weaker" is its converse. */
 static bool beats(double v, uint32_t item, double v2, uint32_t item2) {
     return v > v2 || (v == v2 && item < item2);
 }
 
-/* Points the slots of positions [lo, hi) at those positions again after the entries moved there
- * (their back pointers moved with them). The hot loop of a climb, hence one per slot width. */
-static void repoint(const pop *p, board *b, uint32_t lo, uint32_t hi) {
-    if (p->wide) {
-        const uint32_t *back = b->back;
-        uint32_t *slot = b->slot;
-        for (uint32_t j = lo; j < hi; j++)
-            slot[back[j]] = j + 1;
-    } else {
-        const uint16_t *back = b->back;
-        uint16_t *slot = b->slot;
-        for (uint32_t j = lo; j < hi; j++)
-            slot[back[j]] = (uint16_t)(j + 1);
-    }
+static bool weaker(double v, uint32_t item, double v2, uint32_t item2) {
+    return v < v2 || (v == v2 && item > item2);
 }
 
-/* The entry at pos has just gained value: moves it up past those it now beats. A binary search
- * finds its place (entries before pos are sorted and it beats a suffix of them), three memmoves
- * shift the others down by one, and repoint() fixes their slots. */
-static void move_up(const pop *p, board *b, uint32_t pos) {
+/* Puts the entry (v, item, whose index slot is s) at pos and points the slot there. */
+static void place(const pop *p, board *b, uint32_t pos, double v, uint32_t item, uint32_t s) {
+    b->v[pos] = v;
+    b->item[pos] = item;
+    bset(p, b, pos, s);
+    sset(p, b, s, pos + 1);
+}
+
+/* The entry at pos may be stronger than a child (it has just gained value, or replaced the root):
+ * moves it down, the weaker child up, until both children are stronger. O(log n). */
+static void sift_down(const pop *p, board *b, uint32_t pos) {
     double v = b->v[pos];
-    uint32_t item = b->item[pos];
-    if (pos == 0 || !beats(v, item, b->v[pos - 1], b->item[pos - 1])) return;
-    uint32_t lo = 0, hi = pos - 1; /* the target is in [lo, hi] */
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (beats(v, item, b->v[mid], b->item[mid]))
-            hi = mid;
-        else
-            lo = mid + 1;
+    uint32_t item = b->item[pos], s = bget(p, b, pos);
+    for (;;) {
+        size_t c = 2 * (size_t)pos + 1;
+        if (c >= b->n) break;
+        if (c + 1 < b->n && weaker(b->v[c + 1], b->item[c + 1], b->v[c], b->item[c])) c++;
+        if (!weaker(b->v[c], b->item[c], v, item)) break;
+        place(p, b, pos, b->v[c], b->item[c], bget(p, b, (uint32_t)c));
+        pos = (uint32_t)c;
     }
-    size_t w = p->wide ? sizeof(uint32_t) : sizeof(uint16_t), m = pos - lo;
-    uint32_t mine = bget(p, b, pos);
-    memmove(b->v + lo + 1, b->v + lo, m * sizeof *b->v);
-    memmove(b->item + lo + 1, b->item + lo, m * sizeof *b->item);
-    memmove((char *)b->back + (lo + 1) * w, (char *)b->back + lo * w, m * w);
-    repoint(p, b, lo + 1, pos + 1);
-    b->v[lo] = v;
-    b->item[lo] = item;
-    bset(p, b, lo, mine);
-    sset(p, b, mine, lo + 1);
+    place(p, b, pos, v, item, s);
 }
 
-/* Adds the scaled term to item on b, whose position is at (-1: absent); board_room() has run. */
+/* The entry at pos may be weaker than its parent (it is new, or filled a hole): moves it up. */
+static void sift_up(const pop *p, board *b, uint32_t pos) {
+    double v = b->v[pos];
+    uint32_t item = b->item[pos], s = bget(p, b, pos);
+    while (pos > 0) {
+        uint32_t up = (pos - 1) / 2;
+        if (!weaker(v, item, b->v[up], b->item[up])) break;
+        place(p, b, pos, b->v[up], b->item[up], bget(p, b, up));
+        pos = up;
+    }
+    place(p, b, pos, v, item, s);
+}
+
+/* Adds the scaled term to item on b, whose position is at (-1: absent); board_room() has run.
+ * Every case only strengthens the entry at its position, except a new entry on a board with
+ * room, which starts as a leaf and may be weaker than its parent. A replaced root keeps or raises
+ * the value; if rounding leaves it equal, the newcomer is either a larger item (weaker still: it
+ * stays the root) or a smaller one (stronger: it sinks), so sifting down is enough. */
 static void board_add(const pop *p, board *b, long at, uint32_t item, double term) {
     uint32_t pos;
     if (at >= 0) {
         pos = (uint32_t)at;
-        b->v[pos] = fmin(b->v[pos] + term, DBL_MAX);
+        b->v[pos] = sat(b->v[pos] + term);
     } else if (b->n < b->cap) {
         pos = b->n++;
-        b->v[pos] = fmin(term, DBL_MAX);
+        b->v[pos] = sat(term);
         b->item[pos] = item;
         index_insert(p, b, item, pos);
+        sift_up(p, b, pos);
+        return;
     } else {
-        /* Full: the last entry is the lowest (the largest item among equal lowest values). The
+        /* Full: the root is the lowest (the largest item among equal lowest values). The
          * newcomer takes its place and its value. */
-        pos = b->n - 1;
+        pos = 0;
         index_delete(p, b, bget(p, b, pos));
-        b->v[pos] = fmin(b->v[pos] + term, DBL_MAX);
+        b->v[pos] = sat(b->v[pos] + term);
         b->item[pos] = item;
         index_insert(p, b, item, pos);
     }
-    move_up(p, b, pos);
+    sift_down(p, b, pos);
 }
 
-static void swap_entries(board *b, uint32_t i, uint32_t j) {
-    double v = b->v[i];
-    uint32_t it = b->item[i];
-    b->v[i] = b->v[j];
-    b->item[i] = b->item[j];
-    b->v[j] = v;
-    b->item[j] = it;
+/* Removes the entry at pos: the last entry fills the hole and moves up or down from there. */
+static void board_remove(const pop *p, board *b, uint32_t pos) {
+    index_delete(p, b, bget(p, b, pos));
+    uint32_t last = --b->n;
+    if (pos == last) return;
+    place(p, b, pos, b->v[last], b->item[last], bget(p, b, last));
+    if (pos > 0 && weaker(b->v[pos], b->item[pos], b->v[(pos - 1) / 2], b->item[(pos - 1) / 2]))
+        sift_up(p, b, pos);
+    else
+        sift_down(p, b, pos);
 }
 
-/* Restores the max-heap (by item) property below r in the heap of n entries at lo. */
-static void sift(board *b, uint32_t lo, uint32_t r, uint32_t n) {
-    for (;;) {
-        uint32_t c = 2 * r + 1;
-        if (c >= n) return;
-        if (c + 1 < n && b->item[lo + c + 1] > b->item[lo + c]) c++;
-        if (b->item[lo + r] >= b->item[lo + c]) return;
-        swap_entries(b, lo + r, lo + c);
-        r = c;
-    }
-}
-
-/* Sorts entries [lo, hi) by item ascending in place: heap sort, O(m log m) and no memory. */
-static void sort_items(board *b, uint32_t lo, uint32_t hi) {
-    uint32_t m = hi - lo;
-    for (uint32_t r = m / 2; r-- > 0;)
-        sift(b, lo, r, m);
-    for (uint32_t end = m; end > 1; end--) {
-        swap_entries(b, lo, lo + end - 1);
-        sift(b, lo, 0, end - 1);
-    }
-}
-
-/* Multiplies every value of the kind by 2^-((t - epoch) / half-life) and makes t the epoch. The
- * order by value survives (rounding is monotonic), but values may become equal (underflow to 0):
- * such runs are put back in item order and the board reindexed. */
+/* Multiplies every value of the kind by 2^-((t - epoch) / half-life) and makes t the epoch.
+ * Rounding is monotonic, so no parent becomes larger than its child, but values may become equal
+ * (underflow to 0) with the parent the smaller item, hence the O(n) bottom-up heap rebuild. */
 static void rescale(pop *p, pop_kind kind, double t) {
     double f = exp2(-(t - p->epoch[kind]) / p->o.half_life_ms[kind]);
     p->epoch[kind] = t;
@@ -317,21 +318,8 @@ static void rescale(pop *p, pop_kind kind, double t) {
         if (!b) continue;
         for (uint32_t i = 0; i < b->n; i++)
             b->v[i] *= f;
-        bool moved = false;
-        for (uint32_t lo = 0; lo < b->n;) {
-            uint32_t hi = lo + 1;
-            bool sorted = true;
-            while (hi < b->n && b->v[hi] == b->v[lo]) {
-                if (b->item[hi] < b->item[hi - 1]) sorted = false;
-                hi++;
-            }
-            if (!sorted) {
-                sort_items(b, lo, hi);
-                moved = true;
-            }
-            lo = hi;
-        }
-        if (moved) index_rebuild(p, b);
+        for (uint32_t i = b->n / 2; i-- > 0;)
+            sift_down(p, b, i);
     }
 }
 
@@ -372,12 +360,16 @@ int pop_add(pop *p, uint32_t group, uint32_t item, double w, int64_t t_ms) {
         p->started = true;
     }
     for (int k = 0; k < POP_NKINDS; k++) {
-        double x = (t - p->epoch[k]) / p->o.half_life_ms[k];
-        if (x > RESCALE_EXP) {
-            rescale(p, (pop_kind)k, t);
-            x = 0;
+        if (t != p->memo_t[k]) {
+            double x = (t - p->epoch[k]) / p->o.half_life_ms[k];
+            if (x > RESCALE_EXP) {
+                rescale(p, (pop_kind)k, t);
+                x = 0;
+            }
+            p->memo_t[k] = t;
+            p->memo_f[k] = exp2(x);
         }
-        board_add(p, p->b[base + k], at[k], item, fmin(w * exp2(x), DBL_MAX));
+        board_add(p, p->b[base + k], at[k], item, sat(w * p->memo_f[k]));
     }
     return POP_OK;
 }
@@ -395,18 +387,72 @@ static double decay(const pop *p, pop_kind kind, int64_t now_ms) {
 
 static double score_of(double v, double f) {
     if (v == 0) return 0; /* not 0 * inf far before the epoch */
-    return fmin(v * f, DBL_MAX);
+    return sat(v * f);
 }
 
+/* The selection heap of pop_top(): out[0, m) as a min-heap under the ranking order, each score
+ * still the stored value. Puts (v, item) at pos (a hole) and sifts it down. */
+static void sel_down(pop_item *out, size_t m, size_t pos, double v, uint32_t item) {
+    for (;;) {
+        size_t c = 2 * pos + 1;
+        if (c >= m) break;
+        if (c + 1 < m && weaker(out[c + 1].score, out[c + 1].item, out[c].score, out[c].item)) c++;
+        if (!weaker(out[c].score, out[c].item, v, item)) break;
+        out[pos] = out[c];
+        pos = c;
+    }
+    out[pos] = (pop_item){item, v};
+}
+
+static void sel_up(pop_item *out, size_t pos, double v, uint32_t item) {
+    while (pos > 0) {
+        size_t up = (pos - 1) / 2;
+        if (!weaker(v, item, out[up].score, out[up].item)) break;
+        out[pos] = out[up];
+        pos = up;
+    }
+    out[pos] = (pop_item){item, v};
+}
+
+/* Selects in out itself, so it needs no memory: a min-heap of the best m <= k entries seen, whose
+ * root is the one to beat. The scan runs from the board's leaves back to its root: the board's
+ * strong entries sit mostly in its second half, so the threshold rises early and most of the rest
+ * is rejected by one comparison. Then a heap sort puts the weakest last. */
 size_t pop_top(const pop *p, uint32_t group, pop_kind kind, int64_t now_ms, size_t k,
                pop_item *out) {
     const board *b = get_board(p, group, kind);
-    if (!b) return 0;
-    size_t n = k < b->n ? k : b->n;
+    if (!b || k == 0) return 0;
+    size_t m = 0;
+    uint32_t i = b->n;
+    while (m < k && i > 0) {
+        i--;
+        sel_up(out, m++, b->v[i], b->item[i]);
+    }
+    /* Blocks of 8 whose largest value is under the one to beat are skipped whole, after a max
+     * tree without branches: once the threshold has risen that is most blocks, and the scan costs
+     * about a third of testing every entry. */
+    for (; i >= 8; i -= 8) {
+        const double *v = b->v + i - 8;
+        double m01 = v[0] > v[1] ? v[0] : v[1], m23 = v[2] > v[3] ? v[2] : v[3];
+        double m45 = v[4] > v[5] ? v[4] : v[5], m67 = v[6] > v[7] ? v[6] : v[7];
+        double m03 = m01 > m23 ? m01 : m23, m47 = m45 > m67 ? m45 : m67;
+        if ((m03 > m47 ? m03 : m47) < out[0].score) continue;
+        for (uint32_t j = i; j-- > i - 8;)
+            if (beats(b->v[j], b->item[j], out[0].score, out[0].item))
+                sel_down(out, m, 0, b->v[j], b->item[j]);
+    }
+    while (i-- > 0)
+        if (beats(b->v[i], b->item[i], out[0].score, out[0].item))
+            sel_down(out, m, 0, b->v[i], b->item[i]);
+    for (size_t end = m; end > 1; end--) {
+        pop_item weakest = out[0];
+        sel_down(out, end - 1, 0, out[end - 1].score, out[end - 1].item);
+        out[end - 1] = weakest;
+    }
     double f = decay(p, kind, now_ms);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (pop_item){b->item[i], score_of(b->v[i], f)};
-    return n;
+    for (size_t r = 0; r < m; r++)
+        out[r].score = score_of(out[r].score, f);
+    return m;
 }
 
 double pop_score(const pop *p, uint32_t group, uint32_t item, pop_kind kind, int64_t now_ms) {
@@ -417,18 +463,13 @@ double pop_score(const pop *p, uint32_t group, uint32_t item, pop_kind kind, int
 
 long pop_rank(const pop *p, uint32_t group, uint32_t item, pop_kind kind) {
     const board *b = get_board(p, group, kind);
-    return b ? find(p, b, item) : -1;
-}
-
-/* Removes the entry at pos and closes the gap, keeping the order. */
-static void board_remove(const pop *p, board *b, uint32_t pos) {
-    index_delete(p, b, bget(p, b, pos));
-    size_t w = p->wide ? sizeof(uint32_t) : sizeof(uint16_t), m = b->n - pos - 1;
-    memmove(b->v + pos, b->v + pos + 1, m * sizeof *b->v);
-    memmove(b->item + pos, b->item + pos + 1, m * sizeof *b->item);
-    memmove((char *)b->back + pos * w, (char *)b->back + (pos + 1) * w, m * w);
-    b->n--;
-    repoint(p, b, pos, b->n);
+    long at = b ? find(p, b, item) : -1;
+    if (at < 0) return -1;
+    double v = b->v[at];
+    long rank = 0;
+    for (uint32_t i = 0; i < b->n; i++)
+        rank += beats(b->v[i], b->item[i], v, item);
+    return rank;
 }
 
 void pop_forget(pop *p, uint32_t item) {

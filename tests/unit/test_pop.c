@@ -3,9 +3,12 @@
  * checked to 1e-9 relative. The hard parts are the board order (ties: smaller item first) after
  * every kind of update, the space-saving replacement at a full board, the rescale that moves the
  * epoch when values would overflow (including ties it creates by underflow), and the position
- * index kept right through moves, replacements and forgetting. Two randomized tests with fixed
- * seeds check boards that never fill against a naive sum over all events, and full boards against
- * the space-saving invariants. */
+ * index kept right through moves, replacements and forgetting. A board is a min-heap with the
+ * lowest at its root, so hand-built cases make forgetting refill a hole upwards and downwards, a
+ * rescale reorder ties, and pop_top() cut its selection inside a run of ties. Three randomized
+ * tests with fixed seeds check boards that never fill against a naive sum over all events, full
+ * boards against the space-saving invariants, and full boards of several sizes, with forgetting,
+ * against a naive space-saving board entry for entry (every eviction, order, rank and score). */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -442,19 +445,32 @@ static void test_invalid(void **state) {
     pop_free(p);
 }
 
-/* Fills a board of n items and checks that every item is found at its place. Boards of 43690
- * items are the largest with 16-bit slots (their index has 65536 slots, so slot numbers reach
- * 65535); larger ones must switch to 32 bits even while positions would still fit 16. */
+/* Fills a board of n items and checks that every item is found (by the index) with its score, and
+ * at its place in the order. Boards of 43690 items are the largest with 16-bit slots (their index
+ * has 65536 slots, so slot numbers reach 65535); larger ones must switch to 32 bits even while
+ * positions would still fit 16. pop_rank() is O(board), so the order is read from pop_top() and
+ * only a few ranks are asked. */
 static void fill_board(uint32_t n) {
     pop *p = make(INFINITY, INFINITY, n, 0, 1);
     for (uint32_t i = 0; i < n; i++)
         assert_int_equal(pop_add(p, 0, i * 3, (double)(n - i), 0), POP_OK);
     assert_int_equal(pop_add(p, 0, (n - 1) * 3, 1e9, 0), POP_OK); /* the last climbs to the top */
     assert_int_equal(pop_rank(p, 0, (n - 1) * 3, POP_POPULAR), 0);
-    for (uint32_t i = 0; i < n - 1; i++)
-        if (pop_rank(p, 0, i * 3, POP_POPULAR) != (long)i + 1)
-            fail_msg("board %u: item %u at rank %ld, want %u", n, i * 3,
-                     pop_rank(p, 0, i * 3, POP_POPULAR), i + 1);
+    pop_item *out = malloc(((size_t)n + 1) * sizeof *out);
+    assert_non_null(out);
+    assert_int_equal(pop_top(p, 0, POP_POPULAR, 0, (size_t)n + 1, out), n);
+    assert_true(out[0].item == (n - 1) * 3 && out[0].score == 1e9 + 1);
+    for (uint32_t i = 0; i < n - 1; i++) {
+        if (out[i + 1].item != i * 3 || out[i + 1].score != (double)(n - i))
+            fail_msg("board %u: rank %u holds (%u, %g), want (%u, %u)", n, i + 1, out[i + 1].item,
+                     out[i + 1].score, i * 3, n - i);
+        if (pop_score(p, 0, i * 3, POP_POPULAR, 0) != (double)(n - i))
+            fail_msg("board %u: item %u not found by the index", n, i * 3);
+    }
+    free(out);
+    assert_int_equal(pop_rank(p, 0, 0, POP_POPULAR), 1);
+    assert_int_equal(pop_rank(p, 0, (n / 2) * 3, POP_POPULAR), n / 2 + 1);
+    assert_int_equal(pop_rank(p, 0, (n - 2) * 3, POP_POPULAR), n - 1);
     /* Full: a newcomer replaces the last (item 3 * (n - 2), at 2) and holds 4: it passes the 3
      * of item 3 * (n - 3) and, smaller, the 4 of item 3 * (n - 4). */
     assert_int_equal(pop_add(p, 0, 1, 2, 0), POP_OK);
@@ -473,14 +489,16 @@ static void test_narrow_limit(void **state) {
     fill_board(50000);
 }
 
-/* Boards over 43690 items use 32 bits: positions past 65535 must survive. */
+/* Boards over 43690 items use 32 bits: positions and ranks past 65535 must survive. */
 static void test_wide_board(void **state) {
     (void)state;
     enum { N = 70000 };
     pop *p = make(INFINITY, INFINITY, N + 10, 8, 2);
-    /* Descending weights: each item lands at the back without moving anything. */
+    /* Descending weights: each newcomer is the lowest so far (it rises to the heap's root). */
     for (uint32_t i = 0; i < N; i++)
         assert_int_equal(pop_add(p, 1, i, (double)(N - i), 0), POP_OK);
+    for (uint32_t i = 0; i < N; i++) /* every heap position, found through the index */
+        if (pop_score(p, 1, i, POP_TRENDING, 0) != (double)(N - i)) fail_msg("item %u lost", i);
     assert_int_equal(pop_rank(p, 1, 0, POP_POPULAR), 0);
     assert_int_equal(pop_rank(p, 1, N - 1, POP_POPULAR), N - 1);
     assert_int_equal(pop_rank(p, 1, 65536, POP_TRENDING), 65536);
@@ -490,7 +508,7 @@ static void test_wide_board(void **state) {
     assert_int_equal(pop_rank(p, 1, 0, POP_POPULAR), 1);
     assert_int_equal(pop_rank(p, 1, N - 2, POP_POPULAR), N - 1);
     assert_int_equal(pop_rank(p, 1, 65535, POP_POPULAR), 65536);
-    /* Forgetting near the top shifts every later position down by one. */
+    /* Forgetting near the top moves every later rank up by one. */
     pop_forget(p, 3);
     assert_int_equal(pop_rank(p, 1, 3, POP_POPULAR), -1);
     assert_int_equal(pop_rank(p, 1, 4, POP_POPULAR), 4);
@@ -503,6 +521,105 @@ static void test_wide_board(void **state) {
     pop_item out[8];
     assert_int_equal(pop_top(p, 0, POP_POPULAR, 0, 8, out), 8);
     assert_int_equal(out[0].item, 19);
+    pop_free(p);
+}
+
+/* Forgetting fills the hole with the board's last entry, which must then move up or down. The
+ * boards are built so that both directions are needed (each item's weight is given once, in this
+ * order, on a board of 7: 1:1, 2:10, 3:2, 4:11, 5:12, 6:3, 7:4), and the evictions that follow
+ * show whether the weakest entry is still the one replaced: newcomers of 1000 each replace the
+ * entries in order of weakness (lowest score first), inheriting their scores. */
+static void test_forget_refills(void **state) {
+    (void)state;
+    static const double w[] = {0, 1, 10, 2, 11, 12, 3, 4};
+    for (int c = 0; c < 2; c++) {
+        pop *p = make(INFINITY, INFINITY, 7, 0, 1);
+        for (uint32_t i = 1; i <= 7; i++)
+            assert_int_equal(pop_add(p, 0, i, w[i], 0), POP_OK);
+        if (c == 0) {
+            /* 4 (11) goes; left: 1:1, 3:2, 6:3, 7:4, 2:10, 5:12. 99 (0.5) takes the free place,
+             * then 100..104 replace 99, 1, 3, 6 and 7. */
+            pop_forget(p, 4);
+            assert_int_equal(pop_add(p, 0, 99, 0.5, 0), POP_OK);
+            expect_board(p, 0, POP_POPULAR, 0,
+                         BOARD({5, 12}, {2, 10}, {7, 4}, {6, 3}, {3, 2}, {1, 1}, {99, 0.5}));
+            for (uint32_t i = 100; i <= 104; i++)
+                assert_int_equal(pop_add(p, 0, i, 1000, 0), POP_OK);
+            expect_board(p, 0, POP_POPULAR, 0,
+                         BOARD({104, 1004}, {103, 1003}, {102, 1002}, {101, 1001}, {100, 1000.5},
+                               {5, 12}, {2, 10}));
+        } else {
+            /* 1 (the lowest) goes; left: 3:2, 6:3, 7:4, 2:10, 4:11, 5:12. 99 (20) takes the
+             * free place, then 100..103 replace 3, 6, 7 and 2. */
+            pop_forget(p, 1);
+            assert_int_equal(pop_add(p, 0, 99, 20, 0), POP_OK);
+            for (uint32_t i = 100; i <= 103; i++)
+                assert_int_equal(pop_add(p, 0, i, 1000, 0), POP_OK);
+            expect_board(p, 0, POP_POPULAR, 0,
+                         BOARD({103, 1010}, {102, 1004}, {101, 1003}, {100, 1002}, {99, 20},
+                               {5, 12}, {4, 11}));
+        }
+        pop_free(p);
+    }
+}
+
+/* A rescale that underflows old values to 0 can leave a smaller item above a larger one with the
+ * same value; the board must be reordered so that the largest of them is the one replaced. Items
+ * 2, 5, 8 come in that order with 1, 2, 3 (2, the weakest, first); 2000 half-lives later all three
+ * are 0 on the trending board, where the newcomer 9 must replace 8, not 2. On the all-time board
+ * it replaces 2 (1) and holds 2, after 5 (2, smaller). */
+static void test_rescale_reorders(void **state) {
+    (void)state;
+    pop *p = make(INFINITY, 1000, 3, 0, 1);
+    assert_int_equal(pop_add(p, 0, 2, 1, 0), POP_OK);
+    assert_int_equal(pop_add(p, 0, 5, 2, 0), POP_OK);
+    assert_int_equal(pop_add(p, 0, 8, 3, 0), POP_OK);
+    assert_int_equal(pop_add(p, 0, 9, 1, 2000000), POP_OK);
+    expect_board(p, 0, POP_TRENDING, 2000000, BOARD({9, 1}, {2, 0}, {5, 0}));
+    expect_board(p, 0, POP_POPULAR, 2000000, BOARD({8, 3}, {5, 2}, {9, 2}));
+    /* The next newcomer replaces 5, the larger of the two at 0, then 2. */
+    assert_int_equal(pop_add(p, 0, 1, 0.5, 2000000), POP_OK);
+    expect_board(p, 0, POP_TRENDING, 2000000, BOARD({9, 1}, {1, 0.5}, {2, 0}));
+    assert_int_equal(pop_add(p, 0, 3, 0.25, 2000000), POP_OK);
+    expect_board(p, 0, POP_TRENDING, 2000000, BOARD({9, 1}, {1, 0.5}, {3, 0.25}));
+    pop_free(p);
+}
+
+/* pop_top() selects: every k from 0 past the board's size gives exactly the first k of the
+ * order, ties at the cut included, and writes nothing past what it returns. Items 0..29 score
+ * i % 5 + 1, given one unit at a time in a scrambled order (many increments of entries already
+ * on the board): the order is 4, 9, .., 29 (5 each), then 3, 8, .., 28 (4), and so on to
+ * 0, 5, .., 25 (1). */
+static void test_top_selects(void **state) {
+    (void)state;
+    enum { N = 30 };
+    pop *p = make(INFINITY, INFINITY, 40, 0, 1);
+    for (uint32_t round = 0; round < 5; round++)
+        for (uint32_t j = 0; j < N; j++) {
+            uint32_t i = j * 7 % N;
+            if (i % 5 >= round) assert_int_equal(pop_add(p, 0, i, 1, 0), POP_OK);
+        }
+    pop_item want[N];
+    size_t n = 0;
+    for (uint32_t s = 5; s >= 1; s--)
+        for (uint32_t i = s - 1; i < N; i += 5)
+            want[n++] = (pop_item){i, (double)s};
+    assert_int_equal(n, N);
+    pop_item out[N + 2];
+    static const size_t ks[] = {N, N + 1, N + 2, SIZE_MAX};
+    for (size_t k = 0; k < N + sizeof ks / sizeof *ks; k++) {
+        size_t kk = k < N ? k : ks[k - N];
+        memset(out, 0xee, sizeof out);
+        size_t got = pop_top(p, 0, POP_TRENDING, 0, kk, out);
+        assert_int_equal(got, kk < N ? kk : N);
+        for (size_t r = 0; r < got; r++)
+            if (out[r].item != want[r].item || out[r].score != want[r].score)
+                fail_msg("k %zu rank %zu: (%u, %g), want (%u, %g)", kk, r, out[r].item,
+                         out[r].score, want[r].item, want[r].score);
+        assert_int_equal(out[got].item, 0xeeeeeeeeu);
+    }
+    for (size_t r = 0; r < N; r++)
+        assert_int_equal(pop_rank(p, 0, want[r].item, POP_POPULAR), (long)r);
     pop_free(p);
 }
 
@@ -676,6 +793,141 @@ static void test_randomized_full(void **state) {
     pop_free(p);
 }
 
+/* A naive space-saving board, the reference for test_randomized_reference(): a plain list, the
+ * entry replaced found by a linear search for the lowest score (the largest item among equal
+ * lowest). It adds the same doubles in the same order as pop does, so its scores are bitwise
+ * those pop must hold. */
+enum { REF_CAP = 48 };
+
+typedef struct ref_board {
+    uint32_t n;
+    uint32_t item[REF_CAP];
+    double v[REF_CAP];
+} ref_board;
+
+static void ref_add(ref_board *r, uint32_t cap, uint32_t item, double term) {
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->item[i] == item) {
+            r->v[i] += term;
+            return;
+        }
+    if (r->n < cap) {
+        r->item[r->n] = item;
+        r->v[r->n++] = term;
+        return;
+    }
+    uint32_t low = 0;
+    for (uint32_t i = 1; i < r->n; i++)
+        if (r->v[i] < r->v[low] || (r->v[i] == r->v[low] && r->item[i] > r->item[low])) low = i;
+    r->item[low] = item;
+    r->v[low] += term;
+}
+
+static void ref_forget(ref_board *r, uint32_t item) {
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->item[i] == item) {
+            r->item[i] = r->item[--r->n];
+            r->v[i] = r->v[r->n];
+            return;
+        }
+}
+
+static int cmp_rank(const void *x, const void *y) {
+    const pop_item *a = x, *b = y;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->item > b->item) - (a->item < b->item);
+}
+
+/* pop's board for (g, kind) against the reference, as of the epoch (where every score is the
+ * stored value, exactly): the whole order, every rank, the first k for a few k, and the score
+ * of every item. */
+static void check_ref(const pop *p, const ref_board *r, uint32_t g, pop_kind kind, int64_t epoch,
+                      uint32_t items, const char *what, int op) {
+    pop_item want[REF_CAP], out[REF_CAP + 1];
+    for (uint32_t i = 0; i < r->n; i++)
+        want[i] = (pop_item){r->item[i], r->v[i]};
+    qsort(want, r->n, sizeof *want, cmp_rank);
+    size_t n = pop_top(p, g, kind, epoch, REF_CAP + 1, out);
+    if (n != r->n)
+        fail_msg("%s op %d group %u kind %d: %zu entries, want %u", what, op, g, kind, n, r->n);
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].item != want[i].item || out[i].score != want[i].score)
+            fail_msg("%s op %d group %u kind %d rank %zu: (%u, %.17g), want (%u, %.17g)", what, op,
+                     g, kind, i, out[i].item, out[i].score, want[i].item, want[i].score);
+        if (pop_rank(p, g, want[i].item, kind) != (long)i)
+            fail_msg("%s op %d group %u kind %d: rank of %u is %ld, want %zu", what, op, g, kind,
+                     want[i].item, pop_rank(p, g, want[i].item, kind), i);
+    }
+    size_t ks[] = {1, n / 2, n > 0 ? n - 1 : 0};
+    for (size_t j = 0; j < 3; j++) {
+        if (ks[j] == 0 || ks[j] > n) continue;
+        assert_int_equal(pop_top(p, g, kind, epoch, ks[j], out), ks[j]);
+        for (size_t i = 0; i < ks[j]; i++)
+            if (out[i].item != want[i].item)
+                fail_msg("%s op %d: pop_top(k = %zu) differs at %zu", what, op, ks[j], i);
+    }
+    for (uint32_t item = 0; item < items; item++) {
+        double v = 0;
+        for (uint32_t i = 0; i < r->n; i++)
+            if (r->item[i] == item) v = r->v[i];
+        if (pop_score(p, g, item, kind, epoch) != v)
+            fail_msg("%s op %d group %u kind %d: score of %u is %.17g, want %.17g", what, op, g,
+                     kind, item, pop_score(p, g, item, kind, epoch), v);
+        if (v == 0 && pop_rank(p, g, item, kind) != -1)
+            fail_msg("%s op %d: %u ranked but not on the board", what, op, item);
+    }
+}
+
+static void test_randomized_reference(void **state) {
+    (void)state;
+    /* Full boards of several sizes, replaced constantly, with forgetting: every eviction must pick
+     * the entry the naive board picks, and every order, rank and score must agree. All-time sums
+     * of small integers tie often (the tie rules); the trending kind (half-life 1000 ms, times
+     * spread over 150 half-lives, sometimes back) has real, mostly distinct values. */
+    static const struct {
+        uint32_t board, board_all;
+    } cfg[] = {{1, 1}, {1, 3}, {2, 2}, {3, 8}, {7, 16}, {16, REF_CAP}};
+    enum { G = 3, OPS = 5000 };
+    const double hl = 1000;
+    for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+        uint32_t items = 2 * cfg[c].board_all + 12;
+        pop *p = make(INFINITY, hl, cfg[c].board, cfg[c].board_all, G);
+        static ref_board ref[G][POP_NKINDS];
+        memset(ref, 0, sizeof ref);
+        int64_t t = 1700000000000, epoch = INT64_MIN; /* pop's: the time of the first add */
+        char what[32];
+        snprintf(what, sizeof what, "board %u/%u", cfg[c].board, cfg[c].board_all);
+        for (int op = 0; op < OPS; op++) {
+            uint64_t r = next_rand() % 1000;
+            t += r < 900 ? (int64_t)(next_rand() % 60) : -(int64_t)(next_rand() % 200);
+            if (r < 10) {
+                uint32_t item = (uint32_t)(next_rand() % items);
+                pop_forget(p, item);
+                for (uint32_t g = 0; g < G; g++)
+                    for (int k = 0; k < POP_NKINDS; k++)
+                        ref_forget(&ref[g][k], item);
+            } else {
+                uint32_t g = (uint32_t)(next_rand() % G);
+                double u = (double)(next_rand() % 1000000) / 1000000;
+                uint32_t item = (uint32_t)(u * u * items);
+                double w = (double)(next_rand() % 4 + 1);
+                assert_int_equal(pop_add(p, g, item, w, t), POP_OK);
+                if (epoch == INT64_MIN) epoch = t;
+                ref_add(&ref[g][POP_POPULAR], g ? cfg[c].board : cfg[c].board_all, item, w);
+                double term = w * exp2(((double)t - (double)epoch) / hl);
+                ref_add(&ref[g][POP_TRENDING], g ? cfg[c].board : cfg[c].board_all, item, term);
+                for (int k = 0; k < POP_NKINDS; k++)
+                    check_ref(p, &ref[g][k], g, (pop_kind)k, epoch, items, what, op);
+            }
+            if (op % 500 == 0)
+                for (uint32_t g = 0; g < G; g++)
+                    for (int k = 0; k < POP_NKINDS; k++)
+                        check_ref(p, &ref[g][k], g, (pop_kind)k, epoch, items, what, op);
+        }
+        pop_free(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_opts_new),         cmocka_unit_test(test_infinite_sums),
@@ -685,6 +937,8 @@ int main(void) {
         cmocka_unit_test(test_rescale),          cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_narrow_limit),     cmocka_unit_test(test_wide_board),
         cmocka_unit_test(test_randomized_naive), cmocka_unit_test(test_randomized_full),
+        cmocka_unit_test(test_forget_refills),   cmocka_unit_test(test_rescale_reorders),
+        cmocka_unit_test(test_top_selects),      cmocka_unit_test(test_randomized_reference),
     };
     return cmocka_run_group_tests_name("pop", tests, NULL, NULL);
 }
