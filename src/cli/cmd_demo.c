@@ -285,9 +285,13 @@ static void print_welcome(const cfg *c, int port) {
         "Look a shopper up (one live profile from the first anonymous visit to the order):\n"
         "  curl -H 'Authorization: Bearer %s' "
         "'http://127.0.0.1:%d/v1/profiles/lookup?anonymous_id=demo-anon-0001'\n"
+        "Recommendations for that shopper on a product page, each with its reason:\n"
+        "  curl -H 'Authorization: Bearer %s' "
+        "'http://127.0.0.1:%d/v1/recommendations?anonymous_id=demo-anon-0001&product_id=p-1001'\n"
         "Metrics: curl -H 'Authorization: Bearer %s' http://127.0.0.1:%d/metrics\n"
         "Stop with Ctrl-C.\n\n",
-        port, c->data, port, ak, port, wk, wk, port, ak, ak, port, ak, port, ak, port, ak, port);
+        port, c->data, port, ak, port, wk, wk, port, ak, ak, port, ak, port, ak, port, ak, port, ak,
+        port);
     fflush(stdout);
 }
 

@@ -41,6 +41,13 @@ test('engaged demo loads the demo shop once and serves it', async (t) => {
     assert.ok(prof.json.computed.orders_count >= 1);
     const r = await srv.post('/v1/track', { userId: 'demo-newcomer', event: 'Product Viewed', properties: { product_id: 'p-1001', price: 119 } });
     assert.equal(r.status, 200);
+    // The welcome text's recommendation request answers, from the demo's own traffic.
+    const rec = srv.stderr.match(/'http:\/\/127\.0\.0\.1:\d+(\/v1\/recommendations\?[^']+)'/);
+    assert.ok(rec, 'the welcome text shows a recommendation request');
+    const answer = await srv.get(rec[1]);
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(answer.json.items.length, 10);
+    assert.ok(answer.json.items.every((i) => i.product_id !== 'p-1001' && i.reason), JSON.stringify(answer.json.items));
 
     await srv.stop();
     await srv.start({ readyTimeoutMs: 30000 });
