@@ -2032,6 +2032,7 @@ void eng_get_stats(engine *e, eng_stats *out, bool with_bytes) {
     reco_get_stats(e->reco, &rs);
     out->reco_session_bytes = rs.session.bytes;
     out->reco_cooc_bytes = rs.cooc_bytes;
+    out->reco_coview_bytes = rs.coview_bytes;
     out->reco_pop_bytes = rs.pop_bytes;
     out->reco_history_bytes = rs.history_bytes;
     out->reco_sessions = rs.session.sessions;

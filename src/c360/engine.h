@@ -105,7 +105,8 @@ typedef struct eng_stats {
     size_t events_applied, unattributed;
     size_t graph_bytes, profile_bytes;
     /* The recommendation models (reco.h), O(1) to read. */
-    size_t reco_session_bytes, reco_cooc_bytes, reco_pop_bytes, reco_history_bytes, reco_sessions;
+    size_t reco_session_bytes, reco_cooc_bytes, reco_coview_bytes, reco_pop_bytes,
+        reco_history_bytes, reco_sessions;
     size_t attributed[RECO_ATTR_N];
     double attributed_revenue;
 } eng_stats;

@@ -143,6 +143,8 @@ void metrics_handler(http_req *r) {
          "Heap bytes of the session model (sessions, inverted index).", es.reco_session_bytes},
         {"engaged_reco_bought_together_bytes", "gauge", "Heap bytes of the bought-together model.",
          es.reco_cooc_bytes},
+        {"engaged_reco_viewed_together_bytes", "gauge", "Heap bytes of the viewed-together model.",
+         es.reco_coview_bytes},
         {"engaged_reco_popularity_bytes", "gauge", "Heap bytes of the popularity leaderboards.",
          es.reco_pop_bytes},
         {"engaged_reco_history_bytes", "gauge",

@@ -520,9 +520,6 @@ struct rec_ws {
     uint32_t rankpos_alloc;
     float *x; /* feature vectors of the kept candidates */
     uint32_t x_alloc;
-    rec_item *racc; /* rec_related's co-viewed items, and the posting that last counted each */
-    uint32_t *rstamp;
-    uint32_t racc_alloc, rstamp_alloc;
 };
 
 rec_ws *rec__ws_new(void) {
@@ -547,8 +544,6 @@ void rec__ws_free(rec_ws *ws) {
     free(ws->rank);
     free(ws->rankpos);
     free(ws->x);
-    free(ws->racc);
-    free(ws->rstamp);
     free(ws);
 }
 
@@ -1027,88 +1022,4 @@ size_t rec_recommend_session(const rec_model *m, uint64_t session_key, size_t k,
     if (!s) return 0;
     rec_ws *ws = thread_ws();
     return ws ? recommend_dense(m, ws, s->items, s->len, s->id, k, out) : 0;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Co-views */
-/* ---------------------------------------------------------------------------------------------- */
-
-static int cmp_related(const void *pa, const void *pb) {
-    const rec_item *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
-}
-
-/* Whether dense co-viewed item a ranks before b: more sessions, then the smaller caller's id. */
-static inline bool related_before(const rec_model *m, const rec_item *a, const rec_item *b) {
-    if (a->score != b->score) return a->score > b->score;
-    return m->items[a->item].ext < m->items[b->item].ext;
-}
-
-long rec_related(const rec_model *m, uint32_t item, uint32_t sample, size_t k, rec_item *out) {
-    uint32_t d = item_lookup(m, item);
-    if (d == EMPTY || !k || !sample) return 0;
-    rec_ws *ws = thread_ws();
-    if (!ws || u32map_reset(&ws->cm, 256) != REC_OK) return REC_NOMEM;
-    const item_rec *it = &m->items[d];
-    uint32_t nacc = 0;
-    for (uint32_t j = 0; j < it->n && j < sample; j++) {
-        if (j + 8 < it->n) PREFETCH(&m->sess[slot_of(m, posting_at(it, j + 8))]);
-        if (j + 4 < it->n) PREFETCH(m->sess[slot_of(m, posting_at(it, j + 4))].items);
-        uint32_t id = posting_at(it, j);
-        if (!posting_visible(m, id, REC_NONE, REC_NONE)) continue;
-        const sess_rec *s = sess_get(m, id);
-        if (!s) continue;
-        for (uint32_t i = 0; i < s->len; i++) {
-            uint32_t x = s->items[i];
-            bool fresh;
-            if (x == d) continue;
-            uint32_t *slot = u32map_put(&ws->cm, x, &fresh);
-            if (!slot) return REC_NOMEM;
-            if (fresh) {
-                if (grow((void **)&ws->racc, &ws->racc_alloc, (size_t)nacc + 1, sizeof *ws->racc) ||
-                    grow((void **)&ws->rstamp, &ws->rstamp_alloc, (size_t)nacc + 1,
-                         sizeof *ws->rstamp))
-                    return REC_NOMEM;
-                *slot = nacc;
-                ws->racc[nacc] = (rec_item){x, 0}; /* dense: the caller's id only for the best */
-                ws->rstamp[nacc++] = UINT32_MAX;
-            }
-            /* Each session counts once per item: a repeat view is one co-view. */
-            if (ws->rstamp[*slot] == j) continue;
-            ws->rstamp[*slot] = j;
-            ws->racc[*slot].score += 1.0f;
-        }
-    }
-    /* The k best by a bounded min-heap (popular items co-occur with thousands: sorting them all
-     * was most of the call), then those k in order. Items are still dense here; a tie needs the
-     * caller's ids, read only then. */
-    size_t n = 0;
-    for (uint32_t i = 0; i < nacc; i++) {
-        rec_item x = ws->racc[i];
-        if (n < k) {
-            size_t c = n++;
-            while (c > 0 && related_before(m, &out[(c - 1) / 2], &x)) {
-                out[c] = out[(c - 1) / 2];
-                c = (c - 1) / 2;
-            }
-            out[c] = x;
-        } else if (related_before(m, &x, &out[0])) {
-            size_t c = 0;
-            for (;;) { /* sift x down from the root: the root is the weakest kept */
-                size_t l = 2 * c + 1, r = l + 1, w = c;
-                const rec_item *wv = &x;
-                if (l < n && related_before(m, wv, &out[l])) w = l, wv = &out[l];
-                if (r < n && related_before(m, wv, &out[r])) w = r;
-                if (w == c) break;
-                out[c] = out[w];
-                c = w;
-            }
-            out[c] = x;
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        out[i].item = m->items[out[i].item].ext;
-    if (n) qsort(out, n, sizeof *out, cmp_related);
-    return (long)n;
 }

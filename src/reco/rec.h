@@ -158,13 +158,6 @@ size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n
  * the session itself is not used as its own neighbour. Returns 0 for an unknown key. */
 size_t rec_recommend_session(const rec_model *m, uint64_t session_key, size_t k, rec_item *out);
 
-/* "Viewed together": the items that share the most of item's stored sessions, among its `sample`
- * most recent ones. score = the number of those sessions that also hold the item (a session counts
- * once however often either was viewed); ties go to the smaller id. Writes up to k into out, best
- * first; returns how many (0 for an unknown item) or REC_NOMEM. Cost: O(sample * session length)
- * plus a sort of the distinct co-viewed items; allocates its scratch. */
-long rec_related(const rec_model *m, uint32_t item, uint32_t sample, size_t k, rec_item *out);
-
 /* Whether the model has seen item. O(1). */
 bool rec_knows(const rec_model *m, uint32_t item);
 

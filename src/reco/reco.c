@@ -94,7 +94,7 @@ typedef struct cust {
 struct reco {
     reco_opts o;
     rec_model *session;
-    cooc *bought;
+    cooc *bought, *coview;
     pop *pop;
     cust **custs; /* by customer slot; NULL until the first interaction */
     size_t ncusts;
@@ -116,8 +116,8 @@ void reco_opts_default(reco_opts *o) {
     o->session.knn[1].neighbours = 100;
     o->session.sr_sample = 300;
     o->cooc_per_item = 64;
+    o->coviews = 64;
     pop_opts_default(&o->pop);
-    o->related_sample = 300;
 }
 
 reco *reco_new(const reco_opts *o) {
@@ -126,8 +126,9 @@ reco *reco_new(const reco_opts *o) {
     r->o = *o;
     r->session = rec_model_new(&o->session);
     r->bought = cooc_new(o->cooc_per_item);
+    r->coview = cooc_new(o->coviews);
     r->pop = pop_new(&o->pop);
-    if (!r->session || !r->bought || !r->pop || !o->related_sample) {
+    if (!r->session || !r->bought || !r->coview || !r->pop) {
         reco_free(r);
         return NULL;
     }
@@ -143,6 +144,7 @@ void reco_free(reco *r) {
     if (!r) return;
     rec_model_free(r->session);
     cooc_free(r->bought);
+    cooc_free(r->coview);
     pop_free(r->pop);
     for (size_t i = 0; i < r->ncusts; i++)
         cust_free(r->custs[i]);
@@ -207,6 +209,36 @@ static int pop_rc(int rc) {
     return rc == POP_NOMEM ? RECO_NOMEM : RECO_OK;
 }
 
+/* The distinct items of the customer's current session as of t_ms (views back from the newest
+ * with no gap over RECO_SESSION_GAP_MS; the newest within the gap of t_ms), newest first, at most
+ * RECO_HISTORY. */
+static size_t current_session(const cust *c, int64_t t_ms, uint32_t out[RECO_HISTORY]) {
+    size_t n = 0;
+    long long prev = t_ms / 1000;
+    for (size_t i = c ? c->n : 0; i > 0; i--) {
+        const hentry *e = hist_at(c, i - 1);
+        if (e->action != RECO_VIEW) continue;
+        if ((prev - (long long)e->t_s) * 1000 > RECO_SESSION_GAP_MS) break;
+        prev = e->t_s;
+        size_t j = 0;
+        while (j < n && out[j] != e->item)
+            j++;
+        if (j == n) out[n++] = e->item;
+    }
+    return n;
+}
+
+/* A view of an item new to the session pairs it with each item the session viewed before: so a
+ * session counts each pair once, however often either was viewed. */
+static int coview_learn(reco *r, const cust *c, uint32_t item, int64_t t_ms) {
+    uint32_t s[RECO_HISTORY];
+    size_t n = current_session(c, t_ms, s);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == item) return RECO_OK;
+    return n && cooc_add_cross(r->coview, &item, 1, s, n, 1.0f) == COOC_NOMEM ? RECO_NOMEM
+                                                                              : RECO_OK;
+}
+
 int reco_observe(reco *r, uint32_t who, reco_action action, uint32_t item, const uint32_t *groups,
                  size_t ngroups, int64_t t_ms) {
     if (item == RECO_NONE) return RECO_INVALID;
@@ -223,6 +255,7 @@ int reco_observe(reco *r, uint32_t who, reco_action action, uint32_t item, const
             rc = RECO_NOMEM;
     if (who == RECO_NOBODY) return rc;
     const cust *c = cust_get(r, who);
+    if (action == RECO_VIEW && c && coview_learn(r, c, item, t_ms)) rc = RECO_NOMEM;
     for (size_t i = 0; c && i < c->ngroups; i++)
         if (pop_rc(pop_add(r->pop, c->groups[i], item, w, t_ms))) rc = RECO_NOMEM;
     if (reco_remember(r, who, action, item, t_ms)) rc = RECO_NOMEM;
@@ -324,6 +357,7 @@ void reco_get_stats(const reco *r, reco_stats *st) {
     memset(st, 0, sizeof *st);
     rec_get_stats(r->session, &st->session);
     st->cooc_bytes = cooc_bytes(r->bought);
+    st->coview_bytes = cooc_bytes(r->coview);
     st->pop_bytes = pop_bytes(r->pop);
     st->history_bytes = r->history_bytes + r->ncusts * sizeof *r->custs;
     st->customers = r->customers;
@@ -366,9 +400,6 @@ typedef struct req {
     size_t ne, ae;
     u32map at; /* item -> index into e */
     rec_item *tmp;
-    rec_item *rel; /* rec_related() of rel_item: "viewed together" and "similar" share it */
-    uint32_t rel_item, rel_sample;
-    long nrel;
     pop_item *ptmp;
     cooc_item *ctmp;
 } req;
@@ -383,7 +414,7 @@ typedef struct scratch {
     pool p;
     entry *e;
     size_t ae;
-    rec_item tmp[RECO_WANT_MAX], rel[RECO_WANT_MAX];
+    rec_item tmp[RECO_WANT_MAX];
     pop_item ptmp[RECO_WANT_MAX];
     cooc_item ctmp[RECO_WANT_MAX];
 } scratch;
@@ -495,18 +526,12 @@ static int gen_session(req *rq) {
     return RECO_OK;
 }
 
-/* Adds rec_related(a) from the `sample` most recent sessions of a. */
-static int add_related(req *rq, uint32_t a, uint32_t sample, double scale, bool by_max) {
-    if (rq->rel_item != a || rq->rel_sample != sample) {
-        rq->nrel = rec_related(rq->r->session, a, sample, rq->want, rq->rel);
-        if (rq->nrel < 0) return RECO_NOMEM;
-        rq->rel_item = a;
-        rq->rel_sample = sample;
-    }
-    long got = rq->nrel;
-    double div = by_max && got > 0 ? rq->rel[0].score : 1;
-    for (long i = 0; i < got; i++)
-        if (pool_add(&rq->p, rq->rel[i].item, scale * rq->rel[i].score / div, a)) return RECO_NOMEM;
+static int add_coviewed(req *rq, uint32_t a, double scale, bool by_max) {
+    size_t got = cooc_top(rq->r->coview, a, rq->want, rq->ctmp);
+    double div = by_max && got > 0 ? rq->ctmp[0].weight : 1;
+    for (size_t i = 0; i < got; i++)
+        if (pool_add(&rq->p, rq->ctmp[i].item, scale * rq->ctmp[i].weight / div, a))
+            return RECO_NOMEM;
     return RECO_OK;
 }
 
@@ -533,7 +558,7 @@ static int gen_viewed(req *rq) {
     uint32_t a[RECO_ANCHORS_MAX];
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++)
-        if (add_related(rq, a[i], rq->r->o.related_sample, 1, false)) return RECO_NOMEM;
+        if (add_coviewed(rq, a[i], 1, false)) return RECO_NOMEM;
     return RECO_OK;
 }
 
@@ -552,7 +577,7 @@ static int gen_similar(req *rq) {
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++) {
         size_t before = rq->p.n;
-        if (add_related(rq, a[i], rq->r->o.related_sample, 1, false)) return RECO_NOMEM;
+        if (add_coviewed(rq, a[i], 1, false)) return RECO_NOMEM;
         if (rq->p.n > before) continue;
         /* A cold anchor: what is popular in its most specific category stands in. */
         if (rq->q->ncategories &&
@@ -590,8 +615,7 @@ static int gen_for_you(req *rq) {
         struct seed t = seeds[k];
         seeds[k] = seeds[best];
         seeds[best] = t;
-        /* A third of the sessions: five seeds, and each only shapes a blend. */
-        if (add_related(rq, seeds[k].item, rq->r->o.related_sample / 3 + 1, seeds[k].w, true) ||
+        if (add_coviewed(rq, seeds[k].item, seeds[k].w, true) ||
             add_bought(rq, seeds[k].item, seeds[k].w, true))
             return RECO_NOMEM;
     }
@@ -767,14 +791,12 @@ long reco_recommend(const reco *r, const reco_query *q, reco_result *out) {
               .q = q,
               .c = cust_get(r, q->who),
               .want = 4 * q->limit + 50,
-              .rel_item = RECO_NONE,
               .verdict = x->verdict,
               .p = x->p,
               .e = x->e,
               .ae = x->ae,
               .at = x->at,
               .tmp = x->tmp,
-              .rel = x->rel,
               .ptmp = x->ptmp,
               .ctmp = x->ctmp};
     long rc = RECO_NOMEM;

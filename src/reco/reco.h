@@ -3,7 +3,9 @@
  *
  * Models, all updated as each acknowledged event is applied (no batch job):
  *   - the session model (rec.h): sessions of product views, for "next item" (session kNN and
- *     sequential rules) and for "viewed together" (co-views in the recent sessions of an item);
+ *     sequential rules);
+ *   - viewed together (cooc.h): per product, the products viewed in the same sessions, counted
+ *     as each view arrives (a session counts a pair once);
  *   - bought together (cooc.h): products of the same order, and an order against the customer's
  *     earlier purchases;
  *   - popularity (pop.h): popular and trending overall, per category and per customer group
@@ -66,17 +68,17 @@ typedef enum reco_action {
  * the strategy's best score:
  *   SESSION          rec_recommend()'s blend over the customer's current session (the views
  *                    back from now with no gap over RECO_SESSION_GAP_MS; none after an idle
- *                    gap), with the anchor appended when it is not
- *                    already the last view; the last view itself is left out (it is on screen).
- * Reason: the last item of the session. VIEWED_TOGETHER  sum over the anchors a of rec_related(a,
- * x): sessions that viewed both. BOUGHT_TOGETHER  sum over the anchors a of cooc_weight(a, x).
+ *                    gap), the anchor appended when it is not already the last view; the last
+ *                    view itself is left out (it is on screen). Reason: the session's last item.
+ *   VIEWED_TOGETHER  sum over the anchors a of coviewed(a, x): the sessions that viewed both
+ *                    (a session counts once; per product the RECO_COVIEWS heaviest neighbours).
+ *   BOUGHT_TOGETHER  sum over the anchors a of cooc_weight(a, x) in the orders.
  *   SIMILAR          VIEWED_TOGETHER's score, plus, for an anchor nobody co-viewed (a cold
  *                    item), 0.5 * popularity in the anchor's most specific category / the best.
  *   FOR_YOU          sum over the customer's distinct history items h, with weight
  *                    w(h) = sum of action * 2^(-age / 7 days) over h's interactions, of
- *                    w(h) * (related(h, x) / max related(h, .) + bought(h, x) / max bought(h, .)),
- *                    for the RECO_SEEDS heaviest h (related over a third of related_sample).
- *                    Reason: the h that gave most.
+ *                    w(h) * (coviewed(h, x) / max coviewed(h, .) + bought(h, x) / max
+ *                    bought(h, .)), for the RECO_SEEDS heaviest h. Reason: the h that gave most.
  *   FRIENDS          the number of friends whose history holds a purchase of x.
  *   SEGMENT          sum over the customer's groups g of popular(g, x) / max popular(g, .).
  *   CATEGORY         the same over the anchors' categories (else the customer's favourites).
@@ -120,10 +122,10 @@ int reco_context_lookup(const char *name);
 size_t reco_context_strategies(reco_context c, reco_strategy out[RECO_NSTRATEGIES]);
 
 typedef struct reco_opts {
-    rec_params session;      /* the session model (rec.h); session_gap is set from the above */
-    uint32_t cooc_per_item;  /* bought-together neighbours kept per product */
-    pop_opts pop;            /* popularity */
-    uint32_t related_sample; /* most recent sessions of an item that rec_related() reads */
+    rec_params session;     /* the session model (rec.h); session_gap is set from the above */
+    uint32_t cooc_per_item; /* bought-together neighbours kept per product */
+    uint32_t coviews;       /* viewed-together neighbours kept per product */
+    pop_opts pop;           /* popularity */
 } reco_opts;
 
 void reco_opts_default(reco_opts *o);
@@ -203,7 +205,7 @@ size_t reco_history(const reco *r, uint32_t who, uint32_t *items, reco_action *a
 
 typedef struct reco_stats {
     rec_stats session;
-    size_t cooc_bytes, pop_bytes, history_bytes, customers;
+    size_t cooc_bytes, coview_bytes, pop_bytes, history_bytes, customers;
 } reco_stats;
 void reco_get_stats(const reco *r, reco_stats *st);
 

@@ -1,6 +1,6 @@
 /* Unit tests of the session model (reco/rec.c), its learner (rtune.c) and the file parsers
  * (sfile.c): each scorer on small sessions whose scores are worked out by hand, the blend and top-k
- * through the public API, co-views, the storage limits, the learner, and the parsers on malformed
+ * through the public API, the storage limits, the learner, and the parsers on malformed
  * input. */
 #include <math.h>
 #include <setjmp.h>
@@ -464,56 +464,6 @@ static void test_tsv(void **state) {
     sfile_free(&d);
 }
 
-/* Co-views: sessions {1,2,3}, {1,2,2}, {1,4}, {5,2}: item 1 shares 2 sessions with 2 (the repeat
- * view counts once) and one each with 3 and 4; 5 never met 1. */
-static void test_related(void **state) {
-    (void)state;
-    rec_params p = plain();
-    rec_model *m = rec_model_new(&p);
-    const uint32_t sess[][3] = {{1, 2, 3}, {1, 2, 2}, {1, 4, UINT32_MAX}, {5, 2, UINT32_MAX}};
-    for (uint64_t s = 0; s < 4; s++)
-        for (int i = 0; i < 3 && sess[s][i] != UINT32_MAX; i++)
-            assert_int_equal(rec_observe(m, s, sess[s][i], i), REC_OK);
-    rec_item out[8];
-    assert_int_equal(rec_related(m, 1, 100, 8, out), 3);
-    assert_int_equal(out[0].item, 2);
-    assert_float_equal(out[0].score, 2.0f, EPS);
-    assert_int_equal(out[1].item, 3); /* a tie with 4: the smaller id first */
-    assert_float_equal(out[1].score, 1.0f, EPS);
-    assert_int_equal(out[2].item, 4);
-    /* k cuts; sample 1 reads only the most recent session of item 1 ({1,4}). */
-    assert_int_equal(rec_related(m, 1, 100, 1, out), 1);
-    assert_int_equal(out[0].item, 2);
-    assert_int_equal(rec_related(m, 1, 1, 8, out), 1);
-    assert_int_equal(out[0].item, 4);
-    /* Item 2 is in three sessions (the repeat once): 1 twice, 3 and 5 once. */
-    assert_int_equal(rec_related(m, 2, 100, 8, out), 3);
-    assert_int_equal(out[0].item, 1);
-    assert_float_equal(out[0].score, 2.0f, EPS);
-    assert_int_equal(rec_related(m, 99, 100, 8, out), 0);
-    rec_model_free(m);
-    /* The top k is the prefix of the full order, for every k: 300 sessions pairing item 0 with
-     * item 1 + i % 97 and 1 + (i * 7) % 89 give many ties and uneven counts. */
-    m = rec_model_new(&p);
-    for (uint64_t i = 0; i < 300; i++) {
-        rec_observe(m, 100 + i, 0, 0);
-        rec_observe(m, 100 + i, 1 + (uint32_t)(i % 97), 1);
-        rec_observe(m, 100 + i, 1 + (uint32_t)(i * 7 % 89), 2);
-    }
-    rec_item full[200], part[200];
-    long nf = rec_related(m, 0, 1000, 200, full);
-    assert_int_equal(nf, 97);
-    for (long i = 1; i < nf; i++)
-        assert_true(full[i - 1].score > full[i].score ||
-                    (full[i - 1].score == full[i].score && full[i - 1].item < full[i].item));
-    for (size_t k = 1; k <= 97; k += 3) {
-        assert_int_equal(rec_related(m, 0, 1000, k, part), (long)k);
-        assert_memory_equal(part, full, k * sizeof *part);
-    }
-    assert_int_equal(rec_related(m, 1, 100, 0, out), 0);
-    rec_model_free(m);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repeat_scores),
@@ -531,7 +481,6 @@ int main(void) {
         cmocka_unit_test(test_srgnn_test_malformed),
         cmocka_unit_test(test_line_cap),
         cmocka_unit_test(test_tsv),
-        cmocka_unit_test(test_related),
     };
     return cmocka_run_group_tests_name("reco", tests, NULL, NULL);
 }

@@ -73,6 +73,29 @@ static void test_viewed_together(void **state) {
     reco_free(r);
 }
 
+/* A session counts a pair once, however often either was viewed; a new session counts again.
+ * Customer 1: 10, 11, 10, 11 (one session), then 10, 11 two hours later: 10-11 twice. Customer 2:
+ * 10, 12: once. So 11 scores 2/2 and 12 1/2 (a repeat counted each time would push 12 lower). */
+static void test_coviews_once_per_session(void **state) {
+    (void)state;
+    reco *r = fresh();
+    const uint32_t first[] = {10, 11, 10, 11};
+    for (int i = 0; i < 4; i++)
+        view(r, 1, first[i], T0 + i * 1000);
+    view(r, 1, 10, T0 + 2 * 3600 * 1000), view(r, 1, 11, T0 + 2 * 3600 * 1000 + 1000);
+    view(r, 2, 10, T0), view(r, 2, 12, T0 + 1000);
+    reco_strategy s = RECO_S_VIEWED_TOGETHER;
+    uint32_t anchor = 10;
+    reco_query q = query(&s, 1, &anchor, 2);
+    reco_result out[2];
+    assert_int_equal(reco_recommend(r, &q, out), 2);
+    assert_int_equal(out[0].item, 11);
+    assert_float_equal(out[0].score, 1.0, EPS);
+    assert_int_equal(out[1].item, 12);
+    assert_float_equal(out[1].score, 0.5, EPS);
+    reco_free(r);
+}
+
 /* Without an anchor, the customer's last view anchors: customer 1 last viewed 12, which was only
  * ever viewed with 10 and 11. */
 static void test_anchor_is_last_view(void **state) {
@@ -464,15 +487,25 @@ static void test_names(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_viewed_together),  cmocka_unit_test(test_anchor_is_last_view),
-        cmocka_unit_test(test_bought_together),  cmocka_unit_test(test_blend_weights),
-        cmocka_unit_test(test_accept),           cmocka_unit_test(test_exclude),
-        cmocka_unit_test(test_fallbacks),        cmocka_unit_test(test_cold_start),
-        cmocka_unit_test(test_diversity),        cmocka_unit_test(test_boost),
-        cmocka_unit_test(test_friends),          cmocka_unit_test(test_segment),
-        cmocka_unit_test(test_for_you),          cmocka_unit_test(test_session_follows_views),
-        cmocka_unit_test(test_merge_and_forget), cmocka_unit_test(test_history_ring),
-        cmocka_unit_test(test_invalid),          cmocka_unit_test(test_names),
+        cmocka_unit_test(test_viewed_together),
+        cmocka_unit_test(test_coviews_once_per_session),
+        cmocka_unit_test(test_anchor_is_last_view),
+        cmocka_unit_test(test_bought_together),
+        cmocka_unit_test(test_blend_weights),
+        cmocka_unit_test(test_accept),
+        cmocka_unit_test(test_exclude),
+        cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_cold_start),
+        cmocka_unit_test(test_diversity),
+        cmocka_unit_test(test_boost),
+        cmocka_unit_test(test_friends),
+        cmocka_unit_test(test_segment),
+        cmocka_unit_test(test_for_you),
+        cmocka_unit_test(test_session_follows_views),
+        cmocka_unit_test(test_merge_and_forget),
+        cmocka_unit_test(test_history_ring),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
