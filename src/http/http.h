@@ -182,6 +182,11 @@ void admin_clock(http_req *r);
 void metrics_handler(http_req *r);
 void c360_handler(http_req *r); /* every route with an op */
 void reco_handler(http_req *r); /* GET /v1/recommendations */
+
+/* The signature a write key's request for user_id must carry (reco.c): hex HMAC-SHA256 of the
+ * user id under the signing secret, lower case, into hex. 0, or -1 if the digest failed. */
+#define HTTP_SIGNATURE_LEN 64
+int http_sign_user(const char *secret, const char *user_id, char hex[HTTP_SIGNATURE_LEN + 1]);
 /* static.c: GET /sdk/engaged.js; in demo mode only, /demo/ and the storefront's endpoints. */
 void static_handler(http_req *r);
 void static_demo_api(http_req *r);

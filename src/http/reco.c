@@ -19,22 +19,29 @@ static const char *const known[] = {"profile",       "user_id",   "anonymous_id"
                                     "exclude",       "market",    "max_per_category",
                                     "max_per_brand", "signature", NULL};
 
-/* Whether sig is the hex HMAC-SHA256 of user_id under secret; compared in constant time. */
-static bool signature_ok(const char *secret, const char *user_id, const char *sig) {
+int http_sign_user(const char *secret, const char *user_id, char hex[HTTP_SIGNATURE_LEN + 1]) {
+    static const char digits[] = "0123456789abcdef";
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)user_id,
-              strlen(user_id), mac, &len))
-        return false;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    for (unsigned i = 0; i < len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    size_t n = 2 * (size_t)len;
-    if (strlen(sig) != n) return false;
-    char lower[2 * EVP_MAX_MD_SIZE + 1];
-    for (size_t i = 0; i < n; i++)
-        lower[i] = (char)(sig[i] >= 'A' && sig[i] <= 'F' ? sig[i] + 32 : sig[i]);
-    return CRYPTO_memcmp(hex, lower, n) == 0;
+              strlen(user_id), mac, &len) ||
+        len * 2 != HTTP_SIGNATURE_LEN)
+        return -1;
+    for (unsigned i = 0; i < len; i++) {
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    hex[HTTP_SIGNATURE_LEN] = '\0';
+    return 0;
+}
+
+/* Whether sig is user_id's signature (hex, either case); compared in constant time. */
+static bool signature_ok(const char *secret, const char *user_id, const char *sig) {
+    char want[HTTP_SIGNATURE_LEN + 1], got[HTTP_SIGNATURE_LEN];
+    if (strlen(sig) != HTTP_SIGNATURE_LEN || http_sign_user(secret, user_id, want)) return false;
+    for (size_t i = 0; i < HTTP_SIGNATURE_LEN; i++)
+        got[i] = (char)(sig[i] >= 'A' && sig[i] <= 'F' ? sig[i] + 32 : sig[i]);
+    return CRYPTO_memcmp(want, got, HTTP_SIGNATURE_LEN) == 0;
 }
 
 typedef struct qargs {

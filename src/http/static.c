@@ -1,6 +1,4 @@
 /* static — serving the embedded web/ files, and the demo storefront's endpoints (static.h). */
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,10 +314,8 @@ static void demo_sign(http_req *r) {
                          "no signing_secret is set (--signing-secret), so nothing can be signed");
         return;
     }
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)user, strlen(user),
-              mac, &n)) {
+    char sig[HTTP_SIGNATURE_LEN + 1];
+    if (http_sign_user(secret, user, sig)) {
         http_reply_error(r, "internal", NULL, "HMAC failed");
         return;
     }
@@ -327,8 +323,7 @@ static void demo_sign(http_req *r) {
     buf_puts(&b, "{\"user_id\":\"");
     buf_json_escape(&b, user, strlen(user));
     buf_puts(&b, "\",\"signature\":\"");
-    for (unsigned i = 0; i < n; i++)
-        buf_printf(&b, "%02x", mac[i]);
+    buf_puts(&b, sig);
     buf_puts(&b, "\"}");
     http_reply_json(r, 200, &b);
 }
