@@ -376,10 +376,17 @@ static reco_action reco_action_of(cm_kind k) {
     }
 }
 
-static uint32_t group_id(engine *e, const char *prefix, const char *name) {
+/* A popularity group's id by its name, "prefix:name": interned when intern (the writer), else
+ * only looked up (readers); 0 when it has none or the name is too long. */
+static uint32_t group_of(const engine *e, const char *prefix, const char *name, bool intern) {
     char key[STRPOOL_MAX_LEN + 1];
     int n = snprintf(key, sizeof key, "%s:%s", prefix, name);
-    return n > 0 && (size_t)n < sizeof key ? strpool_id(e->groups, key) : 0;
+    if (n <= 0 || (size_t)n >= sizeof key) return 0;
+    return intern ? strpool_id(e->groups, key) : strpool_find(e->groups, key);
+}
+
+static uint32_t group_id(engine *e, const char *prefix, const char *name) {
+    return group_of(e, prefix, name, true);
 }
 
 /* The customer's popularity groups, from the traits after an identify: each of "segments", and
@@ -1469,6 +1476,26 @@ static int prep_catalog_list(prep *p) {
     return 0;
 }
 
+/* The viewer availability judges: the request's market, else the customer's "market" trait; the
+ * "price_list" trait; the "segments" trait's names (at most CAT_LIST_ITEMS_MAX, borrowed from
+ * traits, written into segs). traits NULL: an anonymous viewer. */
+static cat_viewer viewer_of(const prep *p, const json_t *traits,
+                            const char *segs[CAT_LIST_ITEMS_MAX], const void *ctx) {
+    size_t nsegs = 0;
+    const json_t *sv = json_object_get(traits, "segments");
+    for (size_t i = 0; i < json_array_size(sv) && nsegs < CAT_LIST_ITEMS_MAX; i++)
+        if (json_is_string(json_array_get(sv, i)))
+            segs[nsegs++] = json_string_value(json_array_get(sv, i));
+    const char *market = arg_str(p, "market");
+    return (cat_viewer){
+        .market = market ? market : json_string_value(json_object_get(traits, "market")),
+        .price_list = json_string_value(json_object_get(traits, "price_list")),
+        .segments = segs,
+        .nsegments = nsegs,
+        .ctx = ctx,
+    };
+}
+
 /* Whether the viewer may see and buy the product: the viewer's market (the query's, else the
  * profile's "market" trait), price list ("price_list" trait), segments ("segments" trait, a list
  * of names) and the product's rule over the profile. Without a profile, an anonymous viewer. */
@@ -1489,19 +1516,7 @@ static int prep_catalog_available(prep *p) {
         ctx.roots[ROOT_CART] = json_object_get(root, "cart");
     }
     const char *segs[CAT_LIST_ITEMS_MAX];
-    size_t nsegs = 0;
-    const json_t *sv = json_object_get(root, "segments");
-    for (size_t i = 0; i < json_array_size(sv) && nsegs < CAT_LIST_ITEMS_MAX; i++)
-        if (json_is_string(json_array_get(sv, i)))
-            segs[nsegs++] = json_string_value(json_array_get(sv, i));
-    cat_viewer v = {
-        .market = arg_str(p, "market") ? arg_str(p, "market")
-                                       : json_string_value(json_object_get(root, "market")),
-        .price_list = json_string_value(json_object_get(root, "price_list")),
-        .segments = segs,
-        .nsegments = nsegs,
-        .ctx = &ctx,
-    };
+    cat_viewer v = viewer_of(p, root, segs, &ctx);
     cat_reason why;
     bool ok = cat_product_available(p->e->catalog, cp, &v, &why);
     cat_info info;
@@ -1589,9 +1604,7 @@ static void view_facets(void *arg, uint32_t item, uint32_t *category, uint32_t *
 }
 
 static uint32_t group_find(const engine *e, const char *prefix, const char *name) {
-    char key[STRPOOL_MAX_LEN + 1];
-    int n = snprintf(key, sizeof key, "%s:%s", prefix, name);
-    return n > 0 && (size_t)n < sizeof key ? strpool_find(e->groups, key) : 0;
+    return group_of(e, prefix, name, false);
 }
 
 /* Splits a comma list into at most max trimmed, non-empty names: the number, or -1 past max. */
@@ -1735,6 +1748,21 @@ static int reco_refuse(prep *p, const char *field, const char *msg) {
     return -1;
 }
 
+/* Compiles the expression in argument key (a condition when cond), if given, into *out. 0, or -1
+ * with p->err naming key and the position of the fault. */
+static int reco_expr_arg(prep *p, const char *key, bool cond, expr **out) {
+    const char *src = arg_str(p, key);
+    expr_error xe;
+    if (!src) return 0;
+    *out = cond ? expr_compile_bool(src, strlen(src), &decision_roots, &xe)
+                : expr_compile(src, strlen(src), &decision_roots, &xe);
+    if (*out) return 0;
+    p->err->status = 400;
+    p->err->ev = xe.ev;
+    snprintf(p->err->ev.field, sizeof p->err->ev.field, "%s", key);
+    return -1;
+}
+
 /* GET /v1/recommendations (docs/recommendations.md): the answer into p->text. */
 static int prep_reco(prep *p) {
     engine *e = p->e;
@@ -1858,34 +1886,10 @@ static int prep_reco(prep *p) {
     q.categories = cats;
     /* The viewer: market from the request or the "market" trait, price list, segments. */
     const char *segs[CAT_LIST_ITEMS_MAX];
-    size_t nsegs = 0;
-    const json_t *sv = json_object_get(traits, "segments");
-    for (size_t i = 0; i < json_array_size(sv) && nsegs < CAT_LIST_ITEMS_MAX; i++)
-        if (json_is_string(json_array_get(sv, i)))
-            segs[nsegs++] = json_string_value(json_array_get(sv, i));
-    v.viewer = (cat_viewer){
-        .market = arg_str(p, "market") ? arg_str(p, "market")
-                                       : json_string_value(json_object_get(traits, "market")),
-        .price_list = json_string_value(json_object_get(traits, "price_list")),
-        .segments = segs,
-        .nsegments = nsegs,
-        .ctx = &v.ctx,
-    };
+    v.viewer = viewer_of(p, traits, segs, &v.ctx);
     /* The request's filter (a condition) and boost (a number or a condition). */
-    const char *fsrc = arg_str(p, "filter"), *bsrc = arg_str(p, "boost");
-    expr_error xe;
-    if (fsrc && !(v.filter = expr_compile_bool(fsrc, strlen(fsrc), &decision_roots, &xe))) {
-        p->err->status = 400;
-        p->err->ev = xe.ev;
-        snprintf(p->err->ev.field, sizeof p->err->ev.field, "filter");
+    if (reco_expr_arg(p, "filter", true, &v.filter) || reco_expr_arg(p, "boost", false, &v.boost))
         goto out;
-    }
-    if (bsrc && !(v.boost = expr_compile(bsrc, strlen(bsrc), &decision_roots, &xe))) {
-        p->err->status = 400;
-        p->err->ev = xe.ev;
-        snprintf(p->err->ev.field, sizeof p->err->ev.field, "boost");
-        goto out;
-    }
     q.accept = view_accept;
     q.boost = v.boost ? view_boost : NULL;
     q.facets = view_facets;
