@@ -209,10 +209,12 @@ static int pop_rc(int rc) {
     return rc == POP_NOMEM ? RECO_NOMEM : RECO_OK;
 }
 
-/* The distinct items of the customer's current session as of t_ms (views back from the newest
- * with no gap over RECO_SESSION_GAP_MS; the newest within the gap of t_ms), newest first, at most
- * RECO_HISTORY. */
-static size_t current_session(const cust *c, int64_t t_ms, uint32_t out[RECO_HISTORY]) {
+/* The views of the customer's current session as of t_ms, newest first: back from t_ms while no
+ * two are more than RECO_SESSION_GAP_MS apart (none after an idle gap), at most RECO_HISTORY;
+ * each item once when distinct. The one definition of "the session" that learning and the
+ * session strategy share. */
+static size_t current_session(const cust *c, int64_t t_ms, bool distinct,
+                              uint32_t out[RECO_HISTORY]) {
     size_t n = 0;
     long long prev = t_ms / 1000;
     for (size_t i = c ? c->n : 0; i > 0; i--) {
@@ -221,9 +223,9 @@ static size_t current_session(const cust *c, int64_t t_ms, uint32_t out[RECO_HIS
         if ((prev - (long long)e->t_s) * 1000 > RECO_SESSION_GAP_MS) break;
         prev = e->t_s;
         size_t j = 0;
-        while (j < n && out[j] != e->item)
+        while (distinct && j < n && out[j] != e->item)
             j++;
-        if (j == n) out[n++] = e->item;
+        if (!distinct || j == n) out[n++] = e->item;
     }
     return n;
 }
@@ -232,7 +234,7 @@ static size_t current_session(const cust *c, int64_t t_ms, uint32_t out[RECO_HIS
  * session counts each pair once, however often either was viewed. */
 static int coview_learn(reco *r, const cust *c, uint32_t item, int64_t t_ms) {
     uint32_t s[RECO_HISTORY];
-    size_t n = current_session(c, t_ms, s);
+    size_t n = current_session(c, t_ms, true, s);
     for (size_t i = 0; i < n; i++)
         if (s[i] == item) return RECO_OK;
     return n && cooc_add_cross(r->coview, &item, 1, s, n, 1.0f) == COOC_NOMEM ? RECO_NOMEM
@@ -497,17 +499,9 @@ static size_t anchors(const req *rq, uint32_t out[RECO_ANCHORS_MAX]) {
 
 static int gen_session(req *rq) {
     uint32_t s[RECO_HISTORY + 1];
-    size_t n = 0;
-    /* The session is the current one: it ends when the visitor has been idle for the gap. A
-     * returning customer's old sessions are "for you"'s business. */
-    long long prev_t = rq->q->now_ms / 1000;
-    for (size_t i = rq->c ? rq->c->n : 0; i > 0; i--) {
-        const hentry *e = hist_at(rq->c, i - 1);
-        if (e->action != RECO_VIEW) continue;
-        if ((prev_t - (long long)e->t_s) * 1000 > RECO_SESSION_GAP_MS) break;
-        s[n++] = e->item;
-        prev_t = e->t_s;
-    }
+    /* The current session, repeats included (they matter to the model): a returning customer's
+     * old sessions are "for you"'s business. */
+    size_t n = current_session(rq->c, rq->q->now_ms, false, s);
     for (size_t i = 0; i < n / 2; i++) { /* oldest first */
         uint32_t t = s[i];
         s[i] = s[n - 1 - i];
