@@ -36,36 +36,6 @@ static void reply_eng_error(http_req *r, const eng_error *err) {
     http_reply_error_status(r, err->status ? err->status : 500, &err->ev);
 }
 
-/* ---- Query arguments: each route lists the ones it takes ---- */
-
-typedef struct query_args {
-    http_req *r;
-    const char *const *known; /* NULL-terminated */
-    json_t *into;
-} query_args;
-
-static int take_query(void *arg, const char *key, const char *value) {
-    query_args *q = arg;
-    for (const char *const *k = q->known; *k; k++) {
-        if (strcmp(*k, key) == 0) {
-            json_object_set_new(q->into, key, json_string(value));
-            return 0;
-        }
-    }
-    char list[200] = "";
-    for (const char *const *k = q->known; *k; k++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k == q->known ? "" : ", ",
-                 *k);
-    http_reply_error(q->r, "invalid_field", key, "unknown parameter %.64s (known: %s)", key,
-                     *list ? list : "none");
-    return 1;
-}
-
-static int read_query(http_req *r, const char *const *known, json_t *into) {
-    query_args q = {r, known, into};
-    return http_query_each(r, take_query, &q) ? -1 : 0;
-}
-
 static void reply_result(http_req *r, json_t *result);
 
 /* ---- Profiles: reads ---- */
@@ -73,7 +43,7 @@ static void reply_result(http_req *r, json_t *result);
 static void profile_get(http_req *r) {
     static const char *const none[] = {NULL};
     json_t *q = json_object();
-    if (read_query(r, none, q)) goto out;
+    if (http_query_args(r, none, false, q)) goto out;
     eng_error err;
     json_t *p = eng_profile(http_engine(r), r->params[0], r->received_ms, &err);
     if (!p) {
@@ -90,7 +60,7 @@ static void profile_lookup(http_req *r) {
     static const char *const known[] = {"user_id", "anonymous_id", "email", "phone",
                                         "type",    "value",        NULL};
     json_t *q = json_object();
-    if (read_query(r, known, q)) goto out;
+    if (http_query_args(r, known, false, q)) goto out;
     const char *type = NULL, *value = NULL;
     int given = 0;
     for (size_t i = 0; i < 4; i++) {
@@ -130,7 +100,7 @@ static void profile_events(http_req *r) {
     static const char *const known[] = {"limit", "cursor", NULL};
     json_t *q = json_object();
     int64_t limit = TIMELINE_DEFAULT_LIMIT, after = 0;
-    if (read_query(r, known, q)) goto out;
+    if (http_query_args(r, known, false, q)) goto out;
     const char *l = json_string_value(json_object_get(q, "limit"));
     const char *c = json_string_value(json_object_get(q, "cursor"));
     if (l && !http_parse_int64(l, 1, TIMELINE_MAX_LIMIT, &limit)) {
@@ -303,7 +273,7 @@ static json_t *command_args(http_req *r, const char *const *query) {
     if (r->params[0]) {
         json_object_set_new(args, "id", json_string(r->params[0]));
     }
-    if (query && read_query(r, query, args)) {
+    if (query && http_query_args(r, query, false, args)) {
         json_decref(args);
         return NULL;
     }

@@ -108,6 +108,10 @@ const char *http_query(http_req *r, const char *name);
 /* A decimal integer query value within [min, max] (limits, cursors): true and *out set, or false
  * for NULL, "", anything not wholly a number, or out of range. */
 bool http_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* Reads the query arguments into `into` as strings. An argument not in known (NULL-terminated)
+ * is refused with 400 invalid_field naming it and listing the known ones; with once, so is one
+ * given twice (else the last wins). Returns 0, or -1 after replying. */
+int http_query_args(http_req *r, const char *const *known, bool once, json_t *into);
 /* Calls fn for each query argument; fn returns nonzero to stop, which is then returned. */
 int http_query_each(http_req *r, int (*fn)(void *arg, const char *key, const char *value),
                     void *arg);

@@ -44,30 +44,6 @@ static bool signature_ok(const char *secret, const char *user_id, const char *si
     return CRYPTO_memcmp(want, got, HTTP_SIGNATURE_LEN) == 0;
 }
 
-typedef struct qargs {
-    http_req *r;
-    json_t *into;
-} qargs;
-
-static int take(void *arg, const char *key, const char *value) {
-    qargs *q = arg;
-    for (const char *const *k = known; *k; k++) {
-        if (strcmp(*k, key) != 0) continue;
-        if (json_object_get(q->into, key)) {
-            http_reply_error(q->r, "invalid_field", key, "%s is given twice", key);
-            return 1;
-        }
-        json_object_set_new(q->into, key, json_string(value));
-        return 0;
-    }
-    http_reply_error(q->r, "invalid_field", key,
-                     "unknown parameter %.64s (known: profile, user_id, anonymous_id, product_id, "
-                     "context, strategy, limit, filter, boost, exclude, market, max_per_category, "
-                     "max_per_brand, signature)",
-                     key);
-    return 1;
-}
-
 /* A write key's request must be about the visitor holding it. 0, or replies and returns -1. */
 static int check_visitor(http_req *r, const json_t *args) {
     const char *user = json_string_value(json_object_get(args, "user_id"));
@@ -108,8 +84,7 @@ void reco_handler(http_req *r) {
     }
     /* A write route's key may come in a body; a GET has none, so no header means no key. */
     if (!r->auth_key && http_authorize(r, NULL, 0)) goto out;
-    qargs q = {r, args};
-    if (http_query_each(r, take, &q)) goto out;
+    if (http_query_args(r, known, true, args)) goto out;
     /* The route lets write keys in; an admin key is the one that passes an admin check. */
     int64_t id;
     int retry;

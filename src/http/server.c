@@ -180,6 +180,38 @@ int http_query_each(http_req *r, int (*fn)(void *, const char *, const char *), 
     return it.result;
 }
 
+typedef struct known_args {
+    http_req *r;
+    const char *const *known; /* NULL-terminated */
+    bool once;
+    json_t *into;
+} known_args;
+
+static int take_known(void *arg, const char *key, const char *value) {
+    known_args *q = arg;
+    for (const char *const *k = q->known; *k; k++) {
+        if (strcmp(*k, key) != 0) continue;
+        if (q->once && json_object_get(q->into, key)) {
+            http_reply_error(q->r, "invalid_field", key, "%s is given twice", key);
+            return 1;
+        }
+        json_object_set_new(q->into, key, json_string(value));
+        return 0;
+    }
+    char list[400] = "";
+    for (const char *const *k = q->known; *k; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k == q->known ? "" : ", ",
+                 *k);
+    http_reply_error(q->r, "invalid_field", key, "unknown parameter %.64s (known: %s)", key,
+                     *list ? list : "none");
+    return 1;
+}
+
+int http_query_args(http_req *r, const char *const *known, bool once, json_t *into) {
+    known_args q = {r, known, once, into};
+    return http_query_each(r, take_known, &q) ? -1 : 0;
+}
+
 /* ---- Routing ---- */
 
 /* Matches path against pattern segment by segment; "*" captures one segment into r->params. */
