@@ -9,13 +9,18 @@
 #include "util/timefmt.h"
 #include "util/vec.h"
 
-#define VALUE_CHUNK (64 * 1024)
+/* Identifier values live in chunks of VALUE_CHUNK bytes, not one malloc each (an allocation's
+ * header was a third of a value's cost), and a node names its value by a 32-bit reference,
+ * chunk << VALUE_CHUNK_BITS | offset, instead of a pointer: 65,536 chunks hold 4 GiB of values. */
+#define VALUE_CHUNK_BITS 16
+#define VALUE_CHUNK (1u << VALUE_CHUNK_BITS)
+#define VALUE_NONE UINT32_MAX
 
-/* A node: 24 bytes. Erased nodes keep their index (merge records refer to nodes by index) with
- * value NULL. Nodes are only ever appended, in log order, so a lower index is an older identifier.
- */
+/* A node: 16 bytes. Erased nodes keep their index (merge records refer to nodes by index) with
+ * value VALUE_NONE. Nodes are only ever appended, in log order, so a lower index is an older
+ * identifier. */
 typedef struct node {
-    char *value;
+    uint32_t value; /* a reference into the value chunks, or VALUE_NONE when erased */
     uint32_t slot;
     uint32_t next; /* hash chain */
     uint8_t type;
@@ -50,31 +55,31 @@ typedef struct refusal {
     const char *reason; /* static */
 } refusal;
 
+/* What few customers have: the merges recorded into them and the customers split from them. Kept
+ * apart from the slot, which every customer has. */
+typedef struct slot_past {
+    merge_rec *merges;
+    uint32_t nmerges, amerges;
+    int64_t *never; /* ids of customers split from this one: never merged again */
+    uint32_t nnever, anever;
+} slot_past;
+
 enum { SLOT_LIVE, SLOT_MERGED, SLOT_ERASED };
 
-/* 80 bytes: there is one per customer ever seen, so counts are 32-bit. */
+/* 56 bytes: there is one per customer ever seen, so counts are 32-bit. */
 typedef struct slot {
     int64_t id;
     uint32_t *nodes;
     uint32_t nnodes, anodes;
     edge *edges;
     uint32_t nedges, aedges;
-    merge_rec *merges;
-    uint32_t nmerges, amerges;
-    int64_t *never; /* ids of customers split from this one: never merged again */
-    uint32_t nnever, anever;
+    struct slot_past *past; /* NULL until the first merge into it or split from it */
     uint32_t merged_into;
     uint8_t state;
 } slot;
 
-/* vec_reserve() for a 32-bit count. */
-static int vec32(void **p, uint32_t *alloc, size_t need, size_t elem) {
-    size_t a = *alloc;
-    if (need > UINT32_MAX || vec_reserve(p, &a, need, elem)) return -1;
-    if (a > UINT32_MAX) a = UINT32_MAX;
-    *alloc = (uint32_t)a;
-    return 0;
-}
+_Static_assert(sizeof(node) == 16, "a node is 16 bytes: there are several per customer");
+_Static_assert(sizeof(void *) != 8 || sizeof(slot) == 56, "a slot is 56 bytes on 64-bit machines");
 
 struct idg {
     idg_opts opts;
@@ -90,14 +95,15 @@ struct idg {
     refusal refusals[IDG_MAX_REFUSALS];
     size_t nrefusals; /* total ever; the ring holds the last IDG_MAX_REFUSALS */
     size_t value_bytes;
-    /* Identifier values live in chunks, not one malloc each (an allocation's header was a third
-     * of a value's cost); an erased value is wiped in place. */
-    struct value_chunk {
-        struct value_chunk *next;
-        size_t used;
-        char data[VALUE_CHUNK];
-    } * chunks;
+    char **chunks; /* VALUE_CHUNK bytes each; an erased value is wiped in place */
+    uint32_t nchunks, achunks, chunk_used;
 };
+
+/* A node's value, NULL when erased. */
+static char *node_value(const idg *g, const node *n) {
+    if (n->value == VALUE_NONE) return NULL;
+    return g->chunks[n->value >> VALUE_CHUNK_BITS] + (n->value & (VALUE_CHUNK - 1));
+}
 
 /* ---- Hashing nodes ---- */
 
@@ -111,7 +117,8 @@ static uint32_t find_node(const idg *g, int type, const char *value) {
     uint32_t i = g->buckets[node_hash(type, value) & (g->nbuckets - 1)];
     while (i != IDG_NONE) {
         const node *n = &g->nodes[i];
-        if (n->type == type && n->value && strcmp(n->value, value) == 0) return i;
+        const char *v = node_value(g, n);
+        if (n->type == type && v && strcmp(v, value) == 0) return i;
         i = n->next;
     }
     return IDG_NONE;
@@ -124,8 +131,9 @@ static int grow_buckets(idg *g) {
     memset(b, 0xff, nb * sizeof *b);
     for (size_t i = 0; i < g->nnodes; i++) {
         node *n = &g->nodes[i];
-        if (!n->value) continue;
-        size_t h = node_hash(n->type, n->value) & (nb - 1);
+        const char *v = node_value(g, n);
+        if (!v) continue;
+        size_t h = node_hash(n->type, v) & (nb - 1);
         n->next = b[h];
         b[h] = (uint32_t)i;
     }
@@ -135,20 +143,24 @@ static int grow_buckets(idg *g) {
     return 0;
 }
 
-static char *copy_value(idg *g, const char *value) {
+/* Copies value into the chunks; returns its reference, or VALUE_NONE when memory runs out. */
+static uint32_t copy_value(idg *g, const char *value) {
     size_t n = strlen(value) + 1;
-    if (n > VALUE_CHUNK) return NULL;
-    if (!g->chunks || g->chunks->used + n > VALUE_CHUNK) {
-        struct value_chunk *c = malloc(sizeof *c);
-        if (!c) return NULL;
-        c->next = g->chunks;
-        c->used = 0;
-        g->chunks = c;
+    if (n >= VALUE_CHUNK) return VALUE_NONE;
+    /* A value never takes a chunk's last byte, so no reference equals VALUE_NONE. */
+    if (!g->nchunks || g->chunk_used + n >= VALUE_CHUNK) {
+        if (g->nchunks == 1u << (32 - VALUE_CHUNK_BITS)) return VALUE_NONE;
+        if (vec_reserve_small32((void **)&g->chunks, &g->achunks, g->nchunks + 1,
+                                sizeof *g->chunks))
+            return VALUE_NONE;
+        if (!(g->chunks[g->nchunks] = malloc(VALUE_CHUNK))) return VALUE_NONE;
+        g->nchunks++;
+        g->chunk_used = 0;
     }
-    char *at = g->chunks->data + g->chunks->used;
-    memcpy(at, value, n);
-    g->chunks->used += n;
-    return at;
+    uint32_t ref = (g->nchunks - 1) << VALUE_CHUNK_BITS | g->chunk_used;
+    memcpy(g->chunks[g->nchunks - 1] + g->chunk_used, value, n);
+    g->chunk_used += (uint32_t)n;
+    return ref;
 }
 
 static uint32_t add_node(idg *g, int type, const char *value, uint32_t s) {
@@ -157,9 +169,10 @@ static uint32_t add_node(idg *g, int type, const char *value, uint32_t s) {
         vec_reserve((void **)&g->nodes, &g->anodes, g->nnodes + 1, sizeof *g->nodes))
         return IDG_NONE;
     slot *sl = &g->slots[s];
-    if (vec32((void **)&sl->nodes, &sl->anodes, sl->nnodes + 1, sizeof *sl->nodes)) return IDG_NONE;
-    char *copy = copy_value(g, value);
-    if (!copy) return IDG_NONE;
+    if (vec_reserve_small32((void **)&sl->nodes, &sl->anodes, sl->nnodes + 1, sizeof *sl->nodes))
+        return IDG_NONE;
+    uint32_t copy = copy_value(g, value);
+    if (copy == VALUE_NONE) return IDG_NONE;
     uint32_t i = (uint32_t)g->nnodes++;
     size_t h = node_hash(type, value) & (g->nbuckets - 1);
     g->nodes[i] = (node){copy, s, g->buckets[h], (uint8_t)type};
@@ -243,16 +256,53 @@ size_t idg_nodes(const idg *g) {
 
 /* ---- Customers kept apart by an unmerge ---- */
 
+static slot_past *past_make(slot *s) {
+    if (!s->past) s->past = calloc(1, sizeof *s->past);
+    return s->past;
+}
+
+static void past_free(slot_past *p) {
+    if (!p) return;
+    free(p->merges);
+    free(p->never);
+    free(p);
+}
+
 static bool kept_apart(const idg *g, uint32_t a, uint32_t b) {
-    const slot *x = &g->slots[a];
-    for (size_t i = 0; i < x->nnever; i++)
+    const slot_past *x = g->slots[a].past;
+    for (size_t i = 0; x && i < x->nnever; i++)
         if (idg_slot_by_id(g, x->never[i]) == b) return true;
     return false;
 }
 
 static int add_never(slot *s, int64_t id) {
-    if (vec32((void **)&s->never, &s->anever, s->nnever + 1, sizeof *s->never)) return -1;
-    s->never[s->nnever++] = id;
+    slot_past *p = past_make(s);
+    if (!p || vec_reserve_small32((void **)&p->never, &p->anever, p->nnever + 1, sizeof *p->never))
+        return -1;
+    p->never[p->nnever++] = id;
+    return 0;
+}
+
+/* Appends b's past to a's and frees it. */
+static int past_move(slot *a, slot *b) {
+    slot_past *x = b->past, *y = a->past;
+    if (!x) return 0;
+    if (!y) {
+        a->past = x;
+        b->past = NULL;
+        return 0;
+    }
+    if (vec_reserve_small32((void **)&y->merges, &y->amerges, y->nmerges + x->nmerges,
+                            sizeof *y->merges) ||
+        vec_reserve_small32((void **)&y->never, &y->anever, y->nnever + x->nnever,
+                            sizeof *y->never))
+        return -1;
+    if (x->nmerges) memcpy(y->merges + y->nmerges, x->merges, x->nmerges * sizeof *x->merges);
+    y->nmerges += x->nmerges;
+    if (x->nnever) memcpy(y->never + y->nnever, x->never, x->nnever * sizeof *x->never);
+    y->nnever += x->nnever;
+    past_free(x);
+    b->past = NULL;
     return 0;
 }
 
@@ -293,7 +343,7 @@ static void refuse(idg *g, int64_t seq, uint32_t s, uint32_t other_slot, const i
         .other_id = other_slot == IDG_NONE ? 0 : g->slots[other_slot].id,
         .type = an->type,
         .other_type = (uint8_t)x->type,
-        .value = an->value ? strdup(an->value) : NULL,
+        .value = node_value(g, an) ? strdup(node_value(g, an)) : NULL,
         .other_value = strdup(x->value),
         .reason = reason,
     };
@@ -304,7 +354,8 @@ static void refuse(idg *g, int64_t seq, uint32_t s, uint32_t other_slot, const i
 
 static int add_edge(idg *g, uint32_t s, uint32_t a, uint32_t b, int64_t seq, uint32_t k) {
     slot *sl = &g->slots[s];
-    if (vec32((void **)&sl->edges, &sl->aedges, sl->nedges + 1, sizeof *sl->edges)) return -1;
+    if (vec_reserve_small32((void **)&sl->edges, &sl->aedges, sl->nedges + 1, sizeof *sl->edges))
+        return -1;
     sl->edges[sl->nedges++] = (edge){a, b, seq << 4 | (int64_t)k};
     return 0;
 }
@@ -312,10 +363,11 @@ static int add_edge(idg *g, uint32_t s, uint32_t a, uint32_t b, int64_t seq, uin
 /* Moves everything of slot from into slot into. */
 static int merge_slots(idg *g, uint32_t into, uint32_t from) {
     slot *a = &g->slots[into], *b = &g->slots[from];
-    if (vec32((void **)&a->nodes, &a->anodes, a->nnodes + b->nnodes, sizeof *a->nodes) ||
-        vec32((void **)&a->edges, &a->aedges, a->nedges + b->nedges, sizeof *a->edges) ||
-        vec32((void **)&a->merges, &a->amerges, a->nmerges + b->nmerges, sizeof *a->merges) ||
-        vec32((void **)&a->never, &a->anever, a->nnever + b->nnever, sizeof *a->never))
+    if (vec_reserve_small32((void **)&a->nodes, &a->anodes, a->nnodes + b->nnodes,
+                            sizeof *a->nodes) ||
+        vec_reserve_small32((void **)&a->edges, &a->aedges, a->nedges + b->nedges,
+                            sizeof *a->edges) ||
+        past_move(a, b))
         return -1;
     for (size_t i = 0; i < b->nnodes; i++) {
         g->nodes[b->nodes[i]].slot = into;
@@ -323,14 +375,8 @@ static int merge_slots(idg *g, uint32_t into, uint32_t from) {
     }
     if (b->nedges) memcpy(a->edges + a->nedges, b->edges, b->nedges * sizeof *b->edges);
     a->nedges += b->nedges;
-    if (b->nmerges) memcpy(a->merges + a->nmerges, b->merges, b->nmerges * sizeof *b->merges);
-    a->nmerges += b->nmerges;
-    if (b->nnever) memcpy(a->never + a->nnever, b->never, b->nnever * sizeof *b->never);
-    a->nnever += b->nnever;
     free(b->nodes);
     free(b->edges);
-    free(b->merges);
-    free(b->never);
     *b = (slot){.id = b->id, .merged_into = into, .state = SLOT_MERGED};
     g->live--;
     return 0;
@@ -338,9 +384,11 @@ static int merge_slots(idg *g, uint32_t into, uint32_t from) {
 
 static int record_merge(idg *g, uint32_t into, int64_t from_id, uint32_t a, uint32_t b, int64_t seq,
                         int64_t ts, const char *cause, const char *detail) {
-    slot *s = &g->slots[into];
-    if (vec32((void **)&s->merges, &s->amerges, s->nmerges + 1, sizeof *s->merges)) return -1;
-    merge_rec *m = &s->merges[s->nmerges++];
+    slot_past *p = past_make(&g->slots[into]);
+    if (!p ||
+        vec_reserve_small32((void **)&p->merges, &p->amerges, p->nmerges + 1, sizeof *p->merges))
+        return -1;
+    merge_rec *m = &p->merges[p->nmerges++];
     *m = (merge_rec){.seq = seq, .ts_ms = ts, .from_id = from_id, .a = a, .b = b};
     snprintf(m->cause, sizeof m->cause, "%s%s%.32s", cause ? cause : "", detail ? ":" : "",
              detail ? detail : "");
@@ -482,7 +530,8 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
             s->nodes[kept++] = v;
             continue;
         }
-        if (vec32((void **)&t->nodes, &t->anodes, t->nnodes + 1, sizeof *t->nodes)) goto out;
+        if (vec_reserve_small32((void **)&t->nodes, &t->anodes, t->nnodes + 1, sizeof *t->nodes))
+            goto out;
         t->nodes[t->nnodes++] = v;
         g->nodes[v].slot = ns;
     }
@@ -495,7 +544,8 @@ idg_unmerge_rc idg_unmerge(idg *g, uint32_t sidx, int64_t link_seq, int link_k, 
             s->edges[ke++] = ed;
             continue;
         }
-        if (vec32((void **)&t->edges, &t->aedges, t->nedges + 1, sizeof *t->edges)) goto out;
+        if (vec_reserve_small32((void **)&t->edges, &t->aedges, t->nedges + 1, sizeof *t->edges))
+            goto out;
         t->edges[t->nedges++] = ed;
     }
     s->nedges = ke;
@@ -511,14 +561,15 @@ out:
 
 static void unlink_node(idg *g, uint32_t v) {
     node *n = &g->nodes[v];
-    uint32_t *at = &g->buckets[node_hash(n->type, n->value) & (g->nbuckets - 1)];
+    char *value = node_value(g, n);
+    uint32_t *at = &g->buckets[node_hash(n->type, value) & (g->nbuckets - 1)];
     while (*at != v)
         at = &g->nodes[*at].next;
     *at = n->next;
-    size_t len = strlen(n->value);
+    size_t len = strlen(value);
     g->value_bytes -= len + 1;
-    memset(n->value, 0, len); /* erased: not even in memory */
-    n->value = NULL;
+    memset(value, 0, len); /* erased: not even in memory */
+    n->value = VALUE_NONE;
 }
 
 void idg_erase(idg *g, uint32_t sidx) {
@@ -528,8 +579,7 @@ void idg_erase(idg *g, uint32_t sidx) {
         unlink_node(g, s->nodes[i]);
     free(s->nodes);
     free(s->edges);
-    free(s->merges);
-    free(s->never);
+    past_free(s->past);
     *s = (slot){.id = s->id, .merged_into = IDG_NONE, .state = SLOT_ERASED};
     g->live--;
     /* Refusals name identifiers: the erased customer's go too. */
@@ -550,7 +600,8 @@ void idg_each_ident(const idg *g, uint32_t sidx, void (*fn)(void *, int, const c
     const slot *s = &g->slots[sidx];
     for (size_t i = 0; i < s->nnodes; i++) {
         const node *n = &g->nodes[s->nodes[i]];
-        if (n->value) fn(arg, n->type, n->value);
+        const char *value = node_value(g, n);
+        if (value) fn(arg, n->type, value);
     }
 }
 
@@ -560,7 +611,7 @@ static const char *type_name(const idg *g, int t) {
 
 static json_t *node_json(const idg *g, uint32_t v) {
     const node *n = &g->nodes[v];
-    return json_pack("{s:s, s:s?}", "type", type_name(g, n->type), "value", n->value);
+    return json_pack("{s:s, s:s?}", "type", type_name(g, n->type), "value", node_value(g, n));
 }
 
 json_t *idg_identities_json(const idg *g, uint32_t sidx) {
@@ -586,10 +637,10 @@ json_t *idg_links_json(const idg *g, uint32_t sidx) {
 }
 
 json_t *idg_merges_json(const idg *g, uint32_t sidx) {
-    const slot *s = &g->slots[sidx];
+    const slot_past *p = g->slots[sidx].past;
     json_t *a = json_array();
-    for (size_t i = 0; i < s->nmerges && a; i++) {
-        const merge_rec *m = &s->merges[i];
+    for (size_t i = 0; p && i < p->nmerges && a; i++) {
+        const merge_rec *m = &p->merges[i];
         char at[TF_LEN], pid[32];
         snprintf(pid, sizeof pid, "p_%" PRId64, m->from_id);
         json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "merged_profile", pid,
@@ -630,8 +681,10 @@ size_t idg_bytes(const idg *g) {
                g->aslots * sizeof(slot) + g->nids_cap * sizeof(uint32_t) + g->value_bytes;
     for (size_t i = 0; i < g->nslots; i++) {
         const slot *s = &g->slots[i];
-        n += s->anodes * sizeof(uint32_t) + s->aedges * sizeof(edge) +
-             s->amerges * sizeof(merge_rec) + s->anever * sizeof(int64_t);
+        n += s->anodes * sizeof(uint32_t) + s->aedges * sizeof(edge);
+        if (s->past)
+            n += sizeof *s->past + s->past->amerges * sizeof(merge_rec) +
+                 s->past->anever * sizeof(int64_t);
     }
     return n;
 }
@@ -663,15 +716,13 @@ idg *idg_new(const idg_opts *opts) {
 
 void idg_free(idg *g) {
     if (!g) return;
-    for (struct value_chunk *c = g->chunks, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
+    for (uint32_t i = 0; i < g->nchunks; i++)
+        free(g->chunks[i]);
+    free(g->chunks);
     for (size_t i = 0; i < g->nslots; i++) {
         free(g->slots[i].nodes);
         free(g->slots[i].edges);
-        free(g->slots[i].merges);
-        free(g->slots[i].never);
+        past_free(g->slots[i].past);
     }
     size_t n = g->nrefusals < IDG_MAX_REFUSALS ? g->nrefusals : IDG_MAX_REFUSALS;
     for (size_t i = 0; i < n; i++) {

@@ -29,8 +29,9 @@
  *
  * Ownership: the graph owns every node and slot; strings passed in are copied. No locking: the
  * engine serialises access. Cost: resolution is O(identifiers x slot size) with hash lookups; a
- * merge moves the newer slot's nodes and links into the older (O(their number)). Memory: 24 bytes
- * a node plus 4 of hash table and its value (kept in shared chunks), 16 a link, 80 a slot. */
+ * merge moves the newer slot's nodes and links into the older (O(their number)). Memory: 16 bytes
+ * a node plus 4 of hash table and its value (kept in shared chunks), 16 a link, 56 a slot, and
+ * 80 a merge record. */
 #ifndef ENGAGED_IDGRAPH_H
 #define ENGAGED_IDGRAPH_H
 
