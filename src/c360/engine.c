@@ -74,6 +74,8 @@ static size_t rfm_bucket(int which, prof_rfm_input in) {
 #define ENG_AUDIT_KEPT 100000
 /* Category and brand names kept for favourites; past this, new names are not tracked. */
 #define ENG_NAMES_MAX_BYTES (16u * 1024 * 1024)
+/* Product ids in carts and purchases: room for some ten million ids. */
+#define ENG_PRODUCTS_MAX_BYTES (256u * 1024 * 1024)
 /* Popularity groups ("c:<category path>", "s:<segment>", "gender:<value>"); past this, new groups
  * are not tracked. */
 #define ENG_GROUPS_MAX_BYTES (16u * 1024 * 1024)
@@ -87,10 +89,11 @@ struct engine {
     idg *graph;
     prof **profs; /* by slot; NULL for dead slots */
     size_t nprofs, aprofs;
-    consent_ledger **consents; /* by slot, like profs; NULL until a first record */
+    consent_ledger **consents; /* by slot below nprofs, like profs; NULL until a first record */
     size_t aconsents;
     consent_ledger *scratch; /* consent read from one event, before it joins a ledger */
     strpool *names;          /* category and brand names the profiles' favourites point to */
+    strpool *products;       /* product ids, as the profiles' carts and purchases hold them */
     offer_state *offers;
     cat *catalog;
     reco *reco;      /* the recommendation models, learned from the same events */
@@ -187,12 +190,12 @@ static prof *slot_prof(engine *e, uint32_t s) {
 
 static int ensure_prof(engine *e, uint32_t s) {
     if (s >= e->nprofs) {
-        size_t was = e->aconsents;
         if (vec_reserve((void **)&e->profs, &e->aprofs, (size_t)s + 1, sizeof *e->profs) ||
             vec_reserve((void **)&e->consents, &e->aconsents, (size_t)s + 1, sizeof *e->consents))
             return -1;
+        /* Only the slots in use are touched: the rest of a doubled array costs no memory. */
         memset(e->profs + e->nprofs, 0, ((size_t)s + 1 - e->nprofs) * sizeof *e->profs);
-        memset(e->consents + was, 0, (e->aconsents - was) * sizeof *e->consents);
+        memset(e->consents + e->nprofs, 0, ((size_t)s + 1 - e->nprofs) * sizeof *e->consents);
         e->nprofs = (size_t)s + 1;
     }
     if (!e->profs[s] && !(e->profs[s] = prof_new())) return -1;
@@ -501,7 +504,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         redeem_coupon(e, r.slot, cm, ts);
     if (cm && cm->order_id && (cm->kind == CM_ORDER_CANCELLED || cm->kind == CM_ORDER_REFUNDED))
         unredeem_order(e, cm->order_id, ts);
-    prof_event pe = {seq, ts, type, cm, ev, e->names};
+    prof_event pe = {seq, ts, type, cm, ev, e->names, e->products};
     if (prof_fold(p, &pe)) fail_oom("folding an event");
     rfm_update(e, p, +1);
     fold_consent(e, r.slot, ev, ts);
@@ -588,7 +591,7 @@ static int refold_row(const store_row *row, void *arg) {
         }
         if (s == a->keep) break;
     }
-    prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev, a->e->names};
+    prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev, a->e->names, a->e->products};
     int rc = prof_fold(to, &pe);
     if (!rc && to == a->moved_p) fold_consent(a->e, a->moved, ev, row->ts_ms);
     if (!rc && cm) reco_learn(a->e, to == a->moved_p ? a->moved : a->keep, cm, row->ts_ms, true);
@@ -917,14 +920,15 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     e->catalog = cat_new(&co);
     e->scratch = consent_ledger_new();
     e->names = strpool_new(ENG_NAMES_MAX_BYTES);
+    e->products = strpool_new(ENG_PRODUCTS_MAX_BYTES);
     e->groups = strpool_new(ENG_GROUPS_MAX_BYTES);
     reco_opts ro;
     reco_opts_default(&ro);
     e->reco = reco_new(&ro);
     for (int i = 0; i < 3; i++)
         e->rfm[i] = calloc(1, sizeof(fenwick));
-    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->groups ||
-        !e->reco || !e->rfm[0] || !e->rfm[1] || !e->rfm[2]) {
+    if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->products ||
+        !e->groups || !e->reco || !e->rfm[0] || !e->rfm[1] || !e->rfm[2]) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -956,6 +960,7 @@ void eng_close(engine *e) {
     free(e->consents);
     consent_ledger_free(e->scratch);
     strpool_free(e->names);
+    strpool_free(e->products);
     strpool_free(e->groups);
     reco_free(e->reco);
     cat_free(e->catalog);
@@ -981,7 +986,7 @@ static json_t *profile_root(const engine *e, uint32_t s, int64_t now_ms) {
     int rfm[3];
     rfm_scores(e, p, rfm);
     json_t *o = prof_traits(p);
-    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names);
+    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names, e->products);
     if (!o || !computed) {
         json_decref(o);
         json_decref(computed);
@@ -1053,7 +1058,7 @@ static json_t *profile_json(const engine *e, uint32_t s, int64_t now_ms) {
     rfm_scores(e, p, rfm);
     char pid[32];
     profile_id(e, s, pid);
-    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names);
+    json_t *computed = prof_computed_json(p, rfm, now_ms, e->names, e->products);
     if (computed) json_object_set_new(computed, "channels", channels_json(e, s));
     return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", pid, "identities",
                      idg_identities_json(e->graph, s), "traits", prof_traits(p), "computed",
@@ -1567,7 +1572,7 @@ static bool view_accept(void *arg, uint32_t item) {
     if (v->p && v->p->nbought) {
         cat_info info;
         cat_product_info(cat_at(v->e->catalog, item), &info);
-        if (!info.replenishable && prof_has_bought(v->p, info.id)) return false;
+        if (!info.replenishable && prof_has_bought(v->p, v->e->products, info.id)) return false;
     }
     if (!v->filter) return true;
     expr_value r;
@@ -1841,8 +1846,8 @@ static int prep_reco(prep *p) {
         anchors[q.nanchors++] = cat_ordinal(cp);
     }
     for (size_t i = 0; v.p && i < v.p->ncart; i++) {
-        const char *id = v.p->cart[i].product_id;
-        const cat_product *cp = cat_get(e->catalog, id, strlen(id));
+        const char *id = strpool_at(e->products, v.p->cart[i].product);
+        const cat_product *cp = id ? cat_get(e->catalog, id, strlen(id)) : NULL;
         if (!cp) continue;
         if (q.context == RECO_CTX_CART && q.nanchors < RECO_ANCHORS_MAX)
             anchors[q.nanchors++] = cat_ordinal(cp);
@@ -1879,7 +1884,7 @@ static int prep_reco(prep *p) {
             if ((cats[q.ncategories] = group_find(e, "c", info.categories[i]))) q.ncategories++;
     } else {
         for (size_t i = 0; v.p && i < PROF_FAVOURITES; i++) {
-            const char *name = strpool_at(e->names, v.p->categories[i].name);
+            const char *name = strpool_at(e->names, v.p->categories.name[i]);
             if (name && (cats[q.ncategories] = group_find(e, "c", name))) q.ncategories++;
         }
     }

@@ -12,10 +12,13 @@
 #include "util/vec.h"
 
 /* Favourite weights by what the customer did with the product. */
-#define W_VIEW 1.0f
-#define W_WISHLIST 2.0f
-#define W_CART 3.0f
-#define W_PURCHASE 5.0f
+_Static_assert(sizeof(void *) != 8 || sizeof(prof) == 280, "prof.h gives the profile's size");
+_Static_assert(sizeof(prof_line) == 16, "a cart line is 16 bytes");
+
+#define W_VIEW 1
+#define W_WISHLIST 2
+#define W_CART 3
+#define W_PURCHASE 5
 
 static const char *const channel_names[PROF_NCHANNELS] = {
     "web", "app", "email", "sms", "whatsapp", "messenger", "pos", "server",
@@ -36,8 +39,6 @@ prof *prof_new(void) {
 /* Empties the cart and gives its memory back: most carts end in an order or are abandoned, and
  * a million empty carts holding their arrays would cost 100 MB. */
 static void clear_cart(prof *p) {
-    for (size_t i = 0; i < p->ncart; i++)
-        free(p->cart[i].product_id);
     free(p->cart);
     p->cart = NULL;
     p->ncart = p->acart = 0;
@@ -47,9 +48,6 @@ static void clear_cart(prof *p) {
 void prof_free(prof *p) {
     if (!p) return;
     clear_cart(p);
-    free(p->cart);
-    for (size_t i = 0; i < p->nbought; i++)
-        free(p->bought[i]);
     free(p->bought);
     free(p->traits);
     free(p->trait_times);
@@ -158,8 +156,8 @@ static int apply_traits(prof *p, const json_t *traits, int64_t ts_ms, const prof
         if (t && t->ts_ms > ts) continue;
         if (!t) {
             if (p->ntrait_times >= PROF_TRAITS_MAX) continue;
-            if (vec_reserve((void **)&p->trait_times, &p->atrait_times, p->ntrait_times + 1,
-                            sizeof *p->trait_times))
+            if (vec_reserve_small32((void **)&p->trait_times, &p->atrait_times, p->ntrait_times + 1,
+                                    sizeof *p->trait_times))
                 return -1;
             t = &p->trait_times[p->ntrait_times++];
             *t = (prof_trait_time){kh, INT64_MIN, 0};
@@ -178,15 +176,21 @@ static int apply_traits(prof *p, const json_t *traits, int64_t ts_ms, const prof
     return 0;
 }
 
-/* Stores cur as the profile's traits text. */
+/* Stores cur as the profile's traits text, in a block of its own size. */
 static int store_traits(prof *p, const json_t *cur) {
     buf b = BUF_INIT(0);
-    if (jsonw_value(&b, cur)) {
+    if (jsonw_value(&b, cur) || b.len >= UINT32_MAX) {
+        buf_free(&b);
+        return -1;
+    }
+    char *text = realloc(b.data, b.len + 1);
+    if (!text) {
         buf_free(&b);
         return -1;
     }
     free(p->traits);
-    p->traits = buf_detach(&b, &p->traits_len);
+    p->traits = text;
+    p->traits_len = (uint32_t)b.len;
     return 0;
 }
 
@@ -205,39 +209,48 @@ int prof_set_traits(prof *p, const json_t *traits, int64_t ts_ms) {
 
 /* ---- Favourites: the space-saving summary, PROF_FAVOURITES counters ---- */
 
-/* name is an interned id, so names compare as numbers. */
-static void add_fav(prof_fav *f, uint32_t name, float w) {
-    if (!name) return;
-    size_t min = 0;
-    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
-        if (f[i].name == name) {
-            f[i].weight += w;
-            return;
-        }
-        if (!f[i].name || (f[min].name && f[i].weight < f[min].weight)) min = i;
-    }
-    /* Not tracked: take an empty slot, or the lightest, inheriting its weight (the summary's
-     * overestimate bound), so a newly frequent name can climb past an old one. */
-    float base = f[min].name ? f[min].weight : 0;
-    f[min].name = name;
-    f[min].weight = base + w;
+/* Adds w to the 16-bit counter *c of an array of n, halving all n first while it would overflow. */
+static void add_count(uint16_t *counts, size_t n, uint16_t *c, uint32_t w) {
+    while (*c + w > UINT16_MAX)
+        for (size_t i = 0; i < n; i++)
+            counts[i] /= 2;
+    *c = (uint16_t)(*c + w);
 }
 
-static void fav_products(prof *p, const cm_event *cm, float w, strpool *names) {
+/* name is an interned id, so names compare as numbers. */
+static void add_fav(prof_favs *f, uint32_t name, uint32_t w) {
+    if (!name) return;
+    if (w > UINT16_MAX) w = UINT16_MAX;
+    size_t min = 0;
+    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
+        if (f->name[i] == name) {
+            add_count(f->weight, PROF_FAVOURITES, &f->weight[i], w);
+            return;
+        }
+        if (!f->name[i] || (f->name[min] && f->weight[i] < f->weight[min])) min = i;
+    }
+    /* Not tracked: take an empty counter, or the lightest, inheriting its weight (the summary's
+     * overestimate bound), so a newly frequent name can climb past an old one. */
+    if (!f->name[min]) f->weight[min] = 0;
+    f->name[min] = name;
+    add_count(f->weight, PROF_FAVOURITES, &f->weight[min], w);
+}
+
+static void fav_products(prof *p, const cm_event *cm, uint32_t w, strpool *names) {
     if (!names) return;
     for (size_t i = 0; i < cm->nproducts; i++) {
         const cm_product *pr = &cm->products[i];
         if (pr->category && *pr->category)
-            add_fav(p->categories, strpool_id(names, pr->category), w);
-        if (pr->brand && *pr->brand) add_fav(p->brands, strpool_id(names, pr->brand), w);
+            add_fav(&p->categories, strpool_id(names, pr->category), w);
+        if (pr->brand && *pr->brand) add_fav(&p->brands, strpool_id(names, pr->brand), w);
     }
 }
 
 /* ---- Cart ---- */
 
-static prof_line *cart_line(prof *p, const char *id) {
+static prof_line *cart_line(const prof *p, uint32_t product) {
     for (size_t i = 0; i < p->ncart; i++)
-        if (strcmp(p->cart[i].product_id, id) == 0) return &p->cart[i];
+        if (p->cart[i].product == product) return &p->cart[i];
     return NULL;
 }
 
@@ -252,40 +265,42 @@ static const char *product_key(const cm_product *pr) {
     return pr->product_id ? pr->product_id : pr->sku;
 }
 
-/* Adds delta of the product (negative: removes), dropping a line that reaches zero. */
-static int cart_add(prof *p, const cm_product *pr, int64_t delta) {
+/* The interned id of the product's key, 0 when it has none or the pool is full. */
+static uint32_t product_ref(const cm_product *pr, strpool *products) {
     const char *id = product_key(pr);
+    return id && products ? strpool_id(products, id) : 0;
+}
+
+/* Adds delta of the product (negative: removes), dropping a line that reaches zero. */
+static int cart_add(prof *p, const cm_product *pr, int64_t delta, strpool *products) {
+    uint32_t id = product_ref(pr, products);
     if (!id) return 0;
     prof_line *l = cart_line(p, id);
     if (!l) {
         if (delta <= 0 || p->ncart >= PROF_CART_MAX) return 0;
-        if (vec_reserve((void **)&p->cart, &p->acart, p->ncart + 1, sizeof *p->cart)) return -1;
-        char *copy = strdup(id);
-        if (!copy) return -1;
+        if (vec_reserve_small32((void **)&p->cart, &p->acart, p->ncart + 1, sizeof *p->cart))
+            return -1;
         l = &p->cart[p->ncart++];
-        *l = (prof_line){copy, 0, 0};
+        *l = (prof_line){id, 0, 0};
     }
-    l->quantity += delta;
+    int64_t q = (int64_t)l->quantity + delta;
+    l->quantity = q > INT32_MAX ? INT32_MAX : q < INT32_MIN ? INT32_MIN : (int32_t)q;
     if (pr->has & CM_HAS_PRICE) l->price = pr->price;
-    if (l->quantity <= 0) {
-        free(l->product_id);
-        *l = p->cart[--p->ncart];
-    }
+    if (l->quantity <= 0) *l = p->cart[--p->ncart];
     return 0;
 }
 
-/* ---- Bought products: a sorted array of ids ---- */
+/* ---- Bought products: a sorted array of interned ids ---- */
 
-static size_t bought_pos(const prof *p, const char *id, bool *found) {
+static size_t bought_pos(const prof *p, uint32_t id, bool *found) {
     size_t lo = 0, hi = p->nbought;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(p->bought[mid], id);
-        if (c == 0) {
+        if (p->bought[mid] == id) {
             *found = true;
             return mid;
         }
-        if (c < 0)
+        if (p->bought[mid] < id)
             lo = mid + 1;
         else
             hi = mid;
@@ -294,28 +309,29 @@ static size_t bought_pos(const prof *p, const char *id, bool *found) {
     return lo;
 }
 
-static int add_bought(prof *p, const char *id) {
+static int add_bought(prof *p, uint32_t id) {
     if (!id) return 0;
     bool found;
     size_t at = bought_pos(p, id, &found);
     if (found || p->nbought >= PROF_BOUGHT_MAX) return 0;
-    if (vec_reserve((void **)&p->bought, &p->abought, p->nbought + 1, sizeof *p->bought)) return -1;
-    char *copy = strdup(id);
-    if (!copy) return -1;
+    if (vec_reserve_small32((void **)&p->bought, &p->abought, p->nbought + 1, sizeof *p->bought))
+        return -1;
     memmove(p->bought + at + 1, p->bought + at, (p->nbought - at) * sizeof *p->bought);
-    p->bought[at] = copy;
+    p->bought[at] = id;
     p->nbought++;
     return 0;
 }
 
-bool prof_has_bought(const prof *p, const char *product_id) {
-    bool found;
-    bought_pos(p, product_id, &found);
+bool prof_has_bought(const prof *p, const strpool *products, const char *product_id) {
+    uint32_t id = p->nbought && products ? strpool_find(products, product_id) : 0;
+    bool found = false;
+    if (id) bought_pos(p, id, &found);
     return found;
 }
 
-bool prof_in_cart(const prof *p, const char *product_id) {
-    return cart_line((prof *)p, product_id) != NULL;
+bool prof_in_cart(const prof *p, const strpool *products, const char *product_id) {
+    uint32_t id = p->ncart && products ? strpool_find(products, product_id) : 0;
+    return id && cart_line(p, id);
 }
 
 /* ---- Orders ---- */
@@ -332,7 +348,8 @@ static double order_value(const cm_event *cm) {
     return v;
 }
 
-static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names) {
+static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names,
+                         strpool *products) {
     switch (cm->kind) {
     case CM_PRODUCT_VIEWED:
         p->product_views++;
@@ -347,7 +364,7 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names
         bool add = cm->kind != CM_PRODUCT_REMOVED;
         for (size_t i = 0; i < cm->nproducts; i++)
             if (cart_add(p, &cm->products[i],
-                         add ? cm->products[i].quantity : -cm->products[i].quantity))
+                         add ? cm->products[i].quantity : -cm->products[i].quantity, products))
                 return -1;
         cart_total(p);
         p->cart_updated_ms = ts;
@@ -360,7 +377,7 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names
         if (cm->nproducts == 0) return 0;
         clear_cart(p);
         for (size_t i = 0; i < cm->nproducts; i++)
-            if (cart_add(p, &cm->products[i], cm->products[i].quantity)) return -1;
+            if (cart_add(p, &cm->products[i], cm->products[i].quantity, products)) return -1;
         cart_total(p);
         p->cart_updated_ms = ts;
         return 0;
@@ -378,7 +395,7 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names
         }
         if (!p->currency[0] && cm->currency[0]) memcpy(p->currency, cm->currency, 4);
         for (size_t i = 0; i < cm->nproducts; i++)
-            if (add_bought(p, product_key(&cm->products[i]))) return -1;
+            if (add_bought(p, product_ref(&cm->products[i], products))) return -1;
         /* The order consumed the cart. */
         clear_cart(p);
         p->cart_updated_ms = ts;
@@ -399,16 +416,15 @@ static int fold_commerce(prof *p, const cm_event *cm, int64_t ts, strpool *names
 }
 
 int prof_fold(prof *p, const prof_event *e) {
-    if (vec_reserve((void **)&p->seqs, &p->aseqs, p->nseqs + 1, sizeof *p->seqs)) return -1;
+    if (vec_reserve_small32((void **)&p->seqs, &p->aseqs, p->nseqs + 1, sizeof *p->seqs)) return -1;
     p->seqs[p->nseqs++] = e->seq;
     int64_t ts = e->ts_ms;
-    if (p->events == 0 || ts - p->last_event_ms >= PROF_SESSION_GAP_MS) p->sessions++;
+    if (p->events == 0 || ts - p->last_seen_ms >= PROF_SESSION_GAP_MS) p->sessions++;
     if (p->events == 0 || ts < p->first_seen_ms) p->first_seen_ms = ts;
     if (p->events == 0 || ts > p->last_seen_ms) p->last_seen_ms = ts;
-    if (ts > p->last_event_ms) p->last_event_ms = ts;
     p->events++;
-    p->channels[prof_event_channel(e->json, e->type)]++;
-    p->devices[prof_event_device(e->json)]++;
+    add_count(p->channels, PROF_NCHANNELS, &p->channels[prof_event_channel(e->json, e->type)], 1);
+    add_count(p->devices, PROF_NDEVICES, &p->devices[prof_event_device(e->json)], 1);
     if (e->type == EV_PAGE) p->page_views++;
     if (e->type == EV_SCREEN) p->screen_views++;
     const json_t *traits = json_object_get(json_object_get(e->json, "context"), "traits");
@@ -416,13 +432,14 @@ int prof_fold(prof *p, const prof_event *e) {
     traits = json_object_get(e->json, "traits");
     if (e->type == EV_IDENTIFY && json_is_object(traits) && prof_set_traits(p, traits, ts))
         return -1;
-    return e->cm ? fold_commerce(p, e->cm, ts, e->names) : 0;
+    return e->cm ? fold_commerce(p, e->cm, ts, e->names, e->products) : 0;
 }
 
 /* ---- Merging ---- */
 
 static int merge_seqs(prof *into, prof *from) {
-    size_t n = into->nseqs + from->nseqs;
+    size_t n = (size_t)into->nseqs + from->nseqs;
+    if (n > UINT32_MAX) return -1;
     int64_t *m = malloc((n ? n : 1) * sizeof *m);
     if (!m) return -1;
     size_t i = 0, j = 0, k = 0;
@@ -434,7 +451,7 @@ static int merge_seqs(prof *into, prof *from) {
         m[k++] = from->seqs[j++];
     free(into->seqs);
     into->seqs = m;
-    into->nseqs = into->aseqs = n;
+    into->nseqs = into->aseqs = (uint32_t)n;
     free(from->seqs);
     from->seqs = NULL;
     from->nseqs = from->aseqs = 0;
@@ -458,7 +475,6 @@ int prof_merge(prof *into, prof *from) {
             into->first_seen_ms = from->first_seen_ms;
         if (!into->events || from->last_seen_ms > into->last_seen_ms)
             into->last_seen_ms = from->last_seen_ms;
-        if (from->last_event_ms > into->last_event_ms) into->last_event_ms = from->last_event_ms;
     }
     into->events += from->events;
     into->sessions += from->sessions;
@@ -481,16 +497,15 @@ int prof_merge(prof *into, prof *from) {
     }
     if (!into->currency[0]) memcpy(into->currency, from->currency, 4);
     for (size_t i = 0; i < PROF_NCHANNELS; i++)
-        into->channels[i] += from->channels[i];
+        add_count(into->channels, PROF_NCHANNELS, &into->channels[i], from->channels[i]);
     for (size_t i = 0; i < PROF_NDEVICES; i++)
-        into->devices[i] += from->devices[i];
+        add_count(into->devices, PROF_NDEVICES, &into->devices[i], from->devices[i]);
     for (size_t i = 0; i < PROF_FAVOURITES; i++) {
-        add_fav(into->categories, from->categories[i].name, from->categories[i].weight);
-        add_fav(into->brands, from->brands[i].name, from->brands[i].weight);
+        add_fav(&into->categories, from->categories.name[i], from->categories.weight[i]);
+        add_fav(&into->brands, from->brands.name[i], from->brands.weight[i]);
     }
     if (from->cart_updated_ms > into->cart_updated_ms) {
         clear_cart(into);
-        free(into->cart);
         into->cart = from->cart;
         into->ncart = from->ncart;
         into->acart = from->acart;
@@ -535,16 +550,21 @@ static json_t *money(double v) {
     return json_real(round(v * 100) / 100);
 }
 
+typedef struct fav {
+    uint32_t name, weight;
+} fav;
+
 static int fav_cmp(const void *a, const void *b) {
-    const prof_fav *x = a, *y = b;
+    const fav *x = a, *y = b;
     if (!x->name || !y->name) return !x->name - !y->name;
     if (x->weight != y->weight) return x->weight < y->weight ? 1 : -1;
     return x->name < y->name ? -1 : x->name > y->name;
 }
 
-static json_t *top_favs(const prof_fav *f, const strpool *names) {
-    prof_fav sorted[PROF_FAVOURITES];
-    memcpy(sorted, f, sizeof sorted);
+static json_t *top_favs(const prof_favs *f, const strpool *names) {
+    fav sorted[PROF_FAVOURITES];
+    for (size_t i = 0; i < PROF_FAVOURITES; i++)
+        sorted[i] = (fav){f->name[i], f->weight[i]};
     qsort(sorted, PROF_FAVOURITES, sizeof *sorted, fav_cmp);
     json_t *a = json_array();
     for (size_t i = 0; i < 3 && a && names; i++) {
@@ -554,18 +574,43 @@ static json_t *top_favs(const prof_fav *f, const strpool *names) {
     return a;
 }
 
-static json_t *cart_json(const prof *p) {
+static json_t *cart_json(const prof *p, const strpool *products) {
     json_t *items = json_array();
     for (size_t i = 0; i < p->ncart && items; i++)
-        json_array_append_new(
-            items, json_pack("{s:s, s:I, s:o}", "product_id", p->cart[i].product_id, "quantity",
-                             (json_int_t)p->cart[i].quantity, "price", money(p->cart[i].price)));
+        json_array_append_new(items, json_pack("{s:s?, s:I, s:o}", "product_id",
+                                               strpool_at(products, p->cart[i].product), "quantity",
+                                               (json_int_t)p->cart[i].quantity, "price",
+                                               money(p->cart[i].price)));
     return json_pack("{s:o, s:o, s:I, s:o}", "items", items ? items : json_array(), "value",
                      money(p->cart_value), "count", (json_int_t)p->ncart, "updated_at",
                      time_or_null(p->cart_updated_ms, p->cart_updated_ms != 0));
 }
 
-json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names) {
+static int str_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The products bought, by id in byte order. */
+static json_t *bought_json(const prof *p, const strpool *products) {
+    const char **ids = malloc((p->nbought ? p->nbought : 1) * sizeof *ids);
+    json_t *a = json_array();
+    if (!ids || !a) {
+        free(ids);
+        json_decref(a);
+        return NULL;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < p->nbought; i++)
+        if ((ids[n] = strpool_at(products, p->bought[i]))) n++;
+    qsort(ids, n, sizeof *ids, str_cmp);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(ids[i]));
+    free(ids);
+    return a;
+}
+
+json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names,
+                           const strpool *products) {
     int ch = prof_preferred_channel(p), dev = preferred_device(p);
     json_t *o = json_object();
     if (!o) return NULL;
@@ -577,7 +622,7 @@ json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, cons
     json_object_set_new(o, "screen_views", json_integer(p->screen_views));
     json_object_set_new(o, "product_views", json_integer(p->product_views));
     json_object_set_new(o, "searches", json_integer(p->searches));
-    json_object_set_new(o, "cart", cart_json(p));
+    json_object_set_new(o, "cart", cart_json(p, products));
     json_object_set_new(o, "orders_count", json_integer(p->orders));
     json_object_set_new(o, "total_spend", money(p->revenue));
     json_object_set_new(o, "average_order_value",
@@ -592,15 +637,13 @@ json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, cons
     json_object_set_new(o, "days_since_last_order",
                         p->orders > 0 ? json_integer((now_ms - p->last_order_ms) / 86400000)
                                       : json_null());
-    json_object_set_new(o, "favourite_categories", top_favs(p->categories, names));
-    json_object_set_new(o, "favourite_brands", top_favs(p->brands, names));
+    json_object_set_new(o, "favourite_categories", top_favs(&p->categories, names));
+    json_object_set_new(o, "favourite_brands", top_favs(&p->brands, names));
     json_object_set_new(o, "preferred_channel",
                         ch >= 0 ? json_string(channel_names[ch]) : json_null());
     json_object_set_new(o, "preferred_device",
                         dev >= 0 ? json_string(device_names[dev]) : json_null());
-    json_t *bought = json_array();
-    for (size_t i = 0; i < p->nbought && bought; i++)
-        json_array_append_new(bought, json_string(p->bought[i]));
+    json_t *bought = bought_json(p, products);
     json_object_set_new(o, "products_bought", bought ? bought : json_array());
     char score[4] = {(char)('0' + rfm[0]), (char)('0' + rfm[1]), (char)('0' + rfm[2]), 0};
     json_object_set_new(o, "rfm",
@@ -612,11 +655,7 @@ json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, cons
 }
 
 size_t prof_bytes(const prof *p) {
-    size_t n = p->acart * sizeof *p->cart + p->abought * sizeof *p->bought +
-               p->atrait_times * sizeof *p->trait_times + p->traits_len;
-    for (size_t i = 0; i < p->ncart; i++)
-        n += strlen(p->cart[i].product_id) + 1;
-    for (size_t i = 0; i < p->nbought; i++)
-        n += strlen(p->bought[i]) + 1;
-    return n;
+    return p->acart * sizeof *p->cart + p->abought * sizeof *p->bought +
+           p->atrait_times * sizeof *p->trait_times + (p->traits ? p->traits_len + 1 : 0) +
+           (p->last_order_id ? strlen(p->last_order_id) + 1 : 0);
 }

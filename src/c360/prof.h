@@ -71,18 +71,23 @@ typedef struct prof_event {
     const cm_event *cm; /* typed e-commerce fields, or NULL */
     const json_t *json; /* the normalised event */
     strpool *names;     /* where category and brand names are interned; NULL: not tracked */
+    strpool *products;  /* where product ids are interned (cart, bought); NULL: not tracked */
 } prof_event;
 
+/* A cart line: 16 bytes, the product id interned in prof_event.products. */
 typedef struct prof_line {
-    char *product_id;
-    int64_t quantity;
+    uint32_t product; /* strpool_id() */
+    int32_t quantity; /* clamped to the int32 range */
     double price;
 } prof_line;
 
-typedef struct prof_fav {
-    uint32_t name; /* strpool_id() in prof_event.names; 0 for an empty slot */
-    float weight;
-} prof_fav;
+/* Favourite names (categories, or brands): the space-saving summary's PROF_FAVOURITES counters, as
+ * two arrays so that the 16-bit weights pack (36 bytes). When a weight would pass UINT16_MAX, all
+ * of them halve: the order stands, and older interest fades. */
+typedef struct prof_favs {
+    uint32_t name[PROF_FAVOURITES]; /* strpool_id() in prof_event.names; 0 for an empty counter */
+    uint16_t weight[PROF_FAVOURITES];
+} prof_favs;
 
 typedef struct prof_trait_time {
     uint64_t key_hash;
@@ -99,35 +104,31 @@ typedef struct prof_rfm_input {
     int64_t last_order_ms; /* 0: never ordered */
 } prof_rfm_input;
 
+/* There is one per customer, so the struct is laid out for size (280 bytes): 32-bit counts, product
+ * ids as interned numbers, and arrays sized to their use (vec_reserve_small). */
 typedef struct prof {
-    int64_t first_seen_ms, last_seen_ms, last_event_ms;
+    int64_t first_seen_ms, last_seen_ms;
+    int64_t first_order_ms, last_order_ms, cart_updated_ms;
+    double revenue, refunded, cart_value;
     uint32_t events, sessions, page_views, screen_views, product_views, searches;
     uint32_t orders, refunds;
-    double revenue, refunded;
-    int64_t first_order_ms, last_order_ms;
-    char *last_order_id;
+    /* Events by channel and device, for the preferred one: halved together near UINT16_MAX. */
+    uint16_t channels[PROF_NCHANNELS], devices[PROF_NDEVICES];
+    prof_favs categories, brands;
     char currency[4];
 
+    uint32_t ncart, acart;
+    uint32_t nbought, abought;
+    uint32_t ntrait_times, atrait_times, traits_len;
+    uint32_t nseqs, aseqs;
+    char *last_order_id;
     prof_line *cart;
-    size_t ncart, acart;
-    double cart_value;
-    int64_t cart_updated_ms;
-
-    char **bought; /* product ids, sorted, for prof_has_bought() */
-    size_t nbought, abought;
-
-    prof_fav categories[PROF_FAVOURITES], brands[PROF_FAVOURITES];
-    uint32_t channels[PROF_NCHANNELS], devices[PROF_NDEVICES];
-
+    uint32_t *bought; /* interned product ids (prof_event.products), ascending */
     /* Traits are kept as compact JSON text, parsed when read or changed: a jansson object costs
      * some 150 bytes a key, which at a million profiles was most of a profile's memory. */
     char *traits; /* NULL until the first trait */
-    size_t traits_len;
     prof_trait_time *trait_times;
-    size_t ntrait_times, atrait_times;
-
     int64_t *seqs; /* the timeline: every event's seq, increasing */
-    size_t nseqs, aseqs;
 } prof;
 
 prof *prof_new(void);
@@ -144,15 +145,17 @@ int prof_set_traits(prof *p, const json_t *traits, int64_t ts_ms);
 /* The traits as a new JSON object (empty when none); NULL when memory runs out. */
 json_t *prof_traits(const prof *p);
 
-/* Whether the profile bought product_id (binary search). */
-bool prof_has_bought(const prof *p, const char *product_id);
+/* Whether the profile bought product_id (binary search); products is prof_event.products. */
+bool prof_has_bought(const prof *p, const strpool *products, const char *product_id);
 /* Whether product_id is in the current cart. */
-bool prof_in_cart(const prof *p, const char *product_id);
+bool prof_in_cart(const prof *p, const strpool *products, const char *product_id);
 prof_rfm_input prof_rfm(const prof *p);
 
 /* The computed attributes as a new JSON object ("computed" in the API), with rfm scores from the
- * caller (1..5 each, 0 when the profile never ordered). */
-json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names);
+ * caller (1..5 each, 0 when the profile never ordered); names and products are the pools the
+ * events were folded with. */
+json_t *prof_computed_json(const prof *p, const int rfm[3], int64_t now_ms, const strpool *names,
+                           const strpool *products);
 /* The preferred channel: the most frequent, or -1 with no events. */
 int prof_preferred_channel(const prof *p);
 /* Approximate bytes held, beyond the struct itself and the timeline. */

@@ -15,8 +15,14 @@
 
 #define MIN 60000LL
 
-/* The name pool every test shares; it lives as long as the test process. */
+/* The name and product-id pools every test shares; they live as long as the test process. */
 static strpool *names(void) {
+    static strpool *pool;
+    if (!pool) pool = strpool_new(1 << 20);
+    return pool;
+}
+
+static strpool *products(void) {
     static strpool *pool;
     if (!pool) pool = strpool_new(1 << 20);
     return pool;
@@ -34,7 +40,7 @@ static void fold(prof *p, int64_t seq, int64_t ts, ev_type type, const char *jso
         ev_error err;
         assert_int_equal(cm_parse(json_object_get(ev, "properties"), k, &cm, &err), 0);
     }
-    prof_event e = {seq, ts, type, cm, ev, names()};
+    prof_event e = {seq, ts, type, cm, ev, names(), products()};
     assert_int_equal(prof_fold(p, &e), 0);
     cm_event_free(cm);
     json_decref(ev);
@@ -46,7 +52,7 @@ static double num(const json_t *o, const char *key) {
 
 static json_t *computed(const prof *p) {
     int rfm[3] = {0, 0, 0};
-    json_t *c = prof_computed_json(p, rfm, 0, names());
+    json_t *c = prof_computed_json(p, rfm, 0, names(), products());
     assert_non_null(c);
     return c;
 }
@@ -62,12 +68,12 @@ static void test_cart_and_order(void **state) {
     fold(p, 3, 2 * MIN, EV_TRACK,
          "{\"event\":\"Product Removed\",\"properties\":{\"product_id\":\"a\",\"quantity\":1}}");
     assert_int_equal(p->ncart, 2);
-    assert_true(prof_in_cart(p, "a"));
+    assert_true(prof_in_cart(p, products(), "a"));
     assert_true(p->cart_value == 12.5); /* 10 x 1 + 2.5 */
     assert_int_equal(p->cart_updated_ms, 2 * MIN);
     fold(p, 4, 3 * MIN, EV_TRACK,
          "{\"event\":\"Product Removed\",\"properties\":{\"product_id\":\"b\"}}");
-    assert_false(prof_in_cart(p, "b"));
+    assert_false(prof_in_cart(p, products(), "b"));
     /* Cart Viewed with products replaces the pieced-together cart. */
     fold(p, 5, 4 * MIN, EV_TRACK,
          "{\"event\":\"Cart Viewed\",\"properties\":{\"products\":[{\"product_id\":\"c\","
@@ -82,8 +88,8 @@ static void test_cart_and_order(void **state) {
     assert_int_equal(p->orders, 1);
     assert_true(p->revenue == 21);
     assert_string_equal(p->currency, "EUR");
-    assert_true(prof_has_bought(p, "c"));
-    assert_false(prof_has_bought(p, "a"));
+    assert_true(prof_has_bought(p, products(), "c"));
+    assert_false(prof_has_bought(p, products(), "a"));
     /* A refund subtracts; the average is over what was ordered. */
     fold(p, 7, 6 * MIN, EV_TRACK,
          "{\"event\":\"Order Refunded\",\"properties\":{\"order_id\":\"o1\",\"total\":6}}");
@@ -216,6 +222,49 @@ static void test_caps(void **state) {
     prof_free(p);
 }
 
+/* 16-bit counters near their limit halve together: the order stands, nothing wraps. */
+static void test_counters_halve(void **state) {
+    (void)state;
+    prof *a = prof_new(), *b = prof_new();
+    a->devices[PROF_DEV_DESKTOP] = 100;
+    a->devices[PROF_DEV_MOBILE] = 60000;
+    b->devices[PROF_DEV_DESKTOP] = 50;
+    b->devices[PROF_DEV_MOBILE] = 10000;
+    assert_int_equal(prof_merge(a, b), 0);
+    /* Desktop adds first (150); mobile's 70,000 would not fit: all halve, then it adds. */
+    assert_int_equal(a->devices[PROF_DEV_DESKTOP], 75);
+    assert_int_equal(a->devices[PROF_DEV_MOBILE], 40000);
+    prof_free(b);
+
+    /* A favourite category at the limit: a purchase (weight 5) halves both, and the order holds. */
+    fold(a, 1, MIN, EV_TRACK,
+         "{\"event\":\"Product Viewed\",\"properties\":{\"product_id\":\"x\","
+         "\"category\":\"Shoes\"}}");
+    fold(a, 2, 2 * MIN, EV_TRACK,
+         "{\"event\":\"Product Viewed\",\"properties\":{\"product_id\":\"y\","
+         "\"category\":\"Hats\"}}");
+    size_t shoes = PROF_FAVOURITES, hats = PROF_FAVOURITES;
+    for (size_t i = 0; i < PROF_FAVOURITES; i++) {
+        if (a->categories.name[i] == strpool_find(names(), "Shoes")) shoes = i;
+        if (a->categories.name[i] == strpool_find(names(), "Hats")) hats = i;
+    }
+    assert_true(shoes < PROF_FAVOURITES && hats < PROF_FAVOURITES);
+    a->categories.weight[shoes] = UINT16_MAX - 1;
+    a->categories.weight[hats] = 1000;
+    fold(a, 3, 3 * MIN, EV_TRACK,
+         "{\"event\":\"Order Completed\",\"properties\":{\"order_id\":\"o\","
+         "\"products\":[{\"product_id\":\"x\",\"category\":\"Shoes\"}]}}");
+    assert_int_equal(a->categories.weight[shoes], (UINT16_MAX - 1) / 2 + 5);
+    assert_int_equal(a->categories.weight[hats], 500);
+    json_t *c = computed(a);
+    json_t *cats = json_object_get(c, "favourite_categories");
+    assert_string_equal(json_string_value(json_array_get(cats, 0)), "Shoes");
+    assert_string_equal(json_string_value(json_array_get(cats, 1)), "Hats");
+    assert_string_equal(json_string_value(json_object_get(c, "preferred_device")), "mobile");
+    json_decref(c);
+    prof_free(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cart_and_order),
@@ -223,6 +272,7 @@ int main(void) {
         cmocka_unit_test(test_traits_last_write_wins_by_time),
         cmocka_unit_test(test_merge_equals_fold),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_counters_halve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
