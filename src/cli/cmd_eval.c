@@ -289,7 +289,7 @@ int cmd_eval(int argc, char **argv) {
     for (size_t s = 0; s < nfeed; s++) {
         for (uint32_t i = 0; i < tr.sess_len[s]; i++) {
             size_t e = tr.sess_off[s] + i;
-            int orc = rec_observe(m, (uint64_t)s, tr.items[e], tr.times[e]);
+            int orc = rec_observe(m, (uint32_t)s, tr.items[e], tr.times[e]);
             if (orc == REC_NOMEM) {
                 fprintf(stderr, "eval: out of memory while training\n");
                 goto done;

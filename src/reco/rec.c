@@ -34,15 +34,6 @@
 /* Small helpers */
 /* ---------------------------------------------------------------------------------------------- */
 
-static inline uint32_t mix64(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return (uint32_t)k;
-}
-
 /* Makes room for need elements of size elem in *p (capacity *alloc), growing geometrically. */
 static int grow(void **p, uint32_t *alloc, size_t need, size_t elem) {
     if (need > UINT32_MAX / 2) return REC_NOMEM;
@@ -54,6 +45,13 @@ static int grow(void **p, uint32_t *alloc, size_t need, size_t elem) {
 
 /* exp(-d / len) with the conventions of rec_knn_params: len INFINITY gives 1, len 0 gives 0 for d >
  * 0. */
+/* For the million short arrays of a model (sessions' items): sized to use, 16-bit capacity. */
+static int grow_small(void **p, uint32_t *alloc, size_t need, size_t elem) {
+    if (need > UINT16_MAX || vec_reserve_small32(p, alloc, need, elem)) return REC_NOMEM;
+    if (*alloc > UINT16_MAX) *alloc = UINT16_MAX;
+    return REC_OK;
+}
+
 static inline float decay(float d, float len) {
     if (d <= 0) return 1.0f;
     if (!(len > 0)) return 0.0f;
@@ -74,19 +72,17 @@ typedef struct item_rec {
     uint32_t *post; /* session ids, oldest first modulo head */
 } item_rec;
 
+/* 32 bytes: the model holds up to max_sessions of them. */
 typedef struct sess_rec {
-    uint64_t key;
     int64_t t_last;
+    uint32_t key;
     uint32_t id; /* EMPTY for a slot never used */
-    uint32_t len, alloc;
-    uint32_t nuniq; /* distinct items: the session's norm in the kNN cosine */
     uint32_t *items;
+    uint16_t len, alloc; /* len <= max_session_len < 2^16 */
+    uint16_t nuniq;      /* distinct items: the session's norm in the kNN cosine */
 } sess_rec;
 
-typedef struct key_slot {
-    uint64_t key;
-    uint32_t id; /* EMPTY when the slot is free */
-} key_slot;
+_Static_assert(sizeof(void *) != 8 || sizeof(sess_rec) == 32, "a session record is 32 bytes");
 
 struct rec_model {
     rec_params p;
@@ -102,8 +98,8 @@ struct rec_model {
     uint32_t sess_alloc;
     uint32_t next_id, nsess;
 
-    key_slot *kmap; /* session key -> id of the key's current session */
-    uint32_t kmap_cap, kmap_n;
+    uint32_t *current; /* by session key: the id of the key's current session, or EMPTY */
+    uint32_t ncurrent;
 
     uint64_t events, dropped;
     size_t post_bytes, sess_bytes;
@@ -178,7 +174,9 @@ static bool query_params_ok(const rec_params *p) {
 }
 
 rec_model *rec_model_new(const rec_params *p) {
-    if (!p || p->max_postings == 0 || p->max_session_len == 0 || !query_params_ok(p)) return NULL;
+    if (!p || p->max_postings == 0 || p->max_session_len == 0 || p->max_session_len > UINT16_MAX ||
+        !query_params_ok(p))
+        return NULL;
     rec_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->p = *p;
@@ -202,7 +200,7 @@ void rec_model_free(rec_model *m) {
     free(m->imap);
     free(m->sess);
     free(m->norm);
-    free(m->kmap);
+    free(m->current);
     free(m);
 }
 
@@ -230,7 +228,7 @@ void rec_get_stats(const rec_model *m, rec_stats *st) {
     st->bytes = sizeof *m + (size_t)m->items_alloc * sizeof *m->items +
                 (size_t)m->imap_cap * sizeof *m->imap +
                 (size_t)m->sess_alloc * (sizeof *m->sess + sizeof *m->norm) +
-                (size_t)m->kmap_cap * sizeof *m->kmap + m->post_bytes + m->sess_bytes;
+                (size_t)m->ncurrent * sizeof *m->current + m->post_bytes + m->sess_bytes;
 }
 
 /* --- items --- */
@@ -315,58 +313,31 @@ static inline const sess_rec *sess_get(const rec_model *m, uint32_t id) {
     return &m->sess[s];
 }
 
-static key_slot *kmap_find(const rec_model *m, uint64_t key) {
-    if (!m->kmap_cap) return NULL;
-    uint32_t mask = m->kmap_cap - 1, i = mix64(key) & mask;
-    for (;;) {
-        key_slot *k = &m->kmap[i];
-        if (k->id == EMPTY) return NULL;
-        if (k->key == key) return k;
-        i = (i + 1) & mask;
-    }
+/* The key's current session id, or EMPTY. */
+static uint32_t current_of(const rec_model *m, uint32_t key) {
+    return key < m->ncurrent ? m->current[key] : EMPTY;
 }
 
-static int kmap_rehash(rec_model *m, uint32_t cap) {
-    key_slot *t = malloc((size_t)cap * sizeof *t);
-    if (!t) return REC_NOMEM;
-    for (uint32_t i = 0; i < cap; i++)
-        t[i].id = EMPTY;
-    for (uint32_t i = 0; i < m->kmap_cap; i++) {
-        if (m->kmap[i].id == EMPTY) continue;
-        uint32_t j = mix64(m->kmap[i].key) & (cap - 1);
-        while (t[j].id != EMPTY)
-            j = (j + 1) & (cap - 1);
-        t[j] = m->kmap[i];
-    }
-    free(m->kmap);
-    m->kmap = t;
-    m->kmap_cap = cap;
+/* Makes room in current[] for key: a quarter more each time, as every entry is written. */
+static int current_room(rec_model *m, uint32_t key) {
+    if (key < m->ncurrent) return REC_OK;
+    size_t n = (size_t)m->ncurrent + m->ncurrent / 4;
+    if (n < 1024) n = 1024;
+    if (n <= key) n = (size_t)key + 1;
+    if (n > UINT32_MAX) n = UINT32_MAX;
+    uint32_t *c = realloc(m->current, n * sizeof *c);
+    if (!c) return REC_NOMEM;
+    for (size_t i = m->ncurrent; i < n; i++)
+        c[i] = EMPTY;
+    m->current = c;
+    m->ncurrent = (uint32_t)n;
     return REC_OK;
-}
-
-/* Removes key by backward-shift deletion, so lookups never need tombstones. */
-static void kmap_delete(rec_model *m, key_slot *k) {
-    uint32_t mask = m->kmap_cap - 1, i = (uint32_t)(k - m->kmap);
-    m->kmap[i].id = EMPTY;
-    m->kmap_n--;
-    for (uint32_t j = (i + 1) & mask; m->kmap[j].id != EMPTY; j = (j + 1) & mask) {
-        uint32_t home = mix64(m->kmap[j].key) & mask;
-        /* Entry j may move into the hole at i only if i lies on its probe path home..j. */
-        bool move = (j > i) ? (home <= i || home > j) : (home <= i && home > j);
-        if (move) {
-            m->kmap[i] = m->kmap[j];
-            m->kmap[j].id = EMPTY;
-            i = j;
-        }
-    }
 }
 
 /* Begins a new session for key (replacing any mapping of key); returns it, NULL when out of memory.
  */
-static sess_rec *sess_begin(rec_model *m, uint64_t key, int64_t t) {
-    if ((m->kmap_n + 1) * 2 > m->kmap_cap &&
-        kmap_rehash(m, m->kmap_cap ? m->kmap_cap * 2 : 1024) != REC_OK)
-        return NULL;
+static sess_rec *sess_begin(rec_model *m, uint32_t key, int64_t t) {
+    if (current_room(m, key) != REC_OK) return NULL;
     uint32_t id = m->next_id, s = slot_of(m, id);
     if (s >= m->sess_alloc) {
         uint32_t old = m->sess_alloc;
@@ -392,8 +363,7 @@ static sess_rec *sess_begin(rec_model *m, uint64_t key, int64_t t) {
     sess_rec *r = &m->sess[s];
     if (r->id != EMPTY) {
         /* Forget the oldest session: its postings become stale, its key (if still its) goes. */
-        key_slot *k = kmap_find(m, r->key);
-        if (k && k->id == r->id) kmap_delete(m, k);
+        if (m->current[r->key] == r->id) m->current[r->key] = EMPTY;
         m->nsess--;
     }
     r->key = key;
@@ -402,27 +372,18 @@ static sess_rec *sess_begin(rec_model *m, uint64_t key, int64_t t) {
     r->len = 0;
     r->nuniq = 0;
     m->norm[s] = 0;
-    key_slot *k = kmap_find(m, key);
-    if (!k) {
-        uint32_t mask = m->kmap_cap - 1, i = mix64(key) & mask;
-        while (m->kmap[i].id != EMPTY)
-            i = (i + 1) & mask;
-        k = &m->kmap[i];
-        k->key = key;
-        m->kmap_n++;
-    }
-    k->id = id;
+    m->current[key] = id;
     m->next_id++;
     m->nsess++;
     return r;
 }
 
-int rec_observe(rec_model *m, uint64_t key, uint32_t item, int64_t t) {
-    if (item == EMPTY) return REC_INVALID;
-    key_slot *k = kmap_find(m, key);
+int rec_observe(rec_model *m, uint32_t key, uint32_t item, int64_t t) {
+    if (item == EMPTY || key == EMPTY) return REC_INVALID;
+    uint32_t cur = current_of(m, key);
     sess_rec *s = NULL;
-    if (k) {
-        s = &m->sess[slot_of(m, k->id)];
+    if (cur != EMPTY) {
+        s = &m->sess[slot_of(m, cur)];
         if (m->p.session_gap > 0 && t - s->t_last > m->p.session_gap) s = NULL;
     }
     if (!s && m->next_id == EMPTY) return REC_FULL;
@@ -435,10 +396,11 @@ int rec_observe(rec_model *m, uint64_t key, uint32_t item, int64_t t) {
         return REC_OK;
     }
     if (s->len == s->alloc) {
-        uint32_t old = s->alloc;
-        if (grow((void **)&s->items, &s->alloc, (size_t)s->len + 1, sizeof *s->items) != REC_OK)
+        uint32_t old = s->alloc, a = old;
+        if (grow_small((void **)&s->items, &a, (size_t)s->len + 1, sizeof *s->items) != REC_OK)
             return REC_NOMEM;
-        m->sess_bytes += (size_t)(s->alloc - old) * sizeof *s->items;
+        s->alloc = (uint16_t)a;
+        m->sess_bytes += (size_t)(a - old) * sizeof *s->items;
     }
     bool seen = false;
     for (uint32_t i = 0; i < s->len && !seen; i++)
@@ -1015,10 +977,10 @@ size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n
     return got;
 }
 
-size_t rec_recommend_session(const rec_model *m, uint64_t session_key, size_t k, rec_item *out) {
-    const key_slot *ks = kmap_find(m, session_key);
-    if (!ks || !k) return 0;
-    const sess_rec *s = sess_get(m, ks->id);
+size_t rec_recommend_session(const rec_model *m, uint32_t session_key, size_t k, rec_item *out) {
+    uint32_t cur = current_of(m, session_key);
+    if (cur == EMPTY || !k) return 0;
+    const sess_rec *s = sess_get(m, cur);
     if (!s) return 0;
     rec_ws *ws = thread_ws();
     return ws ? recommend_dense(m, ws, s->items, s->len, s->id, k, out) : 0;

@@ -131,16 +131,17 @@ typedef struct rec_stats {
 void rec_params_default(rec_params *p);
 
 /* A new, empty model, or NULL when out of memory or p is invalid (max_postings or max_session_len
- * 0, sr_window outside 1..32). p is copied. */
+ * 0, max_session_len above 65,535, sr_window outside 1..32). p is copied. */
 rec_model *rec_model_new(const rec_params *p);
 void rec_model_free(rec_model *m);
 
 /* Feeds one event: session_key viewed item at time t (any unit, non-decreasing per key for
- * session_gap to mean anything). O(1) amortised plus O(session length) to check whether the item is
- * new to the session. Returns REC_OK; REC_INVALID for item UINT32_MAX; REC_FULL once 2^32-1
- * sessions have begun; REC_NOMEM. An event past max_session_len returns REC_OK and is only counted.
- */
-int rec_observe(rec_model *m, uint64_t session_key, uint32_t item, int64_t t);
+ * session_gap to mean anything). Keys are small dense numbers (a customer's slot, a dataset's
+ * session index): the model holds 4 bytes for every key up to the largest seen. O(1) amortised
+ * plus O(session length) to check whether the item is new to the session. Returns REC_OK;
+ * REC_INVALID for item or key UINT32_MAX; REC_FULL once 2^32-1 sessions have begun; REC_NOMEM. An
+ * event past max_session_len returns REC_OK and is only counted. */
+int rec_observe(rec_model *m, uint32_t session_key, uint32_t item, int64_t t);
 
 /* The k best next items for a session given as its items in event order (unknown items are
  * ignored). Writes up to k items into out, best first, and returns how many: fewer than k when the
@@ -156,7 +157,7 @@ size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n
 
 /* The same for a session the model was fed under session_key: its stored items are the query, and
  * the session itself is not used as its own neighbour. Returns 0 for an unknown key. */
-size_t rec_recommend_session(const rec_model *m, uint64_t session_key, size_t k, rec_item *out);
+size_t rec_recommend_session(const rec_model *m, uint32_t session_key, size_t k, rec_item *out);
 
 /* Whether the model has seen item. O(1). */
 bool rec_knows(const rec_model *m, uint32_t item);

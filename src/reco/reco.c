@@ -78,25 +78,31 @@ size_t reco_context_strategies(reco_context c, reco_strategy out[RECO_NSTRATEGIE
 /* State */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* One remembered interaction: 12 bytes (time in seconds lasts until 2106). */
-typedef struct hentry {
+/* One remembered interaction: 9 bytes, packed, as a million customers hold up to RECO_HISTORY
+ * each (time in seconds lasts until 2106). */
+typedef struct __attribute__((packed)) hentry {
     uint32_t item;
     uint32_t t_s;
     uint8_t action;
 } hentry;
 
+/* 32 bytes, held in one array by customer slot (no allocation and pointer of its own). */
 typedef struct cust {
-    hentry *h; /* a ring once full: h[head] is the oldest */
+    hentry *h; /* sized to use, up to RECO_HISTORY; a ring once full: h[head] is the oldest */
     uint8_t n, alloc, head, ngroups;
+    bool used; /* the customer has a history or groups */
     uint32_t groups[RECO_GROUPS];
 } cust;
+
+_Static_assert(sizeof(hentry) == 9, "history entries are packed");
+_Static_assert(sizeof(void *) != 8 || sizeof(cust) == 32, "a customer record is 32 bytes");
 
 struct reco {
     reco_opts o;
     rec_model *session;
     cooc *bought, *coview;
     pop *pop;
-    cust **custs; /* by customer slot; NULL until the first interaction */
+    cust *custs; /* by customer slot */
     size_t ncusts;
     size_t customers, history_bytes;
 };
@@ -135,11 +141,6 @@ reco *reco_new(const reco_opts *o) {
     return r;
 }
 
-static void cust_free(cust *c) {
-    if (c) free(c->h);
-    free(c);
-}
-
 void reco_free(reco *r) {
     if (!r) return;
     rec_model_free(r->session);
@@ -147,33 +148,34 @@ void reco_free(reco *r) {
     cooc_free(r->coview);
     pop_free(r->pop);
     for (size_t i = 0; i < r->ncusts; i++)
-        cust_free(r->custs[i]);
+        free(r->custs[i].h);
     free(r->custs);
     free(r);
 }
 
+/* The customer's record, NULL when they have none. Valid until the next cust_make(). */
 static const cust *cust_get(const reco *r, uint32_t who) {
-    return who < r->ncusts ? r->custs[who] : NULL;
+    return who < r->ncusts && r->custs[who].used ? &r->custs[who] : NULL;
 }
 
 static cust *cust_make(reco *r, uint32_t who) {
     if (who >= r->ncusts) {
-        size_t n = r->ncusts ? r->ncusts : 1024;
-        while (n <= who)
-            n *= 2;
-        cust **v = realloc(r->custs, n * sizeof *v);
+        /* A quarter more each time: every record is zeroed, so every one costs memory. */
+        size_t n = r->ncusts + r->ncusts / 4;
+        if (n < 1024) n = 1024;
+        if (n <= who) n = (size_t)who + 1;
+        cust *v = realloc(r->custs, n * sizeof *v);
         if (!v) return NULL;
         memset(v + r->ncusts, 0, (n - r->ncusts) * sizeof *v);
         r->custs = v;
         r->ncusts = n;
     }
-    if (!r->custs[who]) {
-        r->custs[who] = calloc(1, sizeof(cust));
-        if (!r->custs[who]) return NULL;
+    cust *c = &r->custs[who];
+    if (!c->used) {
+        c->used = true;
         r->customers++;
-        r->history_bytes += sizeof(cust);
     }
-    return r->custs[who];
+    return c;
 }
 
 /* The i-th entry, oldest first. */
@@ -185,7 +187,9 @@ static const hentry *hist_at(const cust *c, size_t i) {
 static int hist_push(reco *r, cust *c, hentry e) {
     if (c->n < RECO_HISTORY) {
         if (c->n == c->alloc) {
-            uint8_t a = c->alloc ? (uint8_t)(c->alloc * 2) : 4;
+            /* A quarter more each time, as vec_reserve_small() grows: most customers never
+             * fill the ring. */
+            uint8_t a = (uint8_t)(c->alloc + (c->alloc >= 4 ? c->alloc / 4 : 1));
             if (a > RECO_HISTORY) a = RECO_HISTORY;
             hentry *h = realloc(c->h, a * sizeof *h);
             if (!h) return RECO_NOMEM;
@@ -303,10 +307,10 @@ static int hentry_by_time(const void *pa, const void *pb) {
 }
 
 int reco_merge(reco *r, uint32_t from, uint32_t into) {
-    const cust *f = cust_get(r, from);
-    if (!f || from == into) return RECO_OK;
+    if (!cust_get(r, from) || from == into) return RECO_OK;
     cust *c = cust_make(r, into);
     if (!c) return RECO_NOMEM;
+    const cust *f = cust_get(r, from); /* after cust_make(), which may move the records */
     hentry all[2 * RECO_HISTORY];
     size_t n = 0;
     for (size_t i = 0; i < c->n; i++)
@@ -335,11 +339,12 @@ int reco_merge(reco *r, uint32_t from, uint32_t into) {
 }
 
 void reco_forget(reco *r, uint32_t who) {
-    if (who >= r->ncusts || !r->custs[who]) return;
-    r->history_bytes -= sizeof(cust) + (size_t)r->custs[who]->alloc * sizeof(hentry);
+    if (!cust_get(r, who)) return;
+    cust *c = &r->custs[who];
+    r->history_bytes -= (size_t)c->alloc * sizeof(hentry);
     r->customers--;
-    cust_free(r->custs[who]);
-    r->custs[who] = NULL;
+    free(c->h);
+    memset(c, 0, sizeof *c);
 }
 
 size_t reco_history(const reco *r, uint32_t who, uint32_t *items, reco_action *actions,

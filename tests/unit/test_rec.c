@@ -36,7 +36,7 @@ static rec_params plain(void) {
     return p;
 }
 
-static void feed(rec_model *m, uint64_t key, const uint32_t *items, size_t n) {
+static void feed(rec_model *m, uint32_t key, const uint32_t *items, size_t n) {
     for (size_t i = 0; i < n; i++)
         assert_int_equal(rec_observe(m, key, items[i], 0), REC_OK);
 }
@@ -281,6 +281,7 @@ static void test_storage_limits(void **state) {
     rec_model *m = rec_model_new(&p);
     assert_non_null(m);
     assert_int_equal(rec_observe(m, 1, UINT32_MAX, 0), REC_INVALID);
+    assert_int_equal(rec_observe(m, UINT32_MAX, 1, 0), REC_INVALID);
     for (uint32_t i = 0; i < 5; i++)
         assert_int_equal(rec_observe(m, 1, 10 + i, i), REC_OK);
     rec_stats st;
@@ -316,6 +317,9 @@ static void test_params_validation(void **state) {
     rec_params p;
     rec_params_default(&p);
     p.sr_window = 0;
+    assert_null(rec_model_new(&p));
+    rec_params_default(&p);
+    p.max_session_len = 65536; /* lengths are 16-bit */
     assert_null(rec_model_new(&p));
     rec_params_default(&p);
     rec_model *m = rec_model_new(&p);
