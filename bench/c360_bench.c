@@ -13,8 +13,9 @@
  * cost, without HTTP or the store (docs/benchmarks.md has both).
  *
  * Prints one JSON line: events/s applied, RSS per profile beyond the timeline (8 bytes an event,
- * which belongs to the events), and lookup latency percentiles over 100,000 random lookups by
- * user_id, email and anonymous_id (each answering the whole profile as JSON). */
+ * which belongs to the events), lookup latency percentiles over 100,000 random lookups by
+ * user_id, email and anonymous_id (each answering the whole profile as JSON), and the engine's own
+ * accounting per profile: identity graph, profile, recommendation history and models. */
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -139,7 +140,9 @@ int main(int argc, char **argv) {
             ev_event_free(&batch[j]);
     }
     free(batch);
-    /* The events' own JSON was freed as it went; give those pages back so RSS is the state's. */
+    /* The events' own JSON was freed as it went; with glibc's malloc (-Dallocator=system), give
+     * those pages back so RSS is the state's. jemalloc returns them by itself over its decay time:
+     * what it still holds is counted, so the figure errs high. */
     malloc_trim(0);
     long rss1 = rss_kb();
     eng_stats st;
@@ -174,12 +177,17 @@ int main(int argc, char **argv) {
            "\"rss_mib\":%.1f,\"rss_per_profile_beyond_timeline_bytes\":%.0f,"
            "\"lookup_found\":%zu,\"lookup_p50_us\":%.1f,\"lookup_p99_us\":%.1f,"
            "\"lookup_p999_us\":%.1f,\"graph_bytes_per_profile\":%.0f,"
-           "\"profile_bytes_per_profile\":%.0f}\n",
+           "\"profile_bytes_per_profile\":%.0f,\"reco_history_bytes_per_profile\":%.0f,"
+           "\"reco_models_bytes_per_profile\":%.0f}\n",
            profiles, st.profiles, seq, st.identities, st.refused_links,
            events / ((double)apply_ns / 1e9), (double)(rss1 - rss0) / 1024, per_profile, found,
            (double)lat[LOOKUPS / 2] / 1e3, (double)lat[LOOKUPS * 99 / 100] / 1e3,
            (double)lat[LOOKUPS * 999 / 1000] / 1e3, (double)st.graph_bytes / (double)st.profiles,
-           (double)st.profile_bytes / (double)st.profiles);
+           (double)st.profile_bytes / (double)st.profiles,
+           (double)st.reco_history_bytes / (double)st.profiles,
+           (double)(st.reco_session_bytes + st.reco_cooc_bytes + st.reco_coview_bytes +
+                    st.reco_pop_bytes) /
+               (double)st.profiles);
     free(lat);
     eng_close(e);
     store_close(s);
