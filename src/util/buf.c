@@ -41,21 +41,13 @@ static int buf_grow(buf *b, size_t n) {
     return BUF_OK;
 }
 
-int buf_append(buf *b, const void *p, size_t n) {
+int buf_append_grow(buf *b, const void *p, size_t n) {
     int rc = buf_grow(b, n);
     if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return BUF_OK;
-}
-
-int buf_puts(buf *b, const char *s) {
-    return buf_append(b, s, strlen(s));
-}
-
-int buf_putc(buf *b, char c) {
-    return buf_append(b, &c, 1);
 }
 
 int buf_vprintf(buf *b, const char *fmt, va_list ap) {

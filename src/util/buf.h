@@ -12,6 +12,8 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 enum { BUF_OK = 0, BUF_TOOBIG = -1, BUF_NOMEM = -2 };
 
@@ -29,11 +31,31 @@ void buf_init(buf *b, size_t cap);
 void buf_free(buf *b);
 void buf_reset(buf *b); /* len = 0, keeps the allocation */
 
+/* buf_append()'s out-of-line part: growing the buffer, and the cap. */
+int buf_append_grow(buf *b, const void *p, size_t n);
+
 /* Append n bytes. Returns BUF_OK, BUF_TOOBIG (cap would be passed) or BUF_NOMEM; on error b is
- * unchanged. */
-int buf_append(buf *b, const void *p, size_t n);
-int buf_puts(buf *b, const char *s);
-int buf_putc(buf *b, char c);
+ * unchanged. Inline, with buf_puts() and buf_putc(), because writers of JSON answers call them a
+ * few hundred times an answer: the common case, room already there, is a copy, and the length of
+ * a literal is known at compile time. (The room check needs no cap check: a buffer never holds
+ * more than cap + 1 bytes.) */
+static inline int buf_append(buf *b, const void *p, size_t n) {
+    /* (n > PTRDIFF_MAX cannot fit either; saying so lets the compiler see memcpy's bound.) */
+    if (n >= b->alloc - b->len || n > PTRDIFF_MAX) return buf_append_grow(b, p, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return BUF_OK;
+}
+
+static inline int buf_puts(buf *b, const char *s) {
+    return buf_append(b, s, strlen(s));
+}
+
+static inline int buf_putc(buf *b, char c) {
+    return buf_append(b, &c, 1);
+}
+
 int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf *b, const char *fmt, va_list ap);
 /* Append s as the inside of a JSON string (quotes not included), escaping what JSON requires. */
