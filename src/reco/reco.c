@@ -525,22 +525,33 @@ static int gen_session(req *rq) {
     return RECO_OK;
 }
 
-static int add_coviewed(req *rq, uint32_t a, double scale, bool by_max) {
-    size_t got = cooc_top(rq->r->coview, a, rq->want, rq->ctmp);
-    double div = by_max && got > 0 ? rq->ctmp[0].weight : 1;
-    for (size_t i = 0; i < got; i++)
-        if (pool_add(&rq->p, rq->ctmp[i].item, scale * rq->ctmp[i].weight / div, a))
-            return RECO_NOMEM;
+/* a's neighbours in a co-occurrence model, each scale × its weight (÷ the heaviest's, by_max),
+ * naming a. A row holds at most per_item neighbours, usually fewer than a request wants: then it
+ * is read as it lies, unsorted, since the pool sums and ranks by score, not by arrival. */
+static int add_cooc(req *rq, const cooc *model, uint32_t a, double scale, bool by_max) {
+    size_t n;
+    const cooc_item *row = cooc_row(model, a, &n);
+    if (n > rq->want) {
+        n = cooc_top(model, a, rq->want, rq->ctmp);
+        row = rq->ctmp;
+    }
+    double div = 1;
+    if (by_max && n > 0) {
+        div = row[0].weight;
+        for (size_t i = 1; i < n; i++)
+            if (row[i].weight > div) div = row[i].weight;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (pool_add(&rq->p, row[i].item, scale * row[i].weight / div, a)) return RECO_NOMEM;
     return RECO_OK;
 }
 
+static int add_coviewed(req *rq, uint32_t a, double scale, bool by_max) {
+    return add_cooc(rq, rq->r->coview, a, scale, by_max);
+}
+
 static int add_bought(req *rq, uint32_t a, double scale, bool by_max) {
-    size_t got = cooc_top(rq->r->bought, a, rq->want, rq->ctmp);
-    double div = by_max && got > 0 ? rq->ctmp[0].weight : 1;
-    for (size_t i = 0; i < got; i++)
-        if (pool_add(&rq->p, rq->ctmp[i].item, scale * rq->ctmp[i].weight / div, a))
-            return RECO_NOMEM;
-    return RECO_OK;
+    return add_cooc(rq, rq->r->bought, a, scale, by_max);
 }
 
 /* popular(g, .) / its best, times scale, naming `because`. */
