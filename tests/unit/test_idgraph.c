@@ -171,10 +171,42 @@ static void test_many(void **state) {
         resolve(g, i, &r, 2, U, u, A, a);
     }
     assert_int_equal(idg_live(g), 5000);
-    for (int i = 1; i <= 5000; i += 97) {
+    /* 10,000 values fill more than one 64 KiB value chunk: every one must still be found. */
+    for (int i = 1; i <= 5000; i++) {
+        snprintf(u, sizeof u, "user-%d", i);
         snprintf(a, sizeof a, "anon-%d", i);
         assert_int_equal(idg_slot_id(g, idg_lookup(g, A, a)), i);
+        assert_int_equal(idg_slot_id(g, idg_lookup(g, U, u)), i);
     }
+    idg_free(g);
+}
+
+/* Two customers that each absorbed another merge: the survivor keeps every merge record (its own,
+ * the other's, and the new one) and every identifier. */
+static void test_merge_of_merged(void **state) {
+    (void)state;
+    idg *g = graph();
+    idg_result r;
+    uint32_t a = resolve(g, 10, &r, 1, A, "a1");
+    resolve(g, 20, &r, 2, U, "u1", A, "a2");
+    assert_int_equal(resolve(g, 30, &r, 2, U, "u1", A, "a1"), a);
+    uint32_t b = resolve(g, 40, &r, 1, A, "b1");
+    resolve(g, 50, &r, 2, E, "x@shop.de", A, "b2");
+    assert_int_equal(resolve(g, 60, &r, 2, E, "x@shop.de", A, "b1"), b);
+    assert_int_equal(resolve(g, 70, &r, 2, U, "u1", E, "x@shop.de"), a);
+    assert_int_equal(r.nmerged, 1);
+    assert_int_equal(idg_live(g), 1);
+    json_t *merges = idg_merges_json(g, a);
+    assert_int_equal(json_array_size(merges), 3);
+    const char *want[] = {"p_20", "p_50", "p_40"};
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(merges, i), "merged_profile")),
+            want[i]);
+    json_decref(merges);
+    json_t *ids = idg_identities_json(g, a);
+    assert_int_equal(json_array_size(ids), 6);
+    json_decref(ids);
     idg_free(g);
 }
 
@@ -204,6 +236,7 @@ int main(void) {
         cmocka_unit_test(test_unmerge),
         cmocka_unit_test(test_erase),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_merge_of_merged),
         cmocka_unit_test(test_link_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
