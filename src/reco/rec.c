@@ -470,8 +470,13 @@ struct rec_ws {
     uint32_t heap_alloc;
     rec_cand *cand;
     uint32_t nc, cand_alloc;
-    float *after, *before; /* decay by distance from the neighbour's anchor */
-    uint32_t after_alloc, before_alloc;
+    /* Decay by distance from a neighbour's anchor, after it then before it, per kNN scorer: made
+     * again only when the scorer's parameters or the session length change (400 expf a query). */
+    struct decay_table {
+        float *w; /* after: w[0..len), before: w[len..2 len) */
+        uint32_t alloc, len;
+        float after, before;
+    } decay[2];
     uint32_t *dense; /* rec_recommend's translated query */
     uint32_t dense_alloc;
     float *score;
@@ -499,8 +504,8 @@ void rec__ws_free(rec_ws *ws) {
     free(ws->sid);
     free(ws->heap);
     free(ws->cand);
-    free(ws->after);
-    free(ws->before);
+    free(ws->decay[0].w);
+    free(ws->decay[1].w);
     free(ws->dense);
     free(ws->score);
     free(ws->rank);
@@ -624,13 +629,19 @@ static int knn_score(const rec_model *m, const rec_knn_params *kp, int comp, siz
     /* Votes: each neighbour gives its similarity to its items, decayed by their distance from the
      * anchor, the neighbour's item that the query session viewed most recently. */
     uint32_t maxlen = m->p.max_session_len;
-    if (grow((void **)&ws->after, &ws->after_alloc, maxlen, sizeof(float)) != REC_OK ||
-        grow((void **)&ws->before, &ws->before_alloc, maxlen, sizeof(float)) != REC_OK)
-        return REC_NOMEM;
-    for (uint32_t d = 0; d < maxlen; d++) {
-        ws->after[d] = decay((float)d, kp->after);
-        ws->before[d] = decay((float)d, kp->before);
+    struct decay_table *dt = &ws->decay[comp - REC_C_KNN0];
+    if (dt->len != maxlen || dt->after != kp->after || dt->before != kp->before) {
+        if (grow((void **)&dt->w, &dt->alloc, (size_t)maxlen * 2, sizeof(float)) != REC_OK)
+            return REC_NOMEM;
+        for (uint32_t d = 0; d < maxlen; d++) {
+            dt->w[d] = decay((float)d, kp->after);
+            dt->w[maxlen + d] = decay((float)d, kp->before);
+        }
+        dt->len = maxlen;
+        dt->after = kp->after;
+        dt->before = kp->before;
     }
+    const float *after = dt->w, *before = dt->w + maxlen;
     for (uint32_t h = 0; h < nh; h++) {
         /* Neighbours are scattered over the session table: each costs two cache misses (its
          * record, then its items), so fetch them a few neighbours ahead. */
@@ -650,7 +661,7 @@ static int knn_score(const rec_model *m, const rec_knn_params *kp, int comp, siz
             }
         }
         for (uint32_t p = 0; p < s->len; p++) {
-            float w = p >= anchor ? ws->after[p - anchor] : ws->before[anchor - p];
+            float w = p >= anchor ? after[p - anchor] : before[anchor - p];
             if (w <= 0) continue;
             rec_cand *c = cand_of(ws, s->items[p]);
             if (!c) return REC_NOMEM;
