@@ -11,10 +11,10 @@
 #include "util/timefmt.h"
 #include "util/vec.h"
 
-/* Favourite weights by what the customer did with the product. */
 _Static_assert(sizeof(void *) != 8 || sizeof(prof) == 280, "prof.h gives the profile's size");
 _Static_assert(sizeof(prof_line) == 16, "a cart line is 16 bytes");
 
+/* Favourite weights by what the customer did with the product. */
 #define W_VIEW 1
 #define W_WISHLIST 2
 #define W_CART 3
