@@ -99,7 +99,7 @@ struct rec_model {
     uint32_t next_id, nsess;
 
     uint32_t *current; /* by session key: the id of the key's current session, or EMPTY */
-    uint32_t ncurrent;
+    size_t ncurrent;
 
     uint64_t events, dropped;
     size_t post_bytes, sess_bytes;
@@ -228,7 +228,7 @@ void rec_get_stats(const rec_model *m, rec_stats *st) {
     st->bytes = sizeof *m + (size_t)m->items_alloc * sizeof *m->items +
                 (size_t)m->imap_cap * sizeof *m->imap +
                 (size_t)m->sess_alloc * (sizeof *m->sess + sizeof *m->norm) +
-                (size_t)m->ncurrent * sizeof *m->current + m->post_bytes + m->sess_bytes;
+                m->ncurrent * sizeof *m->current + m->post_bytes + m->sess_bytes;
 }
 
 /* --- items --- */
@@ -318,26 +318,13 @@ static uint32_t current_of(const rec_model *m, uint32_t key) {
     return key < m->ncurrent ? m->current[key] : EMPTY;
 }
 
-/* Makes room in current[] for key: a quarter more each time, as every entry is written. */
-static int current_room(rec_model *m, uint32_t key) {
-    if (key < m->ncurrent) return REC_OK;
-    size_t n = (size_t)m->ncurrent + m->ncurrent / 4;
-    if (n < 1024) n = 1024;
-    if (n <= key) n = (size_t)key + 1;
-    if (n > UINT32_MAX) n = UINT32_MAX;
-    uint32_t *c = realloc(m->current, n * sizeof *c);
-    if (!c) return REC_NOMEM;
-    for (size_t i = m->ncurrent; i < n; i++)
-        c[i] = EMPTY;
-    m->current = c;
-    m->ncurrent = (uint32_t)n;
-    return REC_OK;
-}
-
 /* Begins a new session for key (replacing any mapping of key); returns it, NULL when out of memory.
  */
 static sess_rec *sess_begin(rec_model *m, uint32_t key, int64_t t) {
-    if (current_room(m, key) != REC_OK) return NULL;
+    /* current[] grows with the keys; a new entry is EMPTY, all bits set. */
+    if (vec_reserve_filled((void **)&m->current, &m->ncurrent, (size_t)key + 1, sizeof *m->current,
+                           0xff))
+        return NULL;
     uint32_t id = m->next_id, s = slot_of(m, id);
     if (s >= m->sess_alloc) {
         uint32_t old = m->sess_alloc;

@@ -159,17 +159,8 @@ static const cust *cust_get(const reco *r, uint32_t who) {
 }
 
 static cust *cust_make(reco *r, uint32_t who) {
-    if (who >= r->ncusts) {
-        /* A quarter more each time: every record is zeroed, so every one costs memory. */
-        size_t n = r->ncusts + r->ncusts / 4;
-        if (n < 1024) n = 1024;
-        if (n <= who) n = (size_t)who + 1;
-        cust *v = realloc(r->custs, n * sizeof *v);
-        if (!v) return NULL;
-        memset(v + r->ncusts, 0, (n - r->ncusts) * sizeof *v);
-        r->custs = v;
-        r->ncusts = n;
-    }
+    if (vec_reserve_filled((void **)&r->custs, &r->ncusts, (size_t)who + 1, sizeof *r->custs, 0))
+        return NULL;
     cust *c = &r->custs[who];
     if (!c->used) {
         c->used = true;

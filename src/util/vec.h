@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline int vec_reserve(void **p, size_t *alloc, size_t need, size_t elem) {
     if (need <= *alloc) return 0;
@@ -41,6 +42,17 @@ static inline int vec_reserve_small(void **p, size_t *alloc, size_t need, size_t
     if (!q) return -1;
     *p = q;
     *alloc = n;
+    return 0;
+}
+
+/* vec_reserve_filled(): for an array indexed by a dense key (a customer's slot) whose every entry
+ * must hold a value before it is read: vec_reserve_small()'s growth, and the new entries' bytes
+ * set to fill (0, or 0xff for UINT32_MAX). Growth by a quarter matters here, as every entry is
+ * written and so costs memory. */
+static inline int vec_reserve_filled(void **p, size_t *alloc, size_t need, size_t elem, int fill) {
+    size_t was = *alloc;
+    if (vec_reserve_small(p, alloc, need, elem)) return -1;
+    memset((char *)*p + was * elem, fill, (*alloc - was) * elem);
     return 0;
 }
 

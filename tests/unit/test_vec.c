@@ -1,5 +1,5 @@
-/* Unit tests for util/vec: doubling from four, and the small arrays' exact start and quarter
- * growth, with their overflow and 32-bit limits. */
+/* Unit tests for util/vec: doubling from four, the small arrays' exact start and quarter growth
+ * with their overflow and 32-bit limits, and the filled arrays' new entries. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,11 +60,31 @@ static void test_small_limits(void **state) {
     free(v);
 }
 
+/* Entries made by growth hold the fill; those already there keep their values. */
+static void test_filled(void **state) {
+    (void)state;
+    uint32_t *v = NULL;
+    size_t alloc = 0;
+    assert_int_equal(vec_reserve_filled((void **)&v, &alloc, 3, sizeof *v, 0xff), 0);
+    assert_int_equal(alloc, 3);
+    for (size_t i = 0; i < alloc; i++)
+        assert_int_equal(v[i], UINT32_MAX);
+    v[1] = 7;
+    assert_int_equal(vec_reserve_filled((void **)&v, &alloc, 40, sizeof *v, 0), 0);
+    assert_int_equal(alloc, 40);
+    assert_int_equal(v[1], 7);
+    assert_int_equal(v[2], UINT32_MAX);
+    for (size_t i = 3; i < alloc; i++)
+        assert_int_equal(v[i], 0);
+    free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_doubling),
         cmocka_unit_test(test_small_growth),
         cmocka_unit_test(test_small_limits),
+        cmocka_unit_test(test_filled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
