@@ -537,14 +537,6 @@ static int add_cooc(req *rq, const cooc *model, uint32_t a, double scale, bool b
     return RECO_OK;
 }
 
-static int add_coviewed(req *rq, uint32_t a, double scale, bool by_max) {
-    return add_cooc(rq, rq->r->coview, a, scale, by_max);
-}
-
-static int add_bought(req *rq, uint32_t a, double scale, bool by_max) {
-    return add_cooc(rq, rq->r->bought, a, scale, by_max);
-}
-
 /* popular(g, .) / its best, times scale, naming `because`. */
 static int add_popular(req *rq, uint32_t g, pop_kind kind, double scale, uint32_t because) {
     size_t got = pop_top(rq->r->pop, g, kind, rq->q->now_ms, rq->want, rq->ptmp);
@@ -555,20 +547,21 @@ static int add_popular(req *rq, uint32_t g, pop_kind kind, double scale, uint32_
     return RECO_OK;
 }
 
-static int gen_viewed(req *rq) {
+/* Each anchor's neighbours in one co-occurrence model. */
+static int gen_cooc(req *rq, const cooc *model) {
     uint32_t a[RECO_ANCHORS_MAX];
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++)
-        if (add_coviewed(rq, a[i], 1, false)) return RECO_NOMEM;
+        if (add_cooc(rq, model, a[i], 1, false)) return RECO_NOMEM;
     return RECO_OK;
 }
 
+static int gen_viewed(req *rq) {
+    return gen_cooc(rq, rq->r->coview);
+}
+
 static int gen_bought(req *rq) {
-    uint32_t a[RECO_ANCHORS_MAX];
-    size_t n = anchors(rq, a);
-    for (size_t i = 0; i < n; i++)
-        if (add_bought(rq, a[i], 1, false)) return RECO_NOMEM;
-    return RECO_OK;
+    return gen_cooc(rq, rq->r->bought);
 }
 
 /* Categories are groups the caller names through the query: CATEGORY and SIMILAR take the
@@ -578,7 +571,7 @@ static int gen_similar(req *rq) {
     size_t n = anchors(rq, a);
     for (size_t i = 0; i < n; i++) {
         size_t before = rq->p.n;
-        if (add_coviewed(rq, a[i], 1, false)) return RECO_NOMEM;
+        if (add_cooc(rq, rq->r->coview, a[i], 1, false)) return RECO_NOMEM;
         if (rq->p.n > before) continue;
         /* A cold anchor: what is popular in its most specific category stands in. */
         if (rq->q->ncategories &&
@@ -616,8 +609,8 @@ static int gen_for_you(req *rq) {
         struct seed t = seeds[k];
         seeds[k] = seeds[best];
         seeds[best] = t;
-        if (add_coviewed(rq, seeds[k].item, seeds[k].w, true) ||
-            add_bought(rq, seeds[k].item, seeds[k].w, true))
+        if (add_cooc(rq, rq->r->coview, seeds[k].item, seeds[k].w, true) ||
+            add_cooc(rq, rq->r->bought, seeds[k].item, seeds[k].w, true))
             return RECO_NOMEM;
     }
     return RECO_OK;
