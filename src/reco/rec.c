@@ -11,12 +11,12 @@
 #include "reco/rec.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reco/rec_internal.h"
+#include "util/tls.h"
 #include "util/u32map.h"
 #include "util/vec.h"
 
@@ -938,31 +938,20 @@ static size_t recommend_dense(const rec_model *m, rec_ws *ws, const uint32_t *q,
 /* Each thread keeps its query scratch between calls: a server answers thousands of queries a
  * second on a few threads, and building the tables afresh each time was a tenth of a query. The
  * scratch is freed when the thread exits. */
-static pthread_key_t ws_key;
-static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+static void *ws_make(void) {
+    return rec__ws_new();
+}
 
 static void ws_destroy(void *ws) {
     rec__ws_free(ws);
 }
 
-static void ws_key_make(void) {
-    if (pthread_key_create(&ws_key, ws_destroy)) abort();
-}
-
-static rec_ws *thread_ws(void) {
-    pthread_once(&ws_once, ws_key_make);
-    rec_ws *ws = pthread_getspecific(ws_key);
-    if (!ws && (ws = rec__ws_new()) && pthread_setspecific(ws_key, ws)) {
-        rec__ws_free(ws);
-        ws = NULL;
-    }
-    return ws;
-}
+static tls_slot ws_slot = TLS_SLOT(ws_make, ws_destroy);
 
 size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n, size_t k,
                      rec_item *out) {
     if (!n || !k) return 0;
-    rec_ws *ws = thread_ws();
+    rec_ws *ws = tls_get(&ws_slot);
     if (!ws) return 0;
     size_t got = 0, nd = 0;
     if (grow((void **)&ws->dense, &ws->dense_alloc, n, sizeof *ws->dense) == REC_OK) {
@@ -980,6 +969,6 @@ size_t rec_recommend_session(const rec_model *m, uint32_t session_key, size_t k,
     if (cur == EMPTY || !k) return 0;
     const sess_rec *s = sess_get(m, cur);
     if (!s) return 0;
-    rec_ws *ws = thread_ws();
+    rec_ws *ws = tls_get(&ws_slot);
     return ws ? recommend_dense(m, ws, s->items, s->len, s->id, k, out) : 0;
 }

@@ -8,11 +8,11 @@
 #include "reco/reco.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reco/cooc.h"
+#include "util/tls.h"
 #include "util/u32map.h"
 #include "util/vec.h"
 
@@ -417,8 +417,9 @@ typedef struct scratch {
     cooc_item ctmp[RECO_WANT_MAX];
 } scratch;
 
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void *scratch_new(void) {
+    return calloc(1, sizeof(scratch));
+}
 
 static void scratch_free(void *arg) {
     scratch *x = arg;
@@ -430,19 +431,7 @@ static void scratch_free(void *arg) {
     free(x);
 }
 
-static void scratch_key_make(void) {
-    if (pthread_key_create(&scratch_key, scratch_free)) abort();
-}
-
-static scratch *thread_scratch(void) {
-    pthread_once(&scratch_once, scratch_key_make);
-    scratch *x = pthread_getspecific(scratch_key);
-    if (!x && (x = calloc(1, sizeof *x)) && pthread_setspecific(scratch_key, x)) {
-        free(x);
-        x = NULL;
-    }
-    return x;
-}
+static tls_slot scratch_slot = TLS_SLOT(scratch_new, scratch_free);
 
 static int pool_reset(pool *p) {
     p->n = 0;
@@ -778,7 +767,7 @@ long reco_recommend(const reco *r, const reco_query *q, reco_result *out) {
         nstrat = reco_context_strategies(q->context, ctx);
         strat = ctx;
     }
-    scratch *x = thread_scratch();
+    scratch *x = tls_get(&scratch_slot);
     if (!x) return RECO_NOMEM;
     /* The request borrows the thread's scratch and gives back what it grew. */
     req rq = {.r = r,
