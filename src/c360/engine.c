@@ -1704,21 +1704,23 @@ static void reason_text(const engine *e, const reco_result *r, char *text, size_
         snprintf(text, len, "%s", plain[r->strategy]);
 }
 
-/* Appends ,"key":"value" (or {"key":"value" for the first member). */
-static void put_str(buf *b, bool *first, const char *key, const char *v) {
+/* Appends ,"key": (or {"key": for the first member). */
+static void put_key(buf *b, bool *first, const char *key) {
     buf_puts(b, *first ? "{\"" : ",\"");
     *first = false;
     buf_puts(b, key);
-    buf_puts(b, "\":\"");
+    buf_puts(b, "\":");
+}
+
+static void put_str(buf *b, bool *first, const char *key, const char *v) {
+    put_key(b, first, key);
+    buf_putc(b, '"');
     buf_json_escape(b, v, strlen(v));
     buf_putc(b, '"');
 }
 
 static void put_num(buf *b, bool *first, const char *key, double v) {
-    buf_puts(b, *first ? "{\"" : ",\"");
-    *first = false;
-    buf_puts(b, key);
-    buf_puts(b, "\":");
+    put_key(b, first, key);
     /* Six decimals: a float's last digits are noise, and for a score only the order matters. */
     jsonw_fixed(b, v, 6);
 }
