@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_rand.h"
 #include "c360/engine.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -35,14 +36,6 @@ static long rss_kb(void) {
         if (sscanf(line, "VmRSS: %ld", &kb) == 1) break;
     if (f) fclose(f);
     return kb;
-}
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
 }
 
 static int cmp_u64(const void *a, const void *b) {

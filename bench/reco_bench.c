@@ -16,17 +16,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_rand.h"
 #include "c360/engine.h"
 #include "util/buf.h"
 #include "util/log.h"
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 static double uniform(void) {
     return (double)(next_rand() >> 11) / 9007199254740992.0;
