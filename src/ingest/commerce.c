@@ -107,33 +107,66 @@ static const cm_kind_def kinds[CM_NKINDS] = {
 /* No name in the table is longer than this, so a longer input needs no scan. */
 #define CM_NAME_MAX 64
 
-static bool is_separator(char c) {
-    return c == ' ' || c == '_';
+/* Names are compared ignoring ASCII case, spaces and underscores: each is folded to that form (its
+ * key) and looked up in a small open-addressing table of every table name's key, built once. */
+#define KIND_SLOTS 512
+_Static_assert(CM_NKINDS *(2 + CM_MAX_ALIASES) <= KIND_SLOTS / 2,
+               "the kind index is over half full");
+
+static struct {
+    char key[CM_NAME_MAX + 1];
+    uint8_t kind; /* CM_NONE: an empty slot */
+} kind_index[KIND_SLOTS];
+static pthread_once_t kind_index_once = PTHREAD_ONCE_INIT;
+
+/* Folds name into key (CM_NAME_MAX + 1 bytes); returns the key's length. name has at most
+ * CM_NAME_MAX bytes. */
+static size_t kind_key(const char *name, char *key) {
+    size_t n = 0;
+    for (; *name; name++) {
+        unsigned char c = (unsigned char)*name;
+        if (c == ' ' || c == '_') continue;
+        key[n++] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    key[n] = '\0';
+    return n;
 }
 
-/* Compares an input name with a table name, ignoring ASCII case, spaces and underscores. */
-static bool name_matches(const char *in, const char *name) {
-    for (;;) {
-        while (is_separator(*in))
-            in++;
-        while (is_separator(*name))
-            name++;
-        if (!*in || !*name) return !*in && !*name;
-        if (tolower((unsigned char)*in) != tolower((unsigned char)*name)) return false;
-        in++;
-        name++;
+static size_t kind_slot(const char *key, size_t n) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h & (KIND_SLOTS - 1);
+}
+
+/* Every kind's names, in table order; a key seen before keeps its first kind, as a scan would. */
+static void kind_index_init(void) {
+    for (int k = CM_NONE + 1; k < CM_NKINDS; k++) {
+        const cm_kind_def *d = &kinds[k];
+        const char *names[2 + CM_MAX_ALIASES] = {d->event, d->name};
+        for (int a = 0; a < CM_MAX_ALIASES; a++)
+            names[2 + a] = d->aliases[a];
+        for (size_t i = 0; i < sizeof names / sizeof *names && names[i]; i++) {
+            char key[CM_NAME_MAX + 1];
+            size_t n = kind_key(names[i], key);
+            size_t at = kind_slot(key, n);
+            while (kind_index[at].kind != CM_NONE && strcmp(kind_index[at].key, key) != 0)
+                at = (at + 1) & (KIND_SLOTS - 1);
+            if (kind_index[at].kind != CM_NONE) continue;
+            memcpy(kind_index[at].key, key, n + 1);
+            kind_index[at].kind = (uint8_t)k;
+        }
     }
 }
 
 cm_kind cm_kind_lookup(const char *event_name) {
     if (!event_name || strnlen(event_name, CM_NAME_MAX + 1) > CM_NAME_MAX) return CM_NONE;
-    for (int k = CM_NONE + 1; k < CM_NKINDS; k++) {
-        const cm_kind_def *d = &kinds[k];
-        if (name_matches(event_name, d->event) || name_matches(event_name, d->name))
-            return (cm_kind)k;
-        for (int a = 0; a < CM_MAX_ALIASES && d->aliases[a]; a++)
-            if (name_matches(event_name, d->aliases[a])) return (cm_kind)k;
-    }
+    pthread_once(&kind_index_once, kind_index_init);
+    char key[CM_NAME_MAX + 1];
+    size_t n = kind_key(event_name, key);
+    for (size_t at = kind_slot(key, n); kind_index[at].kind != CM_NONE;
+         at = (at + 1) & (KIND_SLOTS - 1))
+        if (strcmp(kind_index[at].key, key) == 0) return (cm_kind)kind_index[at].kind;
     return CM_NONE;
 }
 
@@ -276,7 +309,7 @@ static int take_text(const json_t *v, char **dst) {
 /* Checks, coerces (in obj) and stores one field into the struct at base. Returns 0, or -1 with *err
  * filled. */
 static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *has,
-                        const char *prefix, ev_error *err) {
+                        unsigned *coerced, const char *prefix, ev_error *err) {
     const char *key = f->key;
     json_t *v = json_object_get(obj, key);
     if ((!v || json_is_null(v)) && f->alt) {
@@ -285,8 +318,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
     }
     if (!v || json_is_null(v)) return 0;
 
-    char path[128];
-    field_path(path, prefix, key);
+    char path[128]; /* written only for an error: most fields are fine */
     char *member = (char *)base + f->off;
 
     switch (f->how) {
@@ -297,6 +329,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
             json_t *s = json_string(digits);
             if (!s || json_object_set_new(obj, key, s)) goto nomem;
             v = s;
+            ++*coerced;
         }
         if (!json_is_string(v)) break;
         if (take_text(v, (char **)(void *)member)) goto nomem;
@@ -310,6 +343,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
                    cm_parse_decimal(json_string_value(v), json_string_length(v), &d)) {
             json_t *r = json_real(d);
             if (!r || json_object_set_new(obj, key, r)) goto nomem;
+            ++*coerced;
         } else {
             break;
         }
@@ -333,6 +367,7 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
             if (!count_value(d, &c)) break;
             json_t *i = json_integer(c);
             if (!i || json_object_set_new(obj, key, i)) goto nomem;
+            ++*coerced;
         }
         memcpy(member, &c, sizeof c);
         *has |= f->has;
@@ -351,7 +386,10 @@ static int coerce_field(json_t *obj, const cm_field *f, void *base, unsigned *ha
             code[i] = (char)toupper(c);
         }
         code[3] = '\0';
-        if (memcmp(code, s, 3) != 0 && json_string_set(v, code)) goto nomem;
+        if (memcmp(code, s, 3) != 0) {
+            if (json_string_set(v, code)) goto nomem;
+            ++*coerced;
+        }
         memcpy(member, code, sizeof code);
         return 0;
     }
@@ -363,22 +401,26 @@ bad:;
         [CO_COUNT] = "a whole number >= 0",
         [CO_CURRENCY] = "a 3-letter ISO 4217 currency code",
     };
+    field_path(path, prefix, key);
     ev_error_set(err, "invalid_field", path, "%s must be %s", path, expects[f->how]);
     return -1;
 nomem:
+    field_path(path, prefix, key);
     ev_error_set(err, "internal", path, "out of memory coercing %s", path);
     return -1;
 }
 
 static int coerce_all(json_t *obj, const cm_field *fields, size_t n, void *base, unsigned *has,
-                      const char *prefix, ev_error *err) {
+                      unsigned *coerced, const char *prefix, ev_error *err) {
     for (size_t i = 0; i < n; i++)
-        if (coerce_field(obj, &fields[i], base, has, prefix, err)) return -1;
+        if (coerce_field(obj, &fields[i], base, has, coerced, prefix, err)) return -1;
     return 0;
 }
 
-static int parse_product(json_t *obj, cm_product *p, const char *prefix, ev_error *err) {
-    if (obj && coerce_all(obj, product_fields, NFIELDS(product_fields), p, &p->has, prefix, err))
+static int parse_product(json_t *obj, cm_product *p, unsigned *coerced, const char *prefix,
+                         ev_error *err) {
+    if (obj &&
+        coerce_all(obj, product_fields, NFIELDS(product_fields), p, &p->has, coerced, prefix, err))
         return -1;
     if (!(p->has & CM_HAS_QUANTITY)) p->quantity = 1;
     return 0;
@@ -415,7 +457,7 @@ static int parse_product_list(json_t *props, cm_event *e, ev_error *err) {
         }
         /* Counted before parsing, so cm_event_free() releases a half-filled product too. */
         e->nproducts = i + 1;
-        if (parse_product(item, &e->products[i], prefix, err)) return -1;
+        if (parse_product(item, &e->products[i], &e->coerced, prefix, err)) return -1;
     }
     return 0;
 }
@@ -436,8 +478,8 @@ int cm_parse(json_t *properties, cm_kind k, cm_event **out, ev_error *err) {
         return -1;
     }
     e->kind = k;
-    if (properties &&
-        coerce_all(properties, event_fields, NFIELDS(event_fields), e, &e->has, "properties", err))
+    if (properties && coerce_all(properties, event_fields, NFIELDS(event_fields), e, &e->has,
+                                 &e->coerced, "properties", err))
         goto fail;
     switch (kinds[k].shape) {
     case SHAPE_NONE:
@@ -449,7 +491,7 @@ int cm_parse(json_t *properties, cm_kind k, cm_event **out, ev_error *err) {
             goto fail;
         }
         e->nproducts = 1;
-        if (parse_product(properties, e->products, "properties", err)) goto fail;
+        if (parse_product(properties, e->products, &e->coerced, "properties", err)) goto fail;
         break;
     case SHAPE_LIST:
         if (properties && parse_product_list(properties, e, err)) goto fail;

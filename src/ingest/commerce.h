@@ -138,6 +138,7 @@ typedef struct cm_event {
      * others (search, promotions, checkout steps, coupons) have none. */
     cm_product *products;
     size_t nproducts;
+    unsigned coerced; /* values cm_parse() rewrote in the properties: 0 when they are as sent */
 } cm_event;
 
 /* Checks and coerces the e-commerce fields of `properties` (an object, or NULL for an event without

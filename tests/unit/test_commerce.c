@@ -263,8 +263,16 @@ static void test_coercion_in_place(void **state) {
     assert_int_equal(e->products[1].has, CM_HAS_QUANTITY);
     assert_null(e->products[1].name);
     assert_int_equal(e->products[1].quantity, 4);
+    /* Each value rewritten is counted: 7 order fields, 5 in the first product, 1 in the second. */
+    assert_int_equal(e->coerced, 13);
     cm_event_free(e);
     json_decref(props);
+    /* Properties already in their types are left as sent, and say so. */
+    e = ok("{\"order_id\":\"o\",\"currency\":\"EUR\",\"total\":1.5,\"products\":[{\"product_id\":"
+           "\"p\",\"quantity\":2,\"price\":3}]}",
+           CM_ORDER_COMPLETED, NULL);
+    assert_int_equal(e->coerced, 0);
+    cm_event_free(e);
 }
 
 static void test_single_product(void **state) {
