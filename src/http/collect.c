@@ -12,8 +12,63 @@
 #include <strings.h>
 
 #include "http/http.h"
+#include "util/tls.h"
 
 #define BATCH_MAX_EVENTS 2500
+
+/* ---- The fast path ----
+ *
+ * A body is first scanned into a token array (util/jscan.h) and its events normalised from the
+ * tokens (ev_normalize_text()), which costs a fraction of building a jansson tree, copying it and
+ * printing it again. Whatever the scanner or the fast normaliser declines (invalid JSON, a
+ * duplicate key, an invalid event, the rarer shapes) takes the jansson path below it, which words
+ * every error; both paths store the same bytes (tests/unit/test_ev.c, tests/fuzz). */
+
+/* Tokens a body may scan into: a 500 KB batch of the smallest values. */
+#define SCAN_MAX_TOKENS (256 * 1024)
+/* A thread keeps a token array this large between requests; a larger one (a big batch) is freed. */
+#define SCAN_KEEP_TOKENS (16 * 1024)
+
+static void *doc_make(void) {
+    js_doc *d = malloc(sizeof *d);
+    if (d) js_init(d, SCAN_MAX_TOKENS);
+    return d;
+}
+
+static void doc_destroy(void *d) {
+    js_free(d);
+    free(d);
+}
+
+static tls_slot doc_slot = TLS_SLOT(doc_make, doc_destroy);
+
+/* The request's body scanned into this thread's token array, its root an object; or NULL: the
+ * jansson path takes the request (or http_body() has replied, which r->status shows). */
+static js_doc *scan_body(http_req *r, int max_depth) {
+    js_doc *d = tls_get(&doc_slot);
+    const char *body;
+    size_t len;
+    if (!d || http_body(r, &body, &len)) return NULL;
+    if (d->cap > SCAN_KEEP_TOKENS) {
+        js_free(d);
+        js_init(d, SCAN_MAX_TOKENS);
+    }
+    if (js_parse(d, body, len, max_depth) || d->tok[0].kind != JS_OBJECT) return NULL;
+    return d;
+}
+
+/* The key request_write_key() would read: the body's writeKey, decoded into key, else the query's.
+ * false for a writeKey longer than any key, which the jansson path refuses in its own words. */
+static bool scanned_write_key(http_req *r, const js_doc *d, char key[KEYS_MAX_LEN + 2],
+                              const char **out) {
+    uint32_t v = js_get(d, 0, "writeKey", 8);
+    *out = http_query(r, "writeKey");
+    if (!v || d->tok[v].kind != JS_STRING) return true;
+    if (d->tok[v].len > KEYS_MAX_LEN) return false;
+    js_string(d, v, key);
+    *out = key;
+    return true;
+}
 
 /* The key of a request that has no Authorization header (sendBeacon cannot set one): writeKey in
  * the body, else the writeKey query argument (RudderStack's beacon sends it there). */
@@ -55,16 +110,40 @@ void collect_single(http_req *r) {
         return;
     }
     ev_type type = single_paths[t].type;
-    json_t *root = http_json_object(r);
-    if (!root) return;
-    r->events_received = 1;
-    if (http_authorize(r, request_write_key(r, root), 1)) goto out;
-    r->events = calloc(1, sizeof *r->events);
-    if (!r->events) {
-        http_reply_error(r, "internal", NULL, "out of memory");
-        goto out;
-    }
     ev_envelope env = {.received_ms = r->received_ms};
+    json_t *root = NULL;
+    js_doc *d = scan_body(r, EV_MAX_DEPTH);
+    if (r->status) return;
+    char key[KEYS_MAX_LEN + 2];
+    const char *write_key;
+    if (d && !scanned_write_key(r, d, key, &write_key)) d = NULL;
+    if (d) {
+        r->events_received = 1;
+        if (http_authorize(r, write_key, 1)) return;
+        if (!(r->events = calloc(1, sizeof *r->events))) {
+            http_reply_error(r, "internal", NULL, "out of memory");
+            return;
+        }
+        if (ev_normalize_text(d, 0, (int)type, &env, &r->events[0]) == 0) {
+            r->nevents = 1;
+            http_commit(r, single_committed);
+            return;
+        }
+        /* Declined: the jansson path decides, from the same tokens. */
+        if (!(root = js_to_json(d, 0))) {
+            http_reply_error(r, "internal", NULL, "out of memory");
+            return;
+        }
+    } else {
+        if (!(root = http_json_object(r))) return;
+        r->events_received = 1;
+        if (http_authorize(r, request_write_key(r, root), 1)) goto out;
+        r->events = calloc(1, sizeof *r->events);
+        if (!r->events) {
+            http_reply_error(r, "internal", NULL, "out of memory");
+            goto out;
+        }
+    }
     ev_error err;
     if (ev_normalize(root, (int)type, &env, &r->events[0], &err)) {
         const char *code = err.code;
@@ -116,7 +195,118 @@ static bool envelope_object(http_req *r, const json_t *root, const char *name, c
     return true;
 }
 
+/* A batch's items, read from the scanned body or from jansson's tree of it, and its envelope. */
+typedef struct batch_items {
+    const js_doc *d; /* the scanned body, or NULL */
+    uint32_t next;   /* d: the token of the next item */
+    const json_t *array;
+    size_t n;
+    ev_envelope env;
+} batch_items;
+
+/* Normalises item i into *out; 0, or -1 with *err filled. */
+static int batch_item(batch_items *b, size_t i, ev_event *out, ev_error *err) {
+    const json_t *item = NULL;
+    json_t *own = NULL;
+    if (b->d) {
+        uint32_t t = b->next;
+        b->next = b->d->tok[t].next;
+        if (b->d->tok[t].kind == JS_OBJECT &&
+            ev_normalize_text(b->d, t, EV_NTYPES, &b->env, out) == 0)
+            return 0;
+        item = own = js_to_json(b->d, t);
+        if (!own) {
+            ev_error_set(err, "internal", "", "out of memory");
+            return -1;
+        }
+    } else {
+        item = json_array_get(b->array, i);
+    }
+    int rc = -1;
+    if (!json_is_object(item))
+        ev_error_set(err, "invalid_field", "", "batch[%zu] must be an event object", i);
+    else
+        rc = ev_normalize(item, EV_NTYPES, &b->env, out, err);
+    json_decref(own);
+    return rc;
+}
+
+/* Normalises every item, stores the valid ones and lists the rest; replies or commits. */
+static void batch_run(http_req *r, batch_items *b) {
+    r->events = calloc(b->n, sizeof *r->events);
+    if (!r->events) {
+        http_reply_error(r, "internal", NULL, "out of memory");
+        return;
+    }
+    const char **codes = malloc(b->n * sizeof *codes);
+    size_t nrejected = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        ev_error err;
+        if (batch_item(b, i, &r->events[r->nevents], &err) == 0) {
+            r->nevents++;
+            continue;
+        }
+        reject(r, i, &err);
+        if (codes) codes[nrejected] = err.code;
+        nrejected++;
+    }
+    if (codes) metrics_count_events(0, 0, codes, nrejected);
+    free(codes);
+    if (r->nevents == 0) {
+        buf out = BUF_INIT(0);
+        buf_printf(&out,
+                   "{\"error\":{\"code\":\"invalid_batch\",\"message\":\"none of the %zu events "
+                   "is valid; see rejected\"},\"rejected\":[%s]}",
+                   b->n, buf_str(&r->extra));
+        r->error_code = "invalid_batch";
+        http_reply_json(r, 400, &out);
+        return;
+    }
+    http_commit(r, batch_committed);
+}
+
+/* The batch from its scanned body: true when it replied or committed, false to leave it to the
+ * jansson path (any envelope the checks there would refuse, or that needs them to word it). */
+static bool batch_scanned(http_req *r, const js_doc *d) {
+    uint32_t batch = js_get(d, 0, "batch", 5);
+    uint32_t sent = js_get(d, 0, "sentAt", 6);
+    uint32_t ctx = js_get(d, 0, "context", 7), integ = js_get(d, 0, "integrations", 12);
+    if (!batch || d->tok[batch].kind != JS_ARRAY || d->tok[batch].count == 0 ||
+        d->tok[batch].count > BATCH_MAX_EVENTS)
+        return false;
+    if (sent && d->tok[sent].kind != JS_STRING && d->tok[sent].kind != JS_NULL) return false;
+    for (uint32_t v = ctx, i = 0; i < 2; v = integ, i++)
+        if (v && d->tok[v].kind != JS_OBJECT && d->tok[v].kind != JS_NULL) return false;
+    char key[KEYS_MAX_LEN + 2];
+    const char *write_key;
+    if (!scanned_write_key(r, d, key, &write_key)) return false;
+
+    batch_items b = {.d = d, .next = batch + 1, .n = d->tok[batch].count};
+    json_t *context = ctx && d->tok[ctx].kind == JS_OBJECT ? js_to_json(d, ctx) : NULL;
+    json_t *integrations = integ && d->tok[integ].kind == JS_OBJECT ? js_to_json(d, integ) : NULL;
+    char *sent_at = sent && d->tok[sent].kind == JS_STRING ? malloc(d->tok[sent].len + 1) : NULL;
+    if (sent_at) js_string(d, sent, sent_at);
+    b.env = (ev_envelope){.received_ms = r->received_ms,
+                          .context = context,
+                          .integrations = integrations,
+                          .sent_at = sent_at};
+    bool taken = false;
+    if ((!ctx || d->tok[ctx].kind != JS_OBJECT || context) &&
+        (!integ || d->tok[integ].kind != JS_OBJECT || integrations) &&
+        (!sent || d->tok[sent].kind != JS_STRING || sent_at) && ev_envelope_check(&b.env)) {
+        taken = true;
+        r->events_received = b.n;
+        if (!http_authorize(r, write_key, (double)b.n)) batch_run(r, &b);
+    }
+    json_decref(context);
+    json_decref(integrations);
+    free(sent_at);
+    return taken;
+}
+
 void collect_batch(http_req *r) {
+    js_doc *d = scan_body(r, EV_MAX_DEPTH + 2); /* the body, its batch array, then the events */
+    if (r->status || (d && batch_scanned(r, d))) return;
     json_t *root = http_json_object(r);
     if (!root) return;
     const json_t *batch = json_object_get(root, "batch");
@@ -138,51 +328,15 @@ void collect_batch(http_req *r) {
     } else if (envelope_object(r, root, "context", &context) &&
                envelope_object(r, root, "integrations", &integrations) &&
                !http_authorize(r, request_write_key(r, root), (double)n)) {
-        goto valid;
+        batch_items b = {.array = batch,
+                         .n = n,
+                         .env = {.received_ms = r->received_ms,
+                                 .context = context,
+                                 .integrations = integrations,
+                                 .sent_at = json_string_value(sent_at)}};
+        batch_run(r, &b);
     }
     json_decref(root);
-    return;
-
-valid:
-    r->events = calloc(n, sizeof *r->events);
-    if (!r->events) {
-        http_reply_error(r, "internal", NULL, "out of memory");
-        json_decref(root);
-        return;
-    }
-    ev_envelope env = {.received_ms = r->received_ms,
-                       .context = context,
-                       .integrations = integrations,
-                       .sent_at = json_string_value(sent_at)};
-    const char **codes = malloc(n * sizeof *codes);
-    size_t nrejected = 0;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *item = json_array_get(batch, i);
-        ev_error err;
-        if (!json_is_object(item)) {
-            ev_error_set(&err, "invalid_field", "", "batch[%zu] must be an event object", i);
-        } else if (ev_normalize(item, EV_NTYPES, &env, &r->events[r->nevents], &err) == 0) {
-            r->nevents++;
-            continue;
-        }
-        reject(r, i, &err);
-        if (codes) codes[nrejected] = err.code;
-        nrejected++;
-    }
-    if (codes) metrics_count_events(0, 0, codes, nrejected);
-    free(codes);
-    json_decref(root);
-    if (r->nevents == 0) {
-        buf b = BUF_INIT(0);
-        buf_printf(&b,
-                   "{\"error\":{\"code\":\"invalid_batch\",\"message\":\"none of the %zu events "
-                   "is valid; see rejected\"},\"rejected\":[%s]}",
-                   n, buf_str(&r->extra));
-        r->error_code = "invalid_batch";
-        http_reply_json(r, 400, &b);
-        return;
-    }
-    http_commit(r, batch_committed);
 }
 
 /* ---- Browser SDKs: the documents they fetch before sending ----

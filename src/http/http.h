@@ -50,8 +50,10 @@ struct http_req {
     const char *method, *path;
     const char *params[HTTP_MAX_PARAMS]; /* "*" segments of the path, NUL-terminated copies */
     char path_copy[512];
-    buf body;     /* the raw (maybe compressed) request body, capped */
-    buf inflated; /* the body after Content-Encoding, when there was one */
+    buf body;              /* the raw (maybe compressed) request body, capped */
+    buf inflated;          /* the body after Content-Encoding, when there was one */
+    const char *body_text; /* what http_body() gave, once it has: it inflates only once */
+    size_t body_text_len;
     bool body_too_big;
     size_t dropped;       /* bytes of an oversized body read and thrown away */
     const char *auth_key; /* from Authorization (Basic user or Bearer), NULL if absent */
@@ -137,7 +139,7 @@ void http_reply_ev_error(http_req *r, const ev_error *e);
 int http_error_status(const char *code);
 /* The body, inflated if Content-Encoding says so, capped at the route's max_body. Returns 0 and
  * sets *out (owned by r; valid until the request ends), or replies with the error and returns -1.
- */
+ * A second call returns what the first gave, without inflating again. */
 int http_body(http_req *r, const char **out, size_t *len);
 
 /* Checks the request's key: the Authorization header's, else body_key (a body's writeKey; may be

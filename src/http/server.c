@@ -418,10 +418,15 @@ static void cors_headers(http_req *r, struct MHD_Response *resp) {
 /* ---- Bodies ---- */
 
 int http_body(http_req *r, const char **out, size_t *len) {
+    if (r->body_text) {
+        *out = r->body_text;
+        *len = r->body_text_len;
+        return 0;
+    }
     const char *enc = http_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
     if (!enc || !*enc || strcasecmp(enc, "identity") == 0) {
-        *out = buf_str(&r->body);
-        *len = r->body.len;
+        *out = r->body_text = buf_str(&r->body);
+        *len = r->body_text_len = r->body.len;
         return 0;
     }
     if (strcasecmp(enc, "gzip") && strcasecmp(enc, "x-gzip") && strcasecmp(enc, "deflate")) {
@@ -465,8 +470,8 @@ int http_body(http_req *r, const char **out, size_t *len) {
                          trailing ? " (data after its end)" : "");
         return -1;
     }
-    *out = buf_str(&r->inflated);
-    *len = r->inflated.len;
+    *out = r->body_text = buf_str(&r->inflated);
+    *len = r->body_text_len = r->inflated.len;
     return 0;
 }
 

@@ -501,3 +501,402 @@ void ev_event_free(ev_event *e) {
     json_decref(e->result);
     memset(e, 0, sizeof *e);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The fast path: normalising an event from its scanned text (ev_normalize_text)
+ *
+ * The same rules as above, read off the token array and written straight into the body, member by
+ * member in the order ev_normalize() leaves them in its object: "type" first, then the client's
+ * members where they were (rewritten ones in place, dropped ones gone), then what it appends, in
+ * the order it appends it (a made messageId, a batch's sentAt, timestamp, receivedAt, a batch's
+ * context and integrations, kind). Anything out of the ordinary declines, so that ev_normalize()
+ * keeps the only copy of each error and of each rare coercion. tests/unit/test_ev.c and
+ * tests/fuzz/fuzz_ev_text.c hold the two paths to the same output.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The members the rules name. */
+enum {
+    FK_OTHER,
+    FK_TYPE,
+    FK_DROP, /* writeKey, kind */
+    FK_USER,
+    FK_ANON,
+    FK_EVENT,
+    FK_GROUP,
+    FK_PREVIOUS,
+    FK_PROPERTIES,
+    FK_TRAITS,
+    FK_CONTEXT,
+    FK_INTEGRATIONS,
+    FK_NAME,
+    FK_CATEGORY,
+    FK_MESSAGE_ID,
+    FK_TIMESTAMP,
+    FK_ORIGINAL,
+    FK_SENT_AT,
+    FK_RECEIVED_AT,
+    FK_N
+};
+
+static const struct {
+    const char *name;
+    uint8_t len, key;
+} fast_keys[] = {
+    {"type", 4, FK_TYPE},
+    {"writeKey", 8, FK_DROP},
+    {"kind", 4, FK_DROP},
+    {"userId", 6, FK_USER},
+    {"anonymousId", 11, FK_ANON},
+    {"event", 5, FK_EVENT},
+    {"groupId", 7, FK_GROUP},
+    {"previousId", 10, FK_PREVIOUS},
+    {"properties", 10, FK_PROPERTIES},
+    {"traits", 6, FK_TRAITS},
+    {"context", 7, FK_CONTEXT},
+    {"integrations", 12, FK_INTEGRATIONS},
+    {"name", 4, FK_NAME},
+    {"category", 8, FK_CATEGORY},
+    {"messageId", 9, FK_MESSAGE_ID},
+    {"timestamp", 9, FK_TIMESTAMP},
+    {"originalTimestamp", 17, FK_ORIGINAL},
+    {"sentAt", 6, FK_SENT_AT},
+    {"receivedAt", 10, FK_RECEIVED_AT},
+};
+
+/* The strings the fast path reads decoded (ids, names, times) are at most this long as sent; a
+ * longer one is a rare shape, or an error, and declines. */
+#define FAST_TEXT_MAX 1024
+
+static int fast_key(const js_doc *d, uint32_t k) {
+    const js_tok *t = &d->tok[k];
+    const char *s = d->text + t->start;
+    for (size_t i = 0; i < sizeof fast_keys / sizeof *fast_keys; i++)
+        if (fast_keys[i].len == t->len && memcmp(fast_keys[i].name, s, t->len) == 0)
+            return fast_keys[i].key;
+    return FK_OTHER;
+}
+
+static bool tok_is(const js_doc *d, uint32_t v, js_kind k) {
+    return v && d->tok[v].kind == k;
+}
+
+/* Decodes string token v into out (FAST_TEXT_MAX + 1 bytes); false when it is longer as sent. */
+static bool fast_text(const js_doc *d, uint32_t v, char *out, size_t *n) {
+    if (d->tok[v].len > FAST_TEXT_MAX) return false;
+    *n = js_string(d, v, out);
+    return true;
+}
+
+/* The body and the engine's tree, written member by member. rc: the first error (BUF_TOOBIG when
+ * the event outgrows EV_MAX_BYTES, or out of memory); every later call is then a no-op. */
+typedef struct fast_out {
+    buf b;
+    json_t *o;
+    int rc;
+    bool first;
+} fast_out;
+
+static void put_key(fast_out *f, const char *key, size_t len) {
+    if (f->rc) return;
+    if (!f->first) f->rc = buf_putc(&f->b, ',');
+    f->first = false;
+    /* Member names reaching here have no escapes (js_parse() refuses escaped keys; the rest are
+     * literals), so they are written as they are. */
+    if (!f->rc) f->rc = buf_putc(&f->b, '"');
+    if (!f->rc) f->rc = buf_append(&f->b, key, len);
+    if (!f->rc) f->rc = buf_append(&f->b, "\":", 2);
+}
+
+/* Adds v (a new reference, taken in every case; NULL when making it ran out of memory) to the
+ * engine's tree. */
+static void put_tree(fast_out *f, const char *key, size_t len, json_t *v) {
+    if (f->rc) {
+        json_decref(v);
+        return;
+    }
+    if (!v || json_object_setn_new_nocheck(f->o, key, len, v)) f->rc = BUF_NOMEM;
+}
+
+/* A member copied from the text. */
+static void put_tok(fast_out *f, const js_doc *d, uint32_t k, bool tree) {
+    const char *key = d->text + d->tok[k].start;
+    size_t len = d->tok[k].len;
+    put_key(f, key, len);
+    if (!f->rc) f->rc = js_write(&f->b, d, k + 1);
+    if (tree) put_tree(f, key, len, f->rc ? NULL : js_to_json(d, k + 1));
+}
+
+static void put_text(fast_out *f, const char *key, const char *s, size_t n) {
+    size_t len = strlen(key);
+    put_key(f, key, len);
+    if (!f->rc) f->rc = buf_putc(&f->b, '"');
+    if (!f->rc) f->rc = buf_json_escape(&f->b, s, n);
+    if (!f->rc) f->rc = buf_putc(&f->b, '"');
+    put_tree(f, key, len, f->rc ? NULL : json_stringn_nocheck(s, n));
+}
+
+static void put_time(fast_out *f, const char *key, int64_t ms) {
+    char text[TF_LEN];
+    tf_format(ms, text);
+    put_text(f, key, text, strlen(text));
+}
+
+/* A jansson value (borrowed) written, and a shallow copy of it kept in the tree when tree is set:
+ * as ev_normalize() keeps a batch's object, whose values the events of the batch share. */
+static void put_json(fast_out *f, const char *key, const json_t *v, bool tree) {
+    size_t len = strlen(key);
+    put_key(f, key, len);
+    if (!f->rc) f->rc = jsonw_value(&f->b, v);
+    if (tree) put_tree(f, key, len, f->rc ? NULL : json_copy((json_t *)v));
+}
+
+/* The event's own context or integrations (token k + 1) with a batch's object merged in: its
+ * members as sent, then the batch's members it lacks, in the batch's order. */
+static void put_merged(fast_out *f, const js_doc *d, uint32_t k, const json_t *batch) {
+    uint32_t obj = k + 1;
+    const char *key = d->text + d->tok[k].start;
+    size_t len = d->tok[k].len;
+    put_key(f, key, len);
+    json_t *tree = js_to_json(d, obj);
+    if (!tree && !f->rc) f->rc = BUF_NOMEM;
+    if (!f->rc) f->rc = buf_putc(&f->b, '{');
+    bool first = true;
+    for (uint32_t i = 0, m = obj + 1; i < d->tok[obj].count && !f->rc; i++) {
+        if (!first) f->rc = buf_putc(&f->b, ',');
+        first = false;
+        if (!f->rc) f->rc = js_write(&f->b, d, m);
+        if (!f->rc) f->rc = buf_putc(&f->b, ':');
+        if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
+        m = d->tok[m + 1].next;
+    }
+    const char *bk;
+    json_t *bv;
+    json_object_foreach((json_t *)batch, bk, bv) {
+        if (f->rc) break;
+        if (js_get(d, obj, bk, strlen(bk))) continue;
+        if (!first) f->rc = buf_putc(&f->b, ',');
+        first = false;
+        if (!f->rc) f->rc = buf_putc(&f->b, '"');
+        if (!f->rc) f->rc = buf_json_escape(&f->b, bk, strlen(bk));
+        if (!f->rc) f->rc = buf_append(&f->b, "\":", 2);
+        if (!f->rc) f->rc = jsonw_value(&f->b, bv);
+        if (!f->rc && json_object_set(tree, bk, bv)) f->rc = BUF_NOMEM;
+    }
+    if (!f->rc) f->rc = buf_putc(&f->b, '}');
+    if (f->rc) {
+        json_decref(tree);
+        return;
+    }
+    put_tree(f, key, len, tree);
+}
+
+static bool batch_object(const json_t *v) {
+    return v && json_is_object(v) && json_object_size(v) > 0;
+}
+
+bool ev_envelope_check(const ev_envelope *env) {
+    if (!env) return true;
+    const json_t *objs[] = {env->context, env->integrations};
+    for (size_t i = 0; i < 2; i++) {
+        ev_path path = {.len = 0};
+        path.s[0] = '\0';
+        ev_error err;
+        if (objs[i] && !depth_ok(objs[i], 2, &path, &err)) return false;
+    }
+    return true;
+}
+
+int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope *env,
+                      ev_event *out) {
+    memset(out, 0, sizeof *out);
+    if (type < 0 || type > EV_NTYPES) {
+        fprintf(stderr, "ev_normalize_text: type %d is out of range\n", type);
+        abort();
+    }
+    if (tok >= d->n || d->tok[tok].kind != JS_OBJECT) return 1;
+    const json_t *batch_ctx = env ? env->context : NULL,
+                 *batch_int = env ? env->integrations : NULL;
+    if ((batch_ctx && !json_is_object(batch_ctx)) || (batch_int && !json_is_object(batch_int)))
+        return 1;
+
+    /* Pass 1: where each named member is, and whether the event is one this path takes. */
+    uint32_t at[FK_N] = {0};
+    uint32_t m = tok + 1;
+    for (uint32_t i = 0; i < d->tok[tok].count; i++) {
+        int k = fast_key(d, m);
+        if (k != FK_OTHER && k != FK_DROP) at[k] = m;
+        m = d->tok[m + 1].next;
+    }
+#define VAL(k) (at[k] ? at[k] + 1 : 0)
+#define IS(k, kind) tok_is(d, VAL(k), kind)
+    ev_type t;
+    char text[FAST_TEXT_MAX + 1];
+    size_t n;
+    if (type != EV_NTYPES) {
+        t = (ev_type)type;
+    } else if (!IS(FK_TYPE, JS_STRING) || !fast_text(d, VAL(FK_TYPE), text, &n) ||
+               !ev_type_parse(text, &t)) {
+        return 1;
+    }
+
+    /* Ids: strings of 1..EV_ID_MAX bytes, or null / "" (dropped); numbers decline. */
+    char *ids[2] = {NULL, NULL};
+    bool drop[FK_N] = {false};
+    static const int id_keys[2] = {FK_USER, FK_ANON};
+    for (int i = 0; i < 2; i++) {
+        uint32_t v = VAL(id_keys[i]);
+        if (!v) continue;
+        if (d->tok[v].kind == JS_NULL || (d->tok[v].kind == JS_STRING && d->tok[v].len == 0)) {
+            drop[id_keys[i]] = true;
+            continue;
+        }
+        if (d->tok[v].kind != JS_STRING || !fast_text(d, v, text, &n) || n > EV_ID_MAX)
+            goto decline;
+        if (n == 0) {
+            drop[id_keys[i]] = true;
+            continue;
+        }
+        if (!(ids[i] = malloc(n + 1))) goto decline;
+        memcpy(ids[i], text, n + 1);
+    }
+    if (!ids[0] && !ids[1]) goto decline;
+
+    /* The field the type needs: a non-empty string. */
+    static const int need_key[EV_NTYPES] = {
+        [EV_TRACK] = FK_EVENT, [EV_GROUP] = FK_GROUP, [EV_ALIAS] = FK_PREVIOUS};
+    cm_kind kind = CM_NONE;
+    if (need_key[t]) {
+        uint32_t v = VAL(need_key[t]);
+        if (!tok_is(d, v, JS_STRING) || !fast_text(d, v, text, &n) || n == 0) goto decline;
+        if (type_needs[t].is_id && n > EV_ID_MAX) goto decline;
+        if (t == EV_TRACK) kind = cm_kind_lookup(text);
+    }
+
+    static const int object_keys[] = {FK_PROPERTIES, FK_TRAITS, FK_CONTEXT, FK_INTEGRATIONS};
+    for (size_t i = 0; i < sizeof object_keys / sizeof *object_keys; i++) {
+        uint32_t v = VAL(object_keys[i]);
+        if (!v || d->tok[v].kind == JS_OBJECT) continue;
+        if (d->tok[v].kind != JS_NULL) goto decline;
+        drop[object_keys[i]] = true;
+    }
+    static const int text_keys[] = {FK_NAME, FK_CATEGORY};
+    for (size_t i = 0; i < 2; i++) {
+        uint32_t v = VAL(text_keys[i]);
+        if (!v || d->tok[v].kind == JS_STRING) continue;
+        if (d->tok[v].kind != JS_NULL) goto decline;
+        drop[text_keys[i]] = true;
+    }
+
+    /* messageId: kept when 1..EV_MESSAGE_ID_MAX bytes; made when absent, null or "". */
+    uint32_t mid = VAL(FK_MESSAGE_ID);
+    bool made_id = !mid || d->tok[mid].kind == JS_NULL ||
+                   (d->tok[mid].kind == JS_STRING && d->tok[mid].len == 0);
+    if (made_id) {
+        hash_uuid4(out->message_id);
+    } else {
+        if (d->tok[mid].kind != JS_STRING || !fast_text(d, mid, text, &n) || n == 0 ||
+            n > EV_MESSAGE_ID_MAX)
+            goto decline;
+        memcpy(out->message_id, text, n + 1);
+    }
+
+    /* Times. */
+    static const int time_keys[TS_N] = {FK_TIMESTAMP, FK_ORIGINAL, FK_SENT_AT};
+    int64_t times[TS_N] = {0};
+    bool have[TS_N] = {false};
+    for (int i = 0; i < TS_N; i++) {
+        uint32_t v = VAL(time_keys[i]);
+        if (!v) continue;
+        if (d->tok[v].kind == JS_NULL || (d->tok[v].kind == JS_STRING && d->tok[v].len == 0)) {
+            drop[time_keys[i]] = true;
+            continue;
+        }
+        if (d->tok[v].kind != JS_STRING || !fast_text(d, v, text, &n) ||
+            !tf_parse(text, n, &times[i]))
+            goto decline;
+        have[i] = true;
+    }
+    bool batch_sent = false;
+    const char *bs = env ? env->sent_at : NULL;
+    if (!have[TS_SENT_AT] && bs && *bs) {
+        if (!tf_parse(bs, strlen(bs), &times[TS_SENT_AT])) goto decline;
+        have[TS_SENT_AT] = batch_sent = true;
+    }
+    out->received_ms = env ? env->received_ms : 0;
+    out->timestamp_ms = event_time(times, have, out->received_ms);
+
+    /* An e-commerce event's properties are typed on a tree of their own, written back as coerced;
+     * a refusal declines (ev_normalize() words the error). */
+    json_t *props = NULL;
+    if (kind != CM_NONE) {
+        uint32_t v = drop[FK_PROPERTIES] ? 0 : VAL(FK_PROPERTIES);
+        if (v && !(props = js_to_json(d, v))) goto decline;
+        ev_error err;
+        if (cm_parse(props, kind, &out->commerce, &err)) {
+            json_decref(props);
+            goto decline;
+        }
+    }
+
+    /* Pass 2: the body and the engine's tree. */
+    fast_out f = {.b = BUF_INIT(EV_MAX_BYTES), .o = json_object(), .first = true};
+    if (!f.o) f.rc = BUF_NOMEM;
+    if (!f.rc) f.rc = buf_putc(&f.b, '{');
+    put_text(&f, "type", type_names[t], strlen(type_names[t]));
+    m = tok + 1;
+    for (uint32_t i = 0; i < d->tok[tok].count && !f.rc; i++) {
+        int k = fast_key(d, m);
+        uint32_t v = m + 1;
+        if (k == FK_TYPE || k == FK_DROP || (k != FK_OTHER && drop[k])) {
+            /* gone */
+        } else if (k == FK_MESSAGE_ID && made_id) {
+            put_text(&f, "messageId", out->message_id, strlen(out->message_id));
+        } else if (k == FK_TIMESTAMP) {
+            put_time(&f, "timestamp", out->timestamp_ms);
+        } else if (k == FK_ORIGINAL || k == FK_SENT_AT) {
+            put_time(&f, k == FK_ORIGINAL ? "originalTimestamp" : "sentAt",
+                     times[k == FK_ORIGINAL ? TS_ORIGINAL : TS_SENT_AT]);
+        } else if (k == FK_RECEIVED_AT) {
+            put_time(&f, "receivedAt", out->received_ms);
+        } else if (k == FK_CONTEXT && batch_object(batch_ctx)) {
+            put_merged(&f, d, m, batch_ctx);
+        } else if (k == FK_INTEGRATIONS && batch_object(batch_int)) {
+            put_merged(&f, d, m, batch_int);
+        } else if (k == FK_PROPERTIES && props && out->commerce->coerced) {
+            put_json(&f, "properties", props, false); /* as coerced; else as sent, below */
+        } else {
+            put_tok(&f, d, m, k != FK_PROPERTIES);
+        }
+        m = d->tok[v].next;
+    }
+    if (!mid) put_text(&f, "messageId", out->message_id, strlen(out->message_id));
+    if (batch_sent) put_time(&f, "sentAt", times[TS_SENT_AT]);
+    if (!have[TS_TIMESTAMP]) put_time(&f, "timestamp", out->timestamp_ms);
+    if (!at[FK_RECEIVED_AT]) put_time(&f, "receivedAt", out->received_ms);
+    if ((!at[FK_CONTEXT] || drop[FK_CONTEXT]) && batch_object(batch_ctx))
+        put_json(&f, "context", batch_ctx, true);
+    if ((!at[FK_INTEGRATIONS] || drop[FK_INTEGRATIONS]) && batch_object(batch_int))
+        put_json(&f, "integrations", batch_int, true);
+    if (kind != CM_NONE) put_text(&f, "kind", cm_kind_name(kind), strlen(cm_kind_name(kind)));
+    if (!f.rc) f.rc = buf_putc(&f.b, '}');
+    json_decref(props);
+    if (f.rc) {
+        buf_free(&f.b);
+        json_decref(f.o);
+        goto decline;
+    }
+    out->body = buf_detach(&f.b, &out->body_len);
+    out->json = f.o;
+    out->type = t;
+    out->user_id = ids[0];
+    out->anonymous_id = ids[1];
+    return 0;
+#undef VAL
+#undef IS
+
+decline:
+    free(ids[0]);
+    free(ids[1]);
+    ev_event_free(out);
+    return 1;
+}

@@ -47,6 +47,7 @@
 #include <stdint.h>
 
 #include "ingest/commerce.h"
+#include "util/jscan.h"
 
 #define EV_MAX_BYTES (32 * 1024)
 #define EV_MAX_DEPTH 32
@@ -111,6 +112,23 @@ typedef struct ev_event {
  * freeing). */
 int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out, ev_error *err);
 void ev_event_free(ev_event *e);
+
+/* The same normalisation over an event already scanned by js_parse(): the object at token tok of
+ * d, read without building a tree of it. Returns 0 and fills *out exactly as ev_normalize() would
+ * from jansson's reading of the same text (the body byte for byte; json equal); or 1, declining,
+ * with *out empty: then the caller runs ev_normalize() on js_to_json(d, tok). It declines every
+ * event that ev_normalize() would refuse, and the rarer shapes of valid ones (numeric ids, an
+ * escaped type name, a commerce event whose properties need a fix-up it cannot make), so errors
+ * are always ev_normalize()'s own. The envelope's objects are depth-checked by the caller (once
+ * per batch, not per event). Cost: one pass over the event's members and one write of its text;
+ * the engine's tree (out->json) is built from the tokens, and only an e-commerce event's
+ * properties become a jansson tree. env's objects must have passed ev_envelope_check(). */
+int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope *env,
+                      ev_event *out);
+/* Whether env's context and integrations pass the depth rule that ev_normalize() applies to them
+ * with each event: a batch checks its envelope once, then normalises its events with
+ * ev_normalize_text(). false: leave the batch to ev_normalize(), which reports the error. */
+bool ev_envelope_check(const ev_envelope *env);
 
 /* The decimal string of a JSON number used as an id: writes it into out and returns true for an
  * integer, or a real with no fractional part and a magnitude of at most 2^53 (so the digits are

@@ -8,7 +8,11 @@
  * Invariants checked on success: the body is a JSON object of at most EV_MAX_BYTES whose type,
  * messageId, ids, timestamp and kind agree with the struct; writeKey is gone; and normalising the
  * body again gives the same body byte for byte (normalisation is idempotent). On failure: the code
- * is one of the documented ones, the message is not empty and the event is left empty. */
+ * is one of the documented ones, the message is not empty and the event is left empty.
+ *
+ * The fast path (ev_normalize_text() over util/jscan's tokens) runs on the same text: it must
+ * decline whatever ev_normalize() refuses, and when it takes an event, give the same body byte for
+ * byte and an equal tree (a messageId each made up is the one difference allowed). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +76,37 @@ static void check_event(const ev_event *ev) {
     json_decref(body);
 }
 
+/* Runs the fast path on the text ev_normalize() saw; slow is its event, or NULL when it refused. */
+static void check_fast(const char *text, size_t len, int type, const ev_envelope *env,
+                       const ev_event *slow) {
+    static js_doc d;
+    static bool ready;
+    if (!ready) js_init(&d, 1u << 20), ready = true;
+    if (js_parse(&d, text, len, EV_MAX_DEPTH) || !ev_envelope_check(env)) return;
+    ev_event fast;
+    int rc = ev_normalize_text(&d, 0, type, env, &fast);
+    CHECK(rc == 0 || rc == 1);
+    if (!slow) CHECK(rc == 1);
+    if (rc) {
+        CHECK(!fast.body && !fast.json && !fast.user_id && !fast.anonymous_id && !fast.commerce);
+        return;
+    }
+    if (strcmp(fast.message_id, slow->message_id) != 0) {
+        CHECK(strlen(fast.message_id) == 36 && strlen(slow->message_id) == 36);
+        char *at = strstr(fast.body, fast.message_id);
+        CHECK(at != NULL);
+        memcpy(at, slow->message_id, 36);
+        json_object_set_new(fast.json, "messageId", json_string(slow->message_id));
+    }
+    if (strcmp(fast.body, slow->body) != 0)
+        fprintf(stderr, "fast:   %s\njansson: %s\n", fast.body, slow->body);
+    CHECK(strcmp(fast.body, slow->body) == 0);
+    CHECK(json_equal(fast.json, slow->json));
+    CHECK(fast.type == slow->type && fast.timestamp_ms == slow->timestamp_ms);
+    CHECK((fast.commerce != NULL) == (slow->commerce != NULL));
+    ev_event_free(&fast);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     int type = data[0] % (EV_NTYPES + 1);
@@ -88,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ev_error err;
     if (ev_normalize(raw, type, &env, &ev, &err) == 0) {
         check_event(&ev);
+        check_fast((const char *)data + 1, size - 1, type, &env, &ev);
         /* Idempotence: the stored body is itself a valid event that normalises to itself. */
         json_t *again = json_loadb(ev.body, ev.body_len, 0, NULL);
         ev_envelope plain = {.received_ms = RECEIVED};
@@ -105,6 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ev_event_free(&ev);
     } else {
         check_error(&err, &ev);
+        check_fast((const char *)data + 1, size - 1, type, &env, NULL);
     }
     json_decref(raw);
     return 0;

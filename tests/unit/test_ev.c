@@ -29,6 +29,78 @@ static ev_envelope env_at(int64_t received) {
     return env;
 }
 
+/* The fast path (ev_normalize_text) against the jansson path: every text ok() and bad() see goes
+ * through both, so each case below is also a case of the two agreeing. */
+static size_t fast_taken, fast_declined;
+
+static bool same_str(const char *a, const char *b) {
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Runs the fast path on text: -1 when the scanner or the envelope check leaves it to the jansson
+ * path, else ev_normalize_text()'s result (*fast filled on 0). */
+static int run_fast(const char *text, int type, const ev_envelope *env, ev_event *fast) {
+    js_doc d;
+    js_init(&d, 1u << 20);
+    int rc = -1;
+    if (js_parse(&d, text, strlen(text), EV_MAX_DEPTH) == 0 && ev_envelope_check(env)) {
+        memset(fast, 0xAB, sizeof *fast);
+        rc = ev_normalize_text(&d, 0, type, env, fast);
+        if (rc) {
+            /* Declining leaves the event empty. */
+            assert_int_equal(rc, 1);
+            assert_null(fast->body);
+            assert_null(fast->json);
+            assert_null(fast->user_id);
+            assert_null(fast->anonymous_id);
+            assert_null(fast->commerce);
+        }
+    }
+    js_free(&d);
+    return rc;
+}
+
+/* The fast path's result must be the jansson path's, byte for byte; a messageId each made up is
+ * the one difference allowed. */
+static void same_as_fast(const char *text, int type, const ev_envelope *env, const ev_event *slow) {
+    ev_event fast;
+    int rc = run_fast(text, type, env, &fast);
+    if (rc) {
+        fast_declined++;
+        return;
+    }
+    fast_taken++;
+    assert_int_equal(fast.type, slow->type);
+    assert_int_equal(fast.timestamp_ms, slow->timestamp_ms);
+    assert_int_equal(fast.received_ms, slow->received_ms);
+    assert_true(same_str(fast.user_id, slow->user_id));
+    assert_true(same_str(fast.anonymous_id, slow->anonymous_id));
+    assert_int_equal(fast.commerce != NULL, slow->commerce != NULL);
+    if (fast.commerce) {
+        assert_int_equal(fast.commerce->kind, slow->commerce->kind);
+        assert_int_equal(fast.commerce->nproducts, slow->commerce->nproducts);
+    }
+    if (strcmp(fast.message_id, slow->message_id) != 0) {
+        /* Both made one: put the slow path's into the fast path's body and tree. */
+        assert_int_equal(strlen(fast.message_id), 36);
+        assert_int_equal(strlen(slow->message_id), 36);
+        char *at = strstr(fast.body, fast.message_id);
+        assert_non_null(at);
+        memcpy(at, slow->message_id, 36);
+        json_object_set_new(fast.json, "messageId", json_string(slow->message_id));
+    }
+    if (strcmp(fast.body, slow->body) != 0)
+        fail_msg("the fast path wrote\n%s\nthe jansson path\n%s\nfor %s", fast.body, slow->body,
+                 text);
+    assert_int_equal(fast.body_len, slow->body_len);
+    if (!json_equal(fast.json, slow->json)) {
+        char *a = json_dumps(fast.json, JSON_SORT_KEYS),
+             *b = json_dumps(slow->json, JSON_SORT_KEYS);
+        fail_msg("engine trees differ:\n%s\n%s", a, b);
+    }
+    ev_event_free(&fast);
+}
+
 /* Normalises text and expects success; the caller frees *ev. */
 static void ok(const char *text, int type, const ev_envelope *env, ev_event *ev) {
     json_t *raw = parse(text);
@@ -38,6 +110,7 @@ static void ok(const char *text, int type, const ev_envelope *env, ev_event *ev)
     if (rc != 0) fail_msg("expected success, got %s (%s): %s", err.code, err.field, err.message);
     assert_non_null(ev->body);
     assert_int_equal(strlen(ev->body), ev->body_len);
+    same_as_fast(text, type, env, ev);
 }
 
 /* Normalises text and expects an error. */
@@ -55,6 +128,9 @@ static ev_error bad(const char *text, int type, const ev_envelope *env) {
     assert_null(ev.anonymous_id);
     assert_null(ev.commerce);
     assert_non_null(err.code);
+    /* What the jansson path refuses, the fast path declines (so the error is worded there). */
+    ev_event fast;
+    assert_true(run_fast(text, type, env, &fast) != 0);
     return err;
 }
 
@@ -809,6 +885,83 @@ static void test_real_range(void **state) {
     assert_string_equal(err.field, "properties.total");
 }
 
+/* The fast path takes the shapes clients send every day, with the same result (ok() compares). */
+static void taken(const char *text, int type, const ev_envelope *env) {
+    ev_event ev, fast;
+    ok(text, type, env, &ev);
+    ev_event_free(&ev);
+    if (run_fast(text, type, env, &fast) != 0) fail_msg("the fast path declined %s", text);
+    ev_event_free(&fast);
+}
+
+static void declined(const char *text, int type, const ev_envelope *env) {
+    ev_event ev, fast;
+    ok(text, type, env, &ev);
+    ev_event_free(&ev);
+    if (run_fast(text, type, env, &fast) == 0) fail_msg("the fast path took %s", text);
+}
+
+static void test_fast_path(void **state) {
+    (void)state;
+    ev_envelope env = env_at(RECEIVED);
+    /* bench/events.lua's event. */
+    taken("{\"userId\":\"user-1\",\"event\":\"Product Viewed\",\"properties\":{\"product_id\":"
+          "\"sku-1\",\"price\":19.99,\"name\":\"Thing\",\"category\":\"Cat\",\"currency\":\"usd\"},"
+          "\"context\":{\"library\":{\"name\":\"analytics.js\",\"version\":\"2.11.1\"},\"ip\":"
+          "\"1.2.3.4\"},\"messageId\":\"m-1\",\"timestamp\":\"2024-05-01T10:00:00Z\"}",
+          EV_TRACK, &env);
+    /* analytics-node's batch item, with the batch's sentAt and context merged in. */
+    json_t *ctx = parse("{\"ip\":\"9.9.9.9\",\"library\":{\"name\":\"x\"},\"locale\":\"fr\"}");
+    ev_envelope benv = {.received_ms = RECEIVED,
+                        .context = ctx,
+                        .integrations = NULL,
+                        .sent_at = "2024-05-01T11:59:59.000Z"};
+    taken(
+        "{\"type\":\"track\",\"event\":\"Signed Up\",\"userId\":\"u1\",\"properties\":"
+        "{\"plan\":\"pro\",\"seats\":3,\"trial\":false,\"tags\":[\"a\",1,null,2.50]},\"context\":"
+        "{\"library\":{\"name\":\"@segment/analytics-node\",\"version\":\"2.1.0\"}},\"messageId\":"
+        "\"node-next-1\",\"_metadata\":{\"nodeVersion\":\"20.1.0\"},\"originalTimestamp\":"
+        "\"2024-05-01T11:59:58.500Z\",\"integrations\":{}}",
+        EV_NTYPES, &benv);
+    /* No context of its own: the batch's is appended, after receivedAt. */
+    taken("{\"type\":\"page\",\"anonymousId\":\"a1\",\"userId\":null,\"name\":\"Home\"}", EV_NTYPES,
+          &benv);
+    json_decref(ctx);
+    /* RudderStack's identify: null userId, traits twice, its own sentAt, receivedAt overwritten. */
+    taken(
+        "{\"type\":\"identify\",\"anonymousId\":\"a-1\",\"userId\":\"\",\"traits\":{\"email\":"
+        "\"X@Y.z\",\"name\":\"Zo\u00e9 \\\"Z\\\"\"},\"context\":{\"traits\":{\"email\":\"X@Y.z\"}},"
+        "\"receivedAt\":\"1999-01-01T00:00:00Z\",\"sentAt\":\"2024-05-01T11:00:00+01:00\","
+        "\"originalTimestamp\":\"2024-05-01T10:59:00Z\",\"messageId\":null,\"timestamp\":null}",
+        EV_NTYPES, &env);
+    /* An order: string prices and counts coerced in the properties, kind appended. */
+    taken("{\"userId\":\"u2\",\"event\":\"Order Completed\",\"properties\":{\"order_id\":\"o1\","
+          "\"total\":\"30.5\",\"currency\":\"eur\",\"products\":[{\"product_id\":\"p1\",\"price\":"
+          "\"10.25\",\"quantity\":\"2\"},{\"product_id\":\"p2\",\"price\":10}]},\"kind\":\"junk\","
+          "\"writeKey\":\"wk\"}",
+          EV_TRACK, &env);
+    /* Properties already typed are copied as sent; "usd" above was rewritten in the tree. */
+    taken("{\"userId\":\"u3\",\"event\":\"product_added\",\"properties\":{\"product_id\":\"p9\","
+          "\"price\":1e2,\"quantity\":3,\"currency\":\"USD\",\"note\":\"tab\\there\"}}",
+          EV_TRACK, &env);
+    /* Group and alias need their ids. */
+    taken("{\"userId\":\"u\",\"groupId\":\"g1\",\"traits\":{\"plan\":\"x\"}}", EV_GROUP, &env);
+    taken("{\"userId\":\"u\",\"previousId\":\"a9\"}", EV_ALIAS, &env);
+    /* Rare shapes go the jansson way, with the same result. */
+    declined("{\"userId\":42,\"event\":\"x\"}", EV_TRACK, &env);
+    declined("{\"userId\":\"u\",\"event\":\"x\",\"p\":1,\"p\":2}", EV_TRACK, &env);
+    declined("{\"userId\":\"u\",\"groupId\":7}", EV_GROUP, &env);
+    declined("{\"userId\":\"u\",\"event\":\"x\",\"caf\\u00e9\":1}", EV_TRACK, &env);
+}
+
+/* Runs last: the cases above went through the fast path in numbers, not only the few named. */
+static void test_fast_path_coverage(void **state) {
+    (void)state;
+    print_message("fast path: took %zu events, declined %zu\n", fast_taken, fast_declined);
+    assert_true(fast_taken >= 40);
+    assert_true(fast_declined >= 4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_names),
@@ -831,6 +984,8 @@ int main(void) {
         cmocka_unit_test(test_kind_reserved),
         cmocka_unit_test(test_reals_precision),
         cmocka_unit_test(test_real_range),
+        cmocka_unit_test(test_fast_path),
+        cmocka_unit_test(test_fast_path_coverage),
     };
     return cmocka_run_group_tests_name("ev", tests, NULL, NULL);
 }
