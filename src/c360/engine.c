@@ -17,6 +17,7 @@
 #include "reco/reco.h"
 #include "util/clock.h"
 #include "util/hash.h"
+#include "util/jscan.h"
 #include "util/jsonw.h"
 #include "util/log.h"
 #include "util/strpool.h"
@@ -113,6 +114,7 @@ struct engine {
     int64_t *replay_deletes; /* erasures found while replaying, done before serving */
     size_t nreplay_deletes, areplay_deletes;
     bool replaying;
+    js_doc scan; /* replay's token array (util/jscan.h), reused for every stored event */
 };
 
 /* The roots every decision expression may name (docs/expressions.md). */
@@ -834,13 +836,48 @@ void eng_apply(void *arg, ev_event *events, size_t n) {
 
 /* ---- Replay ---- */
 
+/* A stored event as apply_event() reads it, from the scanned body: every member but the
+ * properties, whose tree is made only for an e-commerce event (*props, for cm_parse()). That is
+ * what the live path hands over too (ev.h's out->json), and it spares replay most of jansson's
+ * parsing: a stored body is mostly properties. NULL when the body does not scan (the caller then
+ * parses it with jansson) or memory ran out. */
+static json_t *scanned_event(engine *e, const store_row *row, json_t **props) {
+    js_doc *d = &e->scan;
+    *props = NULL;
+    if (js_parse(d, row->body, row->body_len, EV_MAX_DEPTH) || d->tok[0].kind != JS_OBJECT)
+        return NULL;
+    json_t *o = json_object();
+    for (uint32_t i = 0, k = 1; o && i < d->tok[0].count; i++, k = d->tok[k + 1].next) {
+        const char *key = d->text + d->tok[k].start;
+        size_t len = d->tok[k].len;
+        bool is_props = len == 10 && memcmp(key, "properties", 10) == 0;
+        if (is_props && !row->kind) continue;
+        json_t *v = js_to_json(d, k + 1);
+        if (is_props) {
+            *props = v;
+        } else if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    if (!o) {
+        json_decref(*props);
+        *props = NULL;
+    }
+    return o;
+}
+
 static int replay_row(const store_row *row, void *arg) {
     engine *e = arg;
-    json_error_t je;
-    json_t *ev = json_loadb(row->body, row->body_len, 0, &je);
+    json_t *ev = NULL, *props = NULL;
+    if (row->type >= 0 && row->type < EV_NTYPES) ev = scanned_event(e, row, &props);
     if (!ev) {
-        log_warn("engine: log record %" PRId64 " is not JSON (%s); skipped", row->seq, je.text);
-        return 0;
+        json_error_t je;
+        if (!(ev = json_loadb(row->body, row->body_len, 0, &je))) {
+            log_warn("engine: log record %" PRId64 " is not JSON (%s); skipped", row->seq, je.text);
+            return 0;
+        }
+        props = json_incref(json_object_get(ev, "properties"));
     }
     if (row->type == STORE_TYPE_COMMAND) {
         int64_t at = 0;
@@ -849,14 +886,12 @@ static int replay_row(const store_row *row, void *arg) {
         json_decref(apply_command(e, row->seq, at, ev));
     } else if (row->type >= 0 && row->type < EV_NTYPES) {
         cm_event *cm = NULL;
-        if (row->kind) {
-            ev_error ignored;
-            json_t *props = json_object_get(ev, "properties");
-            cm_parse(props, (cm_kind)row->kind, &cm, &ignored);
-        }
+        ev_error ignored;
+        if (row->kind) cm_parse(props, (cm_kind)row->kind, &cm, &ignored);
         apply_event(e, row->seq, (ev_type)row->type, row->ts_ms, ev, cm);
         cm_event_free(cm);
     }
+    json_decref(props);
     json_decref(ev);
     return 0;
 }
@@ -892,6 +927,7 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
         return NULL;
     }
     pthread_rwlock_init(&e->lock, NULL);
+    js_init(&e->scan, 0);
     e->store = s;
     if (opts && opts->default_country && *opts->default_country) {
         if (!idn_country_known(opts->default_country)) {
@@ -939,6 +975,7 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
         goto fail;
     }
     e->replaying = false;
+    js_free(&e->scan); /* only replay scans */
     free(e->replay_deletes);
     e->replay_deletes = NULL;
     e->nreplay_deletes = e->areplay_deletes = 0;
@@ -952,6 +989,7 @@ fail:
 
 void eng_close(engine *e) {
     if (!e) return;
+    js_free(&e->scan);
     for (size_t i = 0; i < e->nprofs; i++) {
         prof_free(e->profs[i]);
         consent_ledger_free(e->consents[i]);
