@@ -267,6 +267,22 @@ static void test_coercion_in_place(void **state) {
     assert_int_equal(e->coerced, 13);
     cm_event_free(e);
     json_decref(props);
+    /* The same properties with more members than one pass over them reads (CM_SCAN_MEMBERS):
+     * fields are then looked up by name, with the same result. */
+    e = ok("{\"a\":1,\"b\":2,\"c\":3,\"orderId\":5001,\"currency\":\"eur\",\"total\":\"39.98\","
+           "\"tax\":\"-1e1\",\"subtotal\":\"7.\",\"value\":\".5\",\"coupon_id\":12,\"products\":["
+           "{\"id\":77,\"sku\":123.0,\"price\":\"19.99\",\"quantity\":\"2\",\"position\":3.0,"
+           "\"p1\":0,\"p2\":0,\"p3\":0,\"p4\":0}]}",
+           CM_ORDER_COMPLETED, NULL);
+    assert_string_equal(e->order_id, "5001");
+    assert_string_equal(e->coupon, "12");
+    assert_string_equal(e->currency, "EUR");
+    assert_true(e->total == 39.98);
+    assert_string_equal(e->products[0].product_id, "77");
+    assert_int_equal(e->products[0].quantity, 2);
+    assert_int_equal(e->products[0].position, 3);
+    assert_int_equal(e->coerced, 12);
+    cm_event_free(e);
     /* Properties already in their types are left as sent, and say so. */
     e = ok("{\"order_id\":\"o\",\"currency\":\"EUR\",\"total\":1.5,\"products\":[{\"product_id\":"
            "\"p\",\"quantity\":2,\"price\":3}]}",
