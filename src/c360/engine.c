@@ -836,11 +836,11 @@ void eng_apply(void *arg, ev_event *events, size_t n) {
 
 /* ---- Replay ---- */
 
-/* A stored event as apply_event() reads it, from the scanned body: every member but the
- * properties, whose tree is made only for an e-commerce event (*props, for cm_parse()). That is
- * what the live path hands over too (ev.h's out->json), and it spares replay most of jansson's
- * parsing: a stored body is mostly properties. NULL when the body does not scan (the caller then
- * parses it with jansson) or memory ran out. */
+/* A stored event as apply_event() reads it, from the scanned body: the members the engine reads
+ * (ev_engine_member()), and the properties' tree only for an e-commerce event (*props, for
+ * cm_parse()). That is what the live path hands over too (ev.h's out->json), and it spares replay
+ * most of jansson's parsing: a stored body is mostly properties. NULL when the body does not scan
+ * (the caller then parses it with jansson) or memory ran out. */
 static json_t *scanned_event(engine *e, const store_row *row, json_t **props) {
     js_doc *d = &e->scan;
     *props = NULL;
@@ -851,7 +851,7 @@ static json_t *scanned_event(engine *e, const store_row *row, json_t **props) {
         const char *key = d->text + d->tok[k].start;
         size_t len = d->tok[k].len;
         bool is_props = len == 10 && memcmp(key, "properties", 10) == 0;
-        if (is_props && !row->kind) continue;
+        if (is_props ? !row->kind : !ev_engine_member(key, len)) continue;
         json_t *v = js_to_json(d, k + 1);
         if (is_props) {
             *props = v;

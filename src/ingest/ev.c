@@ -478,10 +478,14 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
         }
     }
     out->type = t;
-    /* The engine reads identities, traits and context from the parsed event, and the e-commerce
-     * fields from out->commerce; properties (most of an event's allocations) are not kept alive
-     * until the event is durable. */
-    json_object_del(o, "properties");
+    /* The engine reads only some members; the rest (properties first, most of an event's
+     * allocations) are not kept alive until the event is durable. */
+    const char *key;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(o, tmp, key, v) {
+        if (!ev_engine_member(key, strlen(key))) json_object_del(o, key);
+    }
     out->json = o;
     return 0;
 
@@ -500,6 +504,16 @@ void ev_event_free(ev_event *e) {
     json_decref(e->json);
     json_decref(e->result);
     memset(e, 0, sizeof *e);
+}
+
+static const char *const engine_members[] = {"type",  "userId",    "anonymousId", "previousId",
+                                             "event", "messageId", "traits",      "context"};
+
+bool ev_engine_member(const char *key, size_t len) {
+    for (size_t i = 0; i < sizeof engine_members / sizeof *engine_members; i++)
+        if (strlen(engine_members[i]) == len && memcmp(engine_members[i], key, len) == 0)
+            return true;
+    return false;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -623,7 +637,8 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t k, bool tree) {
     size_t len = d->tok[k].len;
     put_key(f, key, len);
     if (!f->rc) f->rc = js_write(&f->b, d, k + 1);
-    if (tree) put_tree(f, key, len, f->rc ? NULL : js_to_json(d, k + 1));
+    if (tree && ev_engine_member(key, len))
+        put_tree(f, key, len, f->rc ? NULL : js_to_json(d, k + 1));
 }
 
 static void put_text(fast_out *f, const char *key, const char *s, size_t n) {
@@ -632,7 +647,8 @@ static void put_text(fast_out *f, const char *key, const char *s, size_t n) {
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
     if (!f->rc) f->rc = buf_json_escape(&f->b, s, n);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
-    put_tree(f, key, len, f->rc ? NULL : json_stringn_nocheck(s, n));
+    if (ev_engine_member(key, len))
+        put_tree(f, key, len, f->rc ? NULL : json_stringn_nocheck(s, n));
 }
 
 static void put_time(fast_out *f, const char *key, int64_t ms) {
@@ -647,7 +663,8 @@ static void put_json(fast_out *f, const char *key, const json_t *v, bool tree) {
     size_t len = strlen(key);
     put_key(f, key, len);
     if (!f->rc) f->rc = jsonw_value(&f->b, v);
-    if (tree) put_tree(f, key, len, f->rc ? NULL : json_copy((json_t *)v));
+    if (tree && ev_engine_member(key, len))
+        put_tree(f, key, len, f->rc ? NULL : json_copy((json_t *)v));
 }
 
 /* The event's own context or integrations (token k + 1) with a batch's object merged in: its
@@ -657,8 +674,9 @@ static void put_merged(fast_out *f, const js_doc *d, uint32_t k, const json_t *b
     const char *key = d->text + d->tok[k].start;
     size_t len = d->tok[k].len;
     put_key(f, key, len);
-    json_t *tree = js_to_json(d, obj);
-    if (!tree && !f->rc) f->rc = BUF_NOMEM;
+    bool keep = ev_engine_member(key, len); /* context is; integrations is not */
+    json_t *tree = keep ? js_to_json(d, obj) : NULL;
+    if (keep && !tree && !f->rc) f->rc = BUF_NOMEM;
     if (!f->rc) f->rc = buf_putc(&f->b, '{');
     bool first = true;
     for (uint32_t i = 0, m = obj + 1; i < d->tok[obj].count && !f->rc; i++) {
@@ -680,10 +698,10 @@ static void put_merged(fast_out *f, const js_doc *d, uint32_t k, const json_t *b
         if (!f->rc) f->rc = buf_json_escape(&f->b, bk, strlen(bk));
         if (!f->rc) f->rc = buf_append(&f->b, "\":", 2);
         if (!f->rc) f->rc = jsonw_value(&f->b, bv);
-        if (!f->rc && json_object_set(tree, bk, bv)) f->rc = BUF_NOMEM;
+        if (!f->rc && tree && json_object_set(tree, bk, bv)) f->rc = BUF_NOMEM;
     }
     if (!f->rc) f->rc = buf_putc(&f->b, '}');
-    if (f->rc) {
+    if (f->rc || !keep) {
         json_decref(tree);
         return;
     }

@@ -99,13 +99,20 @@ typedef struct ev_event {
     cm_event *commerce; /* typed e-commerce fields; NULL unless a track event of a known kind */
     char *body;         /* the normalised event as compact JSON, NUL-terminated */
     size_t body_len;
-    json_t *json; /* the same, parsed, less its properties: the engine reads identities, traits
-                     and context here, and the e-commerce fields from commerce */
+    json_t *json; /* the members of the body the engine reads (ev_engine_member()), parsed; it
+                     reads the e-commerce fields from commerce */
     /* Set by the log: */
     int64_t seq;    /* the event's place in the log once stored; 0 for a duplicate */
     bool command;   /* a log record that is an engine command (body {"op":...}), not an event */
     json_t *result; /* a command's outcome, set by the engine when it applied it */
 } ev_event;
+
+/* Whether the engine reads member key (len bytes) of a stored event: type, userId, anonymousId,
+ * previousId, event, messageId, traits and context. Only these are kept in ev_event.json, and
+ * replay builds only these: a tree is the costliest part of handing an event over (making and
+ * freeing it), and the rest (properties, integrations, times, SDK metadata) is read from the
+ * stored body by whoever needs it. */
+bool ev_engine_member(const char *key, size_t len);
 
 /* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's
  * "type" field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no
