@@ -1701,47 +1701,6 @@ static int reco_who(prep *p, uint32_t *slot) {
 }
 
 /* The reason an item is shown, in words. */
-static void reason_text(const engine *e, const reco_result *r, char *text, size_t len) {
-    const char *name = NULL;
-    if (r->because != RECO_NONE) {
-        if (r->strategy == RECO_S_SEGMENT || r->strategy == RECO_S_CATEGORY) {
-            name = strpool_at(e->groups, r->because);
-            name = name && strchr(name, ':') ? strchr(name, ':') + 1 : name;
-        } else {
-            cat_info info;
-            const cat_product *cp = cat_at(e->catalog, r->because);
-            if (cp) cat_product_info(cp, &info);
-            name = cp ? (info.title ? info.title : info.id) : NULL;
-        }
-    }
-    static const char *const with_name[RECO_NSTRATEGIES] = {
-        [RECO_S_SESSION] = "viewed next by shoppers who viewed %s",
-        [RECO_S_VIEWED_TOGETHER] = "viewed together with %s",
-        [RECO_S_BOUGHT_TOGETHER] = "bought together with %s",
-        [RECO_S_SIMILAR] = "similar to %s",
-        [RECO_S_FOR_YOU] = "picked for you because of %s",
-        [RECO_S_SEGMENT] = "popular in your segment %s",
-        [RECO_S_CATEGORY] = "popular in %s",
-    };
-    static const char *const plain[RECO_NSTRATEGIES] = {
-        [RECO_S_SESSION] = "viewed next in sessions like yours",
-        [RECO_S_VIEWED_TOGETHER] = "viewed together with what you viewed",
-        [RECO_S_BOUGHT_TOGETHER] = "bought together with what you chose",
-        [RECO_S_SIMILAR] = "similar to what you viewed",
-        [RECO_S_FOR_YOU] = "picked for you",
-        [RECO_S_FRIENDS] = "bought by your friends",
-        [RECO_S_SEGMENT] = "popular in your segment",
-        [RECO_S_CATEGORY] = "popular in this category",
-        [RECO_S_TRENDING] = "trending now",
-        [RECO_S_POPULAR] = "popular in the shop",
-        [RECO_S_NEW] = "new in the shop",
-    };
-    if (name && with_name[r->strategy])
-        snprintf(text, len, with_name[r->strategy], name);
-    else
-        snprintf(text, len, "%s", plain[r->strategy]);
-}
-
 /* Appends ,"key": (or {"key": for the first member). */
 static void put_key(buf *b, bool *first, const char *key) {
     buf_puts(b, *first ? "{\"" : ",\"");
@@ -1763,17 +1722,65 @@ static void put_num(buf *b, bool *first, const char *key, double v) {
     jsonw_fixed(b, v, 6);
 }
 
+/* Appends an item's "reason" member: the strategy's sentence, naming what led to the item when
+ * there is one (the product viewed, the segment or category). Written straight into the answer,
+ * with the name escaped, rather than printed into a buffer first: ten items an answer. */
+static void put_reason(const engine *e, const reco_result *r, buf *b, bool *first) {
+    const char *name = NULL;
+    if (r->because != RECO_NONE) {
+        if (r->strategy == RECO_S_SEGMENT || r->strategy == RECO_S_CATEGORY) {
+            name = strpool_at(e->groups, r->because);
+            name = name && strchr(name, ':') ? strchr(name, ':') + 1 : name;
+        } else {
+            cat_info info;
+            const cat_product *cp = cat_at(e->catalog, r->because);
+            if (cp) cat_product_info(cp, &info);
+            name = cp ? (info.title ? info.title : info.id) : NULL;
+        }
+    }
+    /* The sentence with a name: the name follows the prefix. */
+    static const char *const with_name[RECO_NSTRATEGIES] = {
+        [RECO_S_SESSION] = "viewed next by shoppers who viewed ",
+        [RECO_S_VIEWED_TOGETHER] = "viewed together with ",
+        [RECO_S_BOUGHT_TOGETHER] = "bought together with ",
+        [RECO_S_SIMILAR] = "similar to ",
+        [RECO_S_FOR_YOU] = "picked for you because of ",
+        [RECO_S_SEGMENT] = "popular in your segment ",
+        [RECO_S_CATEGORY] = "popular in ",
+    };
+    static const char *const plain[RECO_NSTRATEGIES] = {
+        [RECO_S_SESSION] = "viewed next in sessions like yours",
+        [RECO_S_VIEWED_TOGETHER] = "viewed together with what you viewed",
+        [RECO_S_BOUGHT_TOGETHER] = "bought together with what you chose",
+        [RECO_S_SIMILAR] = "similar to what you viewed",
+        [RECO_S_FOR_YOU] = "picked for you",
+        [RECO_S_FRIENDS] = "bought by your friends",
+        [RECO_S_SEGMENT] = "popular in your segment",
+        [RECO_S_CATEGORY] = "popular in this category",
+        [RECO_S_TRENDING] = "trending now",
+        [RECO_S_POPULAR] = "popular in the shop",
+        [RECO_S_NEW] = "new in the shop",
+    };
+    put_key(b, first, "reason");
+    buf_putc(b, '"');
+    if (name && with_name[r->strategy]) {
+        buf_puts(b, with_name[r->strategy]);
+        buf_json_escape(b, name, strlen(name));
+    } else {
+        buf_puts(b, plain[r->strategy]);
+    }
+    buf_putc(b, '"');
+}
+
 /* One item of the answer, with what a widget needs to show it. Written directly: building a
  * jansson tree per item was a tenth of a request. */
 static void reco_item_write(const engine *e, const reco_result *r, buf *b) {
     cat_info info;
     cat_product_info(cat_at(e->catalog, r->item), &info);
-    char reason[512];
-    reason_text(e, r, reason, sizeof reason);
     bool first = true;
     put_str(b, &first, "product_id", info.id);
     put_num(b, &first, "score", (double)r->score);
-    put_str(b, &first, "reason", reason);
+    put_reason(e, r, b, &first);
     put_str(b, &first, "strategy", reco_strategy_name(r->strategy));
     buf_puts(b, r->fallback ? ",\"fallback\":true" : ",\"fallback\":false");
     const char *const text[][2] = {{"title", info.title},

@@ -98,6 +98,13 @@ test(
       assert.deepEqual(vt.items.slice(0, 2).map((i) => i.product_id).sort(), ['p1', 'p2']);
       assert.equal(vt.items[0].reason, 'viewed together with Product 0');
       assert.equal(vt.items[0].title, vt.items[0].product_id === 'p1' ? 'Product 1' : 'Product 2');
+      // A long title is named whole in the reason: once, a reason was cut at 511 bytes, which could
+      // split a multi-byte character (here 2-byte é's, 600 bytes).
+      const long = `Chaussure ${'é'.repeat(300)}`;
+      await ok(admin('PATCH', '/v1/catalog/products/p0', { title: long }));
+      const lt = await ok(recs({ product_id: 'p0', strategy: 'viewed_together', limit: '1' }));
+      assert.equal(lt.items[0].reason, `viewed together with ${long}`);
+      await ok(admin('PATCH', '/v1/catalog/products/p0', { title: 'Product 0' }));
 
       // Sold out: gone the moment its stock is zero, back when restocked.
       assert.ok((await ids({ product_id: 'p0', strategy: 'viewed_together' })).includes('p1'));
