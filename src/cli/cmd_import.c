@@ -193,22 +193,17 @@ int cmd_import(int argc, char **argv) {
     }
 
     uint64_t t0 = clock_mono_ns(), last_report = t0;
-    json_t *ev;
     long line;
     int rc;
     if (products) import_products(st, rd);
-    while (!products && (rc = imp_next(rd, &ev, &line, &err)) != 0 && !st->store_failed) {
-        st->lines++;
-        if (rc < 0) {
-            report_rejected(st, line, &err);
-            continue;
-        }
+    while (!products && !st->store_failed) {
         ev_envelope env = {.received_ms = clock_now_ms()};
-        if (ev_normalize(ev, EV_NTYPES, &env, &st->events[st->n], &err))
+        if ((rc = imp_next_event(rd, &env, &st->events[st->n], &line, &err)) == 0) break;
+        st->lines++;
+        if (rc < 0)
             report_rejected(st, line, &err);
         else if (++st->n == IMPORT_GROUP)
             flush(st);
-        json_decref(ev);
         uint64_t now = clock_mono_ns();
         if (now - last_report > 1000000000u) {
             last_report = now;

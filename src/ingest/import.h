@@ -70,6 +70,14 @@ imp_format imp_reader_format(const imp_reader *r);
  * a bad record (*err says why; call again for the next one). *line_no, when line_no is not NULL, is
  * the line on which the record starts (1-based; CSV header is line 1). */
 int imp_next(imp_reader *r, json_t **out, long *line_no, ev_error *err);
+/* Reads the next record and normalises it as an event (ev.h, with the record's own type): what
+ * imp_next() and ev_normalize() do, and the same result, but a JSONL record the fast path takes
+ * (ev_normalize_text()) is never parsed into a tree. Returns 1 with *out filled (the caller frees
+ * it with ev_event_free()), 0 at the end of the file, or -1 for a bad record or an invalid event
+ * (*err says why, a bad record's message led by its line as imp_next() words it; call again for
+ * the next one). env is the envelope every event gets (its received_ms, at least). */
+int imp_next_event(imp_reader *r, const ev_envelope *env, ev_event *out, long *line_no,
+                   ev_error *err);
 void imp_close(imp_reader *r); /* NULL is fine */
 
 /* The pieces a reader is made of, callable on their own (tests, fuzzing). */

@@ -533,6 +533,71 @@ static void test_reader_long_csv_record(void **state) {
     free(data);
 }
 
+/* imp_next_event() gives what imp_next() and ev_normalize() give, record by record, whether the
+ * scanned-text path takes the record or jansson does: the same events byte for byte, the same
+ * errors with the same lines. */
+static void test_reader_events(void **state) {
+    (void)state;
+    const char *files[] = {
+        /* JSONL: typed and untyped records, a blank line, bad JSON, an invalid event, a numeric id
+         * and a duplicate key (both left to jansson), an e-commerce event, no final newline. */
+        "{\"type\":\"page\",\"userId\":\"u1\",\"messageId\":\"m1\",\"name\":\"Home\"}\r\n"
+        "\n"
+        "{\"event\":\"Signed Up\",\"userId\":\"u2\",\"messageId\":\"m2\"}\n"
+        "{\"type\": oops}\n"
+        "{\"type\":\"track\",\"messageId\":\"m3\"}\n"
+        "{\"type\":\"identify\",\"userId\":42,\"messageId\":\"m4\",\"traits\":{\"a\":1}}\n"
+        "{\"event\":\"E\",\"userId\":\"u5\",\"messageId\":\"m5\",\"x\":1,\"x\":2}\n"
+        "{\"event\":\"\",\"userId\":\"u6\",\"messageId\":\"m6\"}\n"
+        "{\"event\":\"Order Completed\",\"userId\":\"u7\",\"messageId\":\"m7\",\"timestamp\":"
+        "\"2026-03-02T10:00:00Z\",\"properties\":{\"order_id\":\"o7\",\"total\":\"9.5\"}}",
+        /* CSV goes the jansson way. */
+        "type,event,userId,messageId,properties.price\ntrack,Viewed,u1,c1,19.99\n,,,c2,\n",
+    };
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        reader_case a, b;
+        ev_error ea, eb;
+        assert_non_null(open_mem(&a, files[f], strlen(files[f]), IMP_AUTO, &ea));
+        assert_non_null(open_mem(&b, files[f], strlen(files[f]), IMP_AUTO, &eb));
+        ev_envelope env = {.received_ms = 1772445600000LL}; /* 2026-03-02T10:00:00Z */
+        size_t records = 0, events = 0;
+        for (;;) {
+            json_t *v = (json_t *)1;
+            long la = -1, lb = -1;
+            ev_event ev;
+            int ra = imp_next(a.r, &v, &la, &ea);
+            int rb = imp_next_event(b.r, &env, &ev, &lb, &eb);
+            assert_int_equal(la, lb);
+            if (ra == 0) {
+                assert_int_equal(rb, 0);
+                break;
+            }
+            records++;
+            ev_event want;
+            if (ra == 1) {
+                bool invalid = ev_normalize(v, EV_NTYPES, &env, &want, &ea) != 0;
+                json_decref(v);
+                if (invalid) ra = -1;
+            }
+            assert_int_equal(rb, ra);
+            if (ra < 0) {
+                assert_string_equal(eb.code, ea.code);
+                assert_string_equal(eb.message, ea.message);
+                continue;
+            }
+            events++;
+            assert_string_equal(ev.body, want.body);
+            assert_true(json_equal(ev.json, want.json));
+            ev_event_free(&want);
+            ev_event_free(&ev);
+        }
+        assert_int_equal(records, f == 0 ? 8 : 2);
+        assert_int_equal(events, f == 0 ? 5 : 1);
+        close_mem(&a);
+        close_mem(&b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detect),
@@ -545,6 +610,7 @@ int main(void) {
         cmocka_unit_test(test_reader_open_errors),
         cmocka_unit_test(test_reader_long_jsonl_line),
         cmocka_unit_test(test_reader_long_csv_record),
+        cmocka_unit_test(test_reader_events),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }
