@@ -609,33 +609,6 @@ fail:
     return NULL;
 }
 
-int imp_next(imp_reader *r, json_t **out, long *line_no, ev_error *err) {
-    *out = NULL;
-    for (;;) {
-        long line = r->line;
-        int rc = r->failed ? 0 : read_record(r, &line, err);
-        if (line_no) *line_no = rc ? line : r->line;
-        if (rc == 0) return 0;
-        if (rc < 0) {
-            at_line(err, line);
-            return -1;
-        }
-        const char *s = buf_str(&r->rec);
-        size_t n = r->rec.len;
-        if (r->fmt == IMP_JSONL) {
-            rc = imp_parse_jsonl(s, n, out, err);
-        } else if (n == 0) {
-            rc = 0;
-        } else if (imp_csv_split(s, n, &r->fields, err)) {
-            rc = -1;
-        } else {
-            rc = imp_csv_event(r->cols, &r->fields, out, err);
-        }
-        if (rc < 0) at_line(err, line);
-        if (rc != 0) return rc;
-    }
-}
-
 /* A JSONL record normalised from its scanned text, when the fast path takes it: the type rule of
  * default_type() applied to the tokens (a record without a type that names an event is a track
  * event), then ev_normalize_text(). false leaves the record to jansson. */
@@ -652,20 +625,12 @@ static bool scanned_event(imp_reader *r, const char *s, size_t n, const ev_envel
     return ev_normalize_text(d, 0, type, env, out) == 0;
 }
 
-static int normalize_record(json_t *v, const ev_envelope *env, ev_event *out, ev_error *err) {
-    int rc = ev_normalize(v, EV_NTYPES, env, out, err);
-    json_decref(v);
-    return rc ? -1 : 1;
-}
-
-int imp_next_event(imp_reader *r, const ev_envelope *env, ev_event *out, long *line_no,
-                   ev_error *err) {
-    memset(out, 0, sizeof *out);
-    json_t *v;
-    if (r->fmt != IMP_JSONL) {
-        int rc = imp_next(r, &v, line_no, err);
-        return rc <= 0 ? rc : normalize_record(v, env, out, err);
-    }
+/* The record loop of imp_next() and imp_next_event(): the next record that is not blank, as a JSON
+ * object in *out (returns 1); or, given env, a JSONL record the fast path takes, normalised into
+ * *ev instead (returns 2). 0 at the end, -1 for a bad record. */
+static int next_record(imp_reader *r, const ev_envelope *env, ev_event *ev, json_t **out,
+                       long *line_no, ev_error *err) {
+    *out = NULL;
     for (;;) {
         long line = r->line;
         int rc = r->failed ? 0 : read_record(r, &line, err);
@@ -677,9 +642,32 @@ int imp_next_event(imp_reader *r, const ev_envelope *env, ev_event *out, long *l
         }
         const char *s = buf_str(&r->rec);
         size_t n = r->rec.len;
-        if (scanned_event(r, s, n, env, out)) return 1;
-        rc = imp_parse_jsonl(s, n, &v, err);
+        if (r->fmt == IMP_JSONL) {
+            if (env && scanned_event(r, s, n, env, ev)) return 2;
+            rc = imp_parse_jsonl(s, n, out, err);
+        } else if (n == 0) {
+            rc = 0;
+        } else if (imp_csv_split(s, n, &r->fields, err)) {
+            rc = -1;
+        } else {
+            rc = imp_csv_event(r->cols, &r->fields, out, err);
+        }
         if (rc < 0) at_line(err, line);
-        if (rc != 0) return rc < 0 ? rc : normalize_record(v, env, out, err);
+        if (rc != 0) return rc;
     }
+}
+
+int imp_next(imp_reader *r, json_t **out, long *line_no, ev_error *err) {
+    return next_record(r, NULL, NULL, out, line_no, err);
+}
+
+int imp_next_event(imp_reader *r, const ev_envelope *env, ev_event *out, long *line_no,
+                   ev_error *err) {
+    memset(out, 0, sizeof *out);
+    json_t *v;
+    int rc = next_record(r, env, out, &v, line_no, err);
+    if (rc != 1) return rc == 2 ? 1 : rc;
+    rc = ev_normalize(v, EV_NTYPES, env, out, err);
+    json_decref(v);
+    return rc ? -1 : 1;
 }
