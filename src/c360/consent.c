@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/timefmt.h"
+#include "util/utf8.h"
 #include "util/vec.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -137,26 +138,9 @@ static bool actor_valid(const char *a) {
 /* Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
  * as every string written into JSON must be. JSON input already is; records built in C may not. */
 static bool utf8_valid(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p++;
-        if (c < 0x80) continue;
-        int more;
-        unsigned cp, min;
-        if (c >= 0xC2 && c <= 0xDF)
-            more = 1, cp = c & 0x1F, min = 0x80;
-        else if (c >= 0xE0 && c <= 0xEF)
-            more = 2, cp = c & 0x0F, min = 0x800;
-        else if (c >= 0xF0 && c <= 0xF4)
-            more = 3, cp = c & 0x07, min = 0x10000;
-        else
-            return false;
-        for (int k = 0; k < more; k++, p++) {
-            if ((*p & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (*p & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    }
+    size_t n = strlen(s);
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq((const unsigned char *)s + i, n - i))) return false;
     return true;
 }
 

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "util/timefmt.h"
+#include "util/utf8.h"
 
 /* ---- Values and program ---- */
 
@@ -1031,54 +1032,6 @@ static const char *describe_tok(const parser *p, char out[40]) {
     return out;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 (overlong forms, surrogates and code points
- * past U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80) return 1;
-    size_t len;
-    uint32_t cp;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, cp = s[0] & 0x1Fu;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        len = 3, cp = s[0] & 0x0Fu;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, cp = s[0] & 0x07u;
-    else
-        return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3Fu);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-static size_t put_utf8(char *out, uint32_t cp) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static bool hex4(const char *s, size_t n, size_t at, uint32_t *out) {
     if (at + 4 > n) return false;
     uint32_t v = 0;
@@ -1154,7 +1107,7 @@ static int lex_string(parser *p) {
         } else if (cp == 0) {
             return fail(p, "syntax_error", i, "\\u0000 is not allowed in a string");
         }
-        o += put_utf8(out + o, cp);
+        o += utf8_put(cp, out + o);
         i += used;
     }
     if (o > EXPR_MAX_STRING)

@@ -14,6 +14,7 @@
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/jsonw.h"
+#include "util/utf8.h"
 
 /* Up to this many members an object's keys are compared pairwise (at most 120 comparisons, most
  * decided by length and first byte); above, through the doc's hash table. */
@@ -110,27 +111,6 @@ static const char *scan_escape(const char *p, const char *end) {
     return p + 12;
 }
 
-/* Validates the multi-byte UTF-8 sequence at p (a byte >= 0x80) with jansson's rules: no overlong
- * forms, no surrogates, nothing above U+10FFFF, nothing truncated. Returns the byte after it or
- * NULL. */
-static const char *scan_utf8(const char *p, const char *end) {
-    const unsigned char *s = (const unsigned char *)p;
-    size_t left = (size_t)(end - p);
-    unsigned char c = s[0];
-    if (c < 0xc2 || c > 0xf4) return NULL; /* continuation byte, overlong 2-byte, too large */
-    if (c < 0xe0) return left >= 2 && (s[1] & 0xc0) == 0x80 ? p + 2 : NULL;
-    /* The second byte's range rules out overlong forms (e0, f0), surrogates (ed) and code points
-     * above U+10FFFF (f4). */
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-    if (left < 2 || s[1] < lo || s[1] > hi) return NULL;
-    if (c < 0xf0) return left >= 3 && (s[2] & 0xc0) == 0x80 ? p + 3 : NULL;
-    return left >= 4 && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? p + 4 : NULL;
-}
-
 /* Scans a string body from p (after the opening quote); returns the closing quote or NULL. Sets
  * *escaped when the body has an escape. */
 static inline __attribute__((always_inline)) const char *scan_string(const char *p, const char *end,
@@ -145,8 +125,9 @@ static inline __attribute__((always_inline)) const char *scan_string(const char 
             p = scan_escape(p, end);
         } else if (c < 0x20) {
             return NULL;
-        } else {
-            p = scan_utf8(p, end);
+        } else { /* a byte >= 0x80: a multi-byte sequence, checked as jansson checks it */
+            size_t k = utf8_seq((const unsigned char *)p, (size_t)(end - p));
+            p = k ? p + k : NULL;
         }
         if (!p) return NULL;
     }
@@ -532,29 +513,6 @@ uint32_t js_get(const js_doc *d, uint32_t obj, const char *key, size_t keylen) {
     for (uint32_t i = 0; i < tok[obj].count; i++, k = tok[k + 1].next)
         if (tok[k].len == keylen && memcmp(d->text + tok[k].start, key, keylen) == 0) return k + 1;
     return 0;
-}
-
-static size_t utf8_put(uint32_t u, char *out) {
-    if (u < 0x80) {
-        out[0] = (char)u;
-        return 1;
-    }
-    if (u < 0x800) {
-        out[0] = (char)(0xc0 | u >> 6);
-        out[1] = (char)(0x80 | (u & 0x3f));
-        return 2;
-    }
-    if (u < 0x10000) {
-        out[0] = (char)(0xe0 | u >> 12);
-        out[1] = (char)(0x80 | (u >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (u & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | u >> 18);
-    out[1] = (char)(0x80 | (u >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (u >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (u & 0x3f));
-    return 4;
 }
 
 /* Decodes the escape at *sp (a backslash of an escape js_parse() validated) into out (1 to 4
