@@ -506,16 +506,6 @@ void ev_event_free(ev_event *e) {
     memset(e, 0, sizeof *e);
 }
 
-static const char *const engine_members[] = {"type",  "userId",    "anonymousId", "previousId",
-                                             "event", "messageId", "traits",      "context"};
-
-bool ev_engine_member(const char *key, size_t len) {
-    for (size_t i = 0; i < sizeof engine_members / sizeof *engine_members; i++)
-        if (strlen(engine_members[i]) == len && memcmp(engine_members[i], key, len) == 0)
-            return true;
-    return false;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The fast path: normalising an event from its scanned text (ev_normalize_text)
  *
@@ -528,11 +518,12 @@ bool ev_engine_member(const char *key, size_t len) {
  * tests/fuzz/fuzz_ev_text.c hold the two paths to the same output.
  * ------------------------------------------------------------------------------------------- */
 
-/* The members the rules name. */
+/* The members the rules name, and the engine reads. */
 enum {
     FK_OTHER,
     FK_TYPE,
-    FK_DROP, /* writeKey, kind */
+    FK_WRITE_KEY, /* never stored */
+    FK_KIND,      /* reserved: set by engaged */
     FK_USER,
     FK_ANON,
     FK_EVENT,
@@ -552,42 +543,50 @@ enum {
     FK_N
 };
 
+/* Each named member's name, and whether the engine reads it (ev_engine_member()). */
 static const struct {
     const char *name;
-    uint8_t len, key;
-} fast_keys[] = {
-    {"type", 4, FK_TYPE},
-    {"writeKey", 8, FK_DROP},
-    {"kind", 4, FK_DROP},
-    {"userId", 6, FK_USER},
-    {"anonymousId", 11, FK_ANON},
-    {"event", 5, FK_EVENT},
-    {"groupId", 7, FK_GROUP},
-    {"previousId", 10, FK_PREVIOUS},
-    {"properties", 10, FK_PROPERTIES},
-    {"traits", 6, FK_TRAITS},
-    {"context", 7, FK_CONTEXT},
-    {"integrations", 12, FK_INTEGRATIONS},
-    {"name", 4, FK_NAME},
-    {"category", 8, FK_CATEGORY},
-    {"messageId", 9, FK_MESSAGE_ID},
-    {"timestamp", 9, FK_TIMESTAMP},
-    {"originalTimestamp", 17, FK_ORIGINAL},
-    {"sentAt", 6, FK_SENT_AT},
-    {"receivedAt", 10, FK_RECEIVED_AT},
+    uint8_t len;
+    bool engine;
+} fast_keys[FK_N] = {
+    [FK_TYPE] = {"type", 4, true},
+    [FK_WRITE_KEY] = {"writeKey", 8, false},
+    [FK_KIND] = {"kind", 4, false},
+    [FK_USER] = {"userId", 6, true},
+    [FK_ANON] = {"anonymousId", 11, true},
+    [FK_EVENT] = {"event", 5, true},
+    [FK_GROUP] = {"groupId", 7, false},
+    [FK_PREVIOUS] = {"previousId", 10, true},
+    [FK_PROPERTIES] = {"properties", 10, false},
+    [FK_TRAITS] = {"traits", 6, true},
+    [FK_CONTEXT] = {"context", 7, true},
+    [FK_INTEGRATIONS] = {"integrations", 12, false},
+    [FK_NAME] = {"name", 4, false},
+    [FK_CATEGORY] = {"category", 8, false},
+    [FK_MESSAGE_ID] = {"messageId", 9, true},
+    [FK_TIMESTAMP] = {"timestamp", 9, false},
+    [FK_ORIGINAL] = {"originalTimestamp", 17, false},
+    [FK_SENT_AT] = {"sentAt", 6, false},
+    [FK_RECEIVED_AT] = {"receivedAt", 10, false},
 };
+
+/* The class of member name key (len bytes): FK_OTHER for one the rules do not name. */
+static int key_class(const char *key, size_t len) {
+    for (int k = FK_OTHER + 1; k < FK_N; k++)
+        if (fast_keys[k].len == len && memcmp(fast_keys[k].name, key, len) == 0) return k;
+    return FK_OTHER;
+}
+
+bool ev_engine_member(const char *key, size_t len) {
+    return fast_keys[key_class(key, len)].engine;
+}
 
 /* The strings the fast path reads decoded (ids, names, times) are at most this long as sent; a
  * longer one is a rare shape, or an error, and declines. */
 #define FAST_TEXT_MAX 1024
 
 static int fast_key(const js_doc *d, uint32_t k) {
-    const js_tok *t = &d->tok[k];
-    const char *s = d->text + t->start;
-    for (size_t i = 0; i < sizeof fast_keys / sizeof *fast_keys; i++)
-        if (fast_keys[i].len == t->len && memcmp(fast_keys[i].name, s, t->len) == 0)
-            return fast_keys[i].key;
-    return FK_OTHER;
+    return key_class(d->text + d->tok[k].start, d->tok[k].len);
 }
 
 static bool tok_is(const js_doc *d, uint32_t v, js_kind k) {
@@ -631,61 +630,60 @@ static void put_tree(fast_out *f, const char *key, size_t len, json_t *v) {
     if (!v || json_object_setn_new_nocheck(f->o, key, len, v)) f->rc = BUF_NOMEM;
 }
 
-/* A member copied from the text. */
-static void put_tok(fast_out *f, const js_doc *d, uint32_t k, bool tree) {
-    const char *key = d->text + d->tok[k].start;
-    size_t len = d->tok[k].len;
+/* Member m (a key token, of class k) copied from the text, and kept in the tree if the engine
+ * reads it. */
+static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
+    const char *key = d->text + d->tok[m].start;
+    size_t len = d->tok[m].len;
     put_key(f, key, len);
-    if (!f->rc) f->rc = js_write(&f->b, d, k + 1);
-    if (tree && ev_engine_member(key, len))
-        put_tree(f, key, len, f->rc ? NULL : js_to_json(d, k + 1));
+    if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
+    if (fast_keys[k].engine) put_tree(f, key, len, f->rc ? NULL : js_to_json(d, m + 1));
 }
 
-static void put_text(fast_out *f, const char *key, const char *s, size_t n) {
-    size_t len = strlen(key);
-    put_key(f, key, len);
+/* Member k with the string s[0..n) as its value. */
+static void put_text(fast_out *f, int k, const char *s, size_t n) {
+    put_key(f, fast_keys[k].name, fast_keys[k].len);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
     if (!f->rc) f->rc = buf_json_escape(&f->b, s, n);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
-    if (ev_engine_member(key, len))
-        put_tree(f, key, len, f->rc ? NULL : json_stringn_nocheck(s, n));
+    if (fast_keys[k].engine)
+        put_tree(f, fast_keys[k].name, fast_keys[k].len, f->rc ? NULL : json_stringn_nocheck(s, n));
 }
 
-static void put_time(fast_out *f, const char *key, int64_t ms) {
+static void put_time(fast_out *f, int k, int64_t ms) {
     char text[TF_LEN];
     tf_format(ms, text);
-    put_text(f, key, text, strlen(text));
+    put_text(f, k, text, strlen(text));
 }
 
-/* A jansson value (borrowed) written, and a shallow copy of it kept in the tree when tree is set:
- * as ev_normalize() keeps a batch's object, whose values the events of the batch share. */
-static void put_json(fast_out *f, const char *key, const json_t *v, bool tree) {
-    size_t len = strlen(key);
-    put_key(f, key, len);
+/* Member k with a jansson value (borrowed) as its value; the tree keeps a shallow copy, as
+ * ev_normalize() keeps a batch's object, whose values the events of the batch share. */
+static void put_json(fast_out *f, int k, const json_t *v) {
+    put_key(f, fast_keys[k].name, fast_keys[k].len);
     if (!f->rc) f->rc = jsonw_value(&f->b, v);
-    if (tree && ev_engine_member(key, len))
-        put_tree(f, key, len, f->rc ? NULL : json_copy((json_t *)v));
+    if (fast_keys[k].engine)
+        put_tree(f, fast_keys[k].name, fast_keys[k].len, f->rc ? NULL : json_copy((json_t *)v));
 }
 
-/* The event's own context or integrations (token k + 1) with a batch's object merged in: its
- * members as sent, then the batch's members it lacks, in the batch's order. */
-static void put_merged(fast_out *f, const js_doc *d, uint32_t k, const json_t *batch) {
-    uint32_t obj = k + 1;
-    const char *key = d->text + d->tok[k].start;
-    size_t len = d->tok[k].len;
+/* The event's own context or integrations (member m, of class k) with a batch's object merged in:
+ * its members as sent, then the batch's members it lacks, in the batch's order. */
+static void put_merged(fast_out *f, const js_doc *d, uint32_t m, int k, const json_t *batch) {
+    uint32_t obj = m + 1;
+    const char *key = fast_keys[k].name;
+    size_t len = fast_keys[k].len;
     put_key(f, key, len);
-    bool keep = ev_engine_member(key, len); /* context is; integrations is not */
+    bool keep = fast_keys[k].engine; /* context is; integrations is not */
     json_t *tree = keep ? js_to_json(d, obj) : NULL;
     if (keep && !tree && !f->rc) f->rc = BUF_NOMEM;
     if (!f->rc) f->rc = buf_putc(&f->b, '{');
     bool first = true;
-    for (uint32_t i = 0, m = obj + 1; i < d->tok[obj].count && !f->rc; i++) {
+    for (uint32_t i = 0, mk = obj + 1; i < d->tok[obj].count && !f->rc; i++) {
         if (!first) f->rc = buf_putc(&f->b, ',');
         first = false;
-        if (!f->rc) f->rc = js_write(&f->b, d, m);
+        if (!f->rc) f->rc = js_write(&f->b, d, mk);
         if (!f->rc) f->rc = buf_putc(&f->b, ':');
-        if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
-        m = d->tok[m + 1].next;
+        if (!f->rc) f->rc = js_write(&f->b, d, mk + 1);
+        mk = d->tok[mk + 1].next;
     }
     const char *bk;
     json_t *bv;
@@ -742,7 +740,7 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
     uint32_t m = tok + 1;
     for (uint32_t i = 0; i < d->tok[tok].count; i++) {
         int k = fast_key(d, m);
-        if (k != FK_OTHER && k != FK_DROP) at[k] = m;
+        if (k != FK_OTHER) at[k] = m;
         m = d->tok[m + 1].next;
     }
 #define VAL(k) (at[k] ? at[k] + 1 : 0)
@@ -860,42 +858,41 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
     fast_out f = {.b = BUF_INIT(EV_MAX_BYTES), .o = json_object(), .first = true};
     if (!f.o) f.rc = BUF_NOMEM;
     if (!f.rc) f.rc = buf_putc(&f.b, '{');
-    put_text(&f, "type", type_names[t], strlen(type_names[t]));
+    put_text(&f, FK_TYPE, type_names[t], strlen(type_names[t]));
     m = tok + 1;
     for (uint32_t i = 0; i < d->tok[tok].count && !f.rc; i++) {
         int k = fast_key(d, m);
         uint32_t v = m + 1;
-        if (k == FK_TYPE || k == FK_DROP || (k != FK_OTHER && drop[k])) {
+        if (k == FK_TYPE || k == FK_WRITE_KEY || k == FK_KIND || drop[k]) {
             /* gone */
         } else if (k == FK_MESSAGE_ID && made_id) {
-            put_text(&f, "messageId", out->message_id, strlen(out->message_id));
+            put_text(&f, FK_MESSAGE_ID, out->message_id, strlen(out->message_id));
         } else if (k == FK_TIMESTAMP) {
-            put_time(&f, "timestamp", out->timestamp_ms);
+            put_time(&f, FK_TIMESTAMP, out->timestamp_ms);
         } else if (k == FK_ORIGINAL || k == FK_SENT_AT) {
-            put_time(&f, k == FK_ORIGINAL ? "originalTimestamp" : "sentAt",
-                     times[k == FK_ORIGINAL ? TS_ORIGINAL : TS_SENT_AT]);
+            put_time(&f, k, times[k == FK_ORIGINAL ? TS_ORIGINAL : TS_SENT_AT]);
         } else if (k == FK_RECEIVED_AT) {
-            put_time(&f, "receivedAt", out->received_ms);
+            put_time(&f, FK_RECEIVED_AT, out->received_ms);
         } else if (k == FK_CONTEXT && batch_object(batch_ctx)) {
-            put_merged(&f, d, m, batch_ctx);
+            put_merged(&f, d, m, k, batch_ctx);
         } else if (k == FK_INTEGRATIONS && batch_object(batch_int)) {
-            put_merged(&f, d, m, batch_int);
+            put_merged(&f, d, m, k, batch_int);
         } else if (k == FK_PROPERTIES && props && out->commerce->coerced) {
-            put_json(&f, "properties", props, false); /* as coerced; else as sent, below */
+            put_json(&f, FK_PROPERTIES, props); /* as coerced; else as sent, below */
         } else {
-            put_tok(&f, d, m, k != FK_PROPERTIES);
+            put_tok(&f, d, m, k);
         }
         m = d->tok[v].next;
     }
-    if (!mid) put_text(&f, "messageId", out->message_id, strlen(out->message_id));
-    if (batch_sent) put_time(&f, "sentAt", times[TS_SENT_AT]);
-    if (!have[TS_TIMESTAMP]) put_time(&f, "timestamp", out->timestamp_ms);
-    if (!at[FK_RECEIVED_AT]) put_time(&f, "receivedAt", out->received_ms);
+    if (!mid) put_text(&f, FK_MESSAGE_ID, out->message_id, strlen(out->message_id));
+    if (batch_sent) put_time(&f, FK_SENT_AT, times[TS_SENT_AT]);
+    if (!have[TS_TIMESTAMP]) put_time(&f, FK_TIMESTAMP, out->timestamp_ms);
+    if (!at[FK_RECEIVED_AT]) put_time(&f, FK_RECEIVED_AT, out->received_ms);
     if ((!at[FK_CONTEXT] || drop[FK_CONTEXT]) && batch_object(batch_ctx))
-        put_json(&f, "context", batch_ctx, true);
+        put_json(&f, FK_CONTEXT, batch_ctx);
     if ((!at[FK_INTEGRATIONS] || drop[FK_INTEGRATIONS]) && batch_object(batch_int))
-        put_json(&f, "integrations", batch_int, true);
-    if (kind != CM_NONE) put_text(&f, "kind", cm_kind_name(kind), strlen(cm_kind_name(kind)));
+        put_json(&f, FK_INTEGRATIONS, batch_int);
+    if (kind != CM_NONE) put_text(&f, FK_KIND, cm_kind_name(kind), strlen(cm_kind_name(kind)));
     if (!f.rc) f.rc = buf_putc(&f.b, '}');
     json_decref(props);
     if (f.rc) {
