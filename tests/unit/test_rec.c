@@ -269,6 +269,63 @@ static void test_candidate_selection(void **state) {
     assert_int_equal(rec__select(d, 4, 2, tmp), 3);
 }
 
+/* The blend's rank features: ties go to the lower index, unreached candidates share rank n, and
+ * scores that differ only in their last bits still order (the ranks come from a radix sort on the
+ * scores' bits). */
+static void test_rank_features(void **state) {
+    (void)state;
+    rec_params p = plain();
+    rec_model *m = two_sessions(&p);
+    enum { N = 8 };
+    const float knn0[N] = {0.5f, 0.9f, 0.1f, 0.7f, 0.0f, 0.3f, 0.9f, nextafterf(0.5f, 1.0f)};
+    const float knn1[N] = {1e-30f, 1e30f, 3.0f, 0.0f, 2.5f, 1e-30f, 7e7f, 0.0f};
+    const uint32_t want0[N] = {4, 0, 6, 2, N, 5, 1, 3}, want1[N] = {4, 0, 2, N, 3, 5, 1, N};
+    rec_cand c[N] = {0};
+    float maxes[REC_NCOMP] = {0.9f, 1e30f, 0.0f, 0.0f}, x[N * REC_NFEAT];
+    for (int i = 0; i < N; i++) {
+        c[i].item = (uint32_t)i % 4;
+        c[i].c[REC_C_KNN0] = knn0[i];
+        c[i].c[REC_C_KNN1] = knn1[i];
+    }
+    rec_ws *ws = rec__ws_new();
+    assert_non_null(ws);
+    assert_int_equal(rec__featurize(m, REC_NONE, c, N, maxes, 3, x, ws), REC_OK);
+    for (int i = 0; i < N; i++) {
+        const float *v = x + i * REC_NFEAT;
+        assert_float_equal(v[REC_F_RANKKNN0], logf(1.0f + (float)want0[i]), EPS);
+        assert_float_equal(v[REC_F_RANKKNN1], logf(1.0f + (float)want1[i]), EPS);
+        assert_float_equal(v[REC_F_RANKSR], logf(1.0f + (float)N), EPS);
+    }
+    /* Many candidates (another way of sorting): each rank is the number of candidates ahead of it
+     * by the definition, scores spread over many magnitudes, with ties and zeros. */
+    enum { M = 300 };
+    rec_cand *many = calloc(M, sizeof *many);
+    float *xm = calloc(M * REC_NFEAT, sizeof *xm);
+    assert_true(many && xm);
+    for (int i = 0; i < M; i++) {
+        many[i].item = (uint32_t)i % 4;
+        many[i].c[REC_C_KNN0] = i % 7 == 0 ? 0.0f : ldexpf((float)(i * 37 % 101), i % 23 - 11);
+        many[i].c[REC_C_SR] = (float)(i % 5); /* five values, four of them tied sixty ways */
+    }
+    maxes[REC_C_SR] = 4.0f;
+    assert_int_equal(rec__featurize(m, REC_NONE, many, M, maxes, 3, xm, ws), REC_OK);
+    for (int i = 0; i < M; i++) {
+        for (int k = REC_C_KNN0; k <= REC_C_SR; k += REC_C_SR - REC_C_KNN0) {
+            float vi = many[i].c[k];
+            uint32_t ahead = 0;
+            for (int j = 0; j < M; j++)
+                ahead += many[j].c[k] > vi || (many[j].c[k] == vi && j < i);
+            uint32_t want = vi > 0 ? ahead : M;
+            int f = k == REC_C_KNN0 ? REC_F_RANKKNN0 : REC_F_RANKSR;
+            assert_float_equal(xm[i * REC_NFEAT + f], logf(1.0f + (float)want), EPS);
+        }
+    }
+    free(many);
+    free(xm);
+    rec__ws_free(ws);
+    rec_model_free(m);
+}
+
 /* --- storage --------------------------------------------------------------------------------- */
 
 static void test_storage_limits(void **state) {
@@ -309,6 +366,49 @@ static void test_storage_limits(void **state) {
     /* The session that took the forgotten one's slot is found by its key: its own items and 20
      * (from the neighbour that shares 10). */
     assert_int_equal(rec_recommend_session(m, 2, 8, out), 3);
+    rec_model_free(m);
+}
+
+/* A session longer than its record holds inline moves its items to the heap; a slot that held
+ * such a session and is reused starts inline again. Items keep their order throughout. */
+static void test_long_sessions(void **state) {
+    (void)state;
+    rec_params p = plain();
+    p.max_sessions = 2;
+    p.max_session_len = 40;
+    p.weights[REC_F_SR] = 1.0f;
+    rec_model *m = rec_model_new(&p);
+    assert_non_null(m);
+    uint32_t long1[25], len;
+    for (uint32_t i = 0; i < 25; i++)
+        long1[i] = 100 + i;
+    feed(m, 1, long1, 25);
+    const uint32_t *got = rec__session(m, 0, &len);
+    assert_non_null(got);
+    assert_int_equal(len, 25);
+    for (uint32_t i = 0; i < 25; i++)
+        assert_int_equal(rec__item_ext(m, got[i]), 100 + i);
+    /* The rules read the heap-held items: 124 follows 123. */
+    scored s;
+    score(m, &p, (uint32_t[]){123}, 1, REC_NONE, &s);
+    assert_float_equal(find(m, &s, 124)->c[REC_C_SR], 1.0f, EPS);
+    rec__ws_free(s.ws);
+    /* Two more sessions wrap the ring: session 2 takes session 0's slot, inline. */
+    feed(m, 2, (uint32_t[]){7, 8}, 2);
+    feed(m, 3, (uint32_t[]){9, 100, 101}, 3);
+    assert_null(rec__session(m, 0, &len));
+    got = rec__session(m, 2, &len);
+    assert_non_null(got);
+    assert_int_equal(len, 3);
+    assert_int_equal(rec__item_ext(m, got[0]), 9);
+    assert_int_equal(rec__item_ext(m, got[2]), 101);
+    /* And grows past the inline room again. */
+    for (uint32_t i = 0; i < 12; i++)
+        assert_int_equal(rec_observe(m, 3, 200 + i, 0), REC_OK);
+    got = rec__session(m, 2, &len);
+    assert_int_equal(len, 15);
+    assert_int_equal(rec__item_ext(m, got[1]), 100);
+    assert_int_equal(rec__item_ext(m, got[14]), 211);
     rec_model_free(m);
 }
 
@@ -477,7 +577,9 @@ int main(void) {
         cmocka_unit_test(test_recommend_blend),
         cmocka_unit_test(test_recommend_session_excludes_itself),
         cmocka_unit_test(test_candidate_selection),
+        cmocka_unit_test(test_rank_features),
         cmocka_unit_test(test_storage_limits),
+        cmocka_unit_test(test_long_sessions),
         cmocka_unit_test(test_params_validation),
         cmocka_unit_test(test_rtune_learns),
         cmocka_unit_test(test_parse_item),
