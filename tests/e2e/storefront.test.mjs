@@ -11,17 +11,16 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, openPage, startPageServer } from './lib/browser.mjs';
 import { basic, request, sleep } from './lib/http.mjs';
-import { logOnFail, REPO_ROOT, Server } from './lib/server.mjs';
+import { logOnFail, REPO_ROOT, Server, tmpDataDir } from './lib/server.mjs';
 
 const SHOTS = process.env.ENGAGED_SCREENSHOTS === '1'
   ? path.join(REPO_ROOT, 'docs/img')
-  : fs.mkdtempSync(path.join(os.tmpdir(), 'engaged-shots-'));
+  : tmpDataDir('shots');
 const RENDERED = '[data-engaged-recs][data-recommendation-id^="rec_"]';
 
 let srv; // engaged demo

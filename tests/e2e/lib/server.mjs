@@ -24,6 +24,7 @@ export const BIN = process.env.ENGAGED_BIN
 
 const STDERR_KEEP = 1 << 20; // keep the last 1 MiB of a server's stderr
 const live = new Set(); // child processes to SIGKILL if the test process exits early
+const tmpDirs = new Set(); // tmpDataDir()s, removed when the test process exits
 
 process.on('exit', () => {
   for (const p of live) {
@@ -33,6 +34,10 @@ process.on('exit', () => {
       /* already gone */
     }
   }
+  // A test that stops its server (rather than closing it), or fails half-way, still leaves no
+  // directory behind; ENGAGED_KEEP_DATA=1 keeps them for a look.
+  if (process.env.ENGAGED_KEEP_DATA) return;
+  for (const dir of tmpDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 export function assertBinary() {
@@ -58,8 +63,11 @@ export function newKey(prefix) {
   return `${prefix}_${crypto.randomBytes(16).toString('hex')}`;
 }
 
+/** A fresh directory under the system's temp dir, removed when the test process exits. */
 export function tmpDataDir(tag = 'e2e') {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `engaged-${tag}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `engaged-${tag}-`));
+  tmpDirs.add(dir);
+  return dir;
 }
 
 /** Runs a CLI subcommand of the binary synchronously (import, keys create). */
