@@ -11,6 +11,7 @@
 #include "reco/rec.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ typedef struct item_rec {
     uint32_t n;     /* postings held */
     uint32_t head;  /* once the ring is full (n == max_postings), the index of the oldest posting */
     uint32_t alloc;
+    uint32_t
+        version;    /* changes whenever a session holding the item does (the answer cache's key) */
     uint32_t *post; /* session ids, oldest first modulo head */
 } item_rec;
 
@@ -115,6 +118,27 @@ struct rec_model {
 
     uint64_t events, dropped;
     size_t post_bytes, sess_bytes;
+
+    /* rec_recommend()'s one-item answers (see answer_cached()); NULL without cache_slots. Queries
+     * write it through a const model: it is apart from what they only read. */
+    struct rec_cache *cache;
+    uint32_t gen; /* bumped by rec_set_params(): every cached answer is void */
+};
+
+/* A cached answer: valid for item (dense index + 1; 0 = empty) while the item's version and the
+ * model's gen are those it was made at, and fewer than REC_CACHE_DRIFT events have come since. busy
+ * is a try-lock: queries run concurrently, and one that finds the entry taken computes without
+ * it rather than wait. */
+typedef struct cache_entry {
+    atomic_uint busy;
+    uint32_t item, version, gen, n, cap;
+    uint64_t events;
+    rec_item *out;
+} cache_entry;
+
+struct rec_cache {
+    _Atomic size_t bytes; /* the answers' arrays, grown by concurrent queries */
+    cache_entry entry[];  /* by dense item, modulo cache_slots (a power of two) */
 };
 
 static const char *const feature_names[REC_NFEAT] = {
@@ -199,6 +223,17 @@ rec_model *rec_model_new(const rec_params *p) {
             cap *= 2;
         m->p.max_sessions = cap;
     }
+    if (m->p.cache_slots) {
+        uint32_t cap = 1;
+        while (cap < m->p.cache_slots && cap < (1u << 24))
+            cap *= 2;
+        m->p.cache_slots = cap;
+        /* Zeroed memory is a valid table: every entry empty, every lock free. */
+        if (!(m->cache = calloc(1, sizeof *m->cache + (size_t)cap * sizeof(cache_entry)))) {
+            free(m);
+            return NULL;
+        }
+    }
     return m;
 }
 
@@ -208,6 +243,9 @@ void rec_model_free(rec_model *m) {
         free(m->items[i].post);
     for (uint32_t i = 0; i < m->sess_alloc; i++)
         if (m->sess[i].alloc) free(m->sess[i].items.heap);
+    for (uint32_t i = 0; m->cache && i < m->p.cache_slots; i++)
+        free(m->cache->entry[i].out);
+    free(m->cache);
     free(m->items);
     free(m->imap);
     free(m->sess);
@@ -228,6 +266,8 @@ int rec_set_params(rec_model *m, const rec_params *p) {
     m->p.max_postings = keep.max_postings;
     m->p.max_session_len = keep.max_session_len;
     m->p.session_gap = keep.session_gap;
+    m->p.cache_slots = keep.cache_slots;
+    m->gen++;
     return REC_OK;
 }
 
@@ -240,7 +280,10 @@ void rec_get_stats(const rec_model *m, rec_stats *st) {
     st->bytes = sizeof *m + (size_t)m->items_alloc * sizeof *m->items +
                 (size_t)m->imap_cap * sizeof *m->imap +
                 (size_t)m->sess_alloc * (sizeof *m->sess + sizeof *m->norm) +
-                m->ncurrent * sizeof *m->current + m->post_bytes + m->sess_bytes;
+                m->ncurrent * sizeof *m->current + m->post_bytes + m->sess_bytes +
+                (m->cache ? sizeof *m->cache + (size_t)m->p.cache_slots * sizeof(cache_entry) +
+                                atomic_load_explicit(&m->cache->bytes, memory_order_relaxed)
+                          : 0);
 }
 
 /* --- items --- */
@@ -330,6 +373,13 @@ static uint32_t current_of(const rec_model *m, uint32_t key) {
     return key < m->ncurrent ? m->current[key] : EMPTY;
 }
 
+/* A session holding these items changed or went: answers about them made before are void. */
+static void touch_items(rec_model *m, const sess_rec *s) {
+    const uint32_t *items = sess_items(s);
+    for (uint32_t i = 0; i < s->len; i++)
+        m->items[items[i]].version++;
+}
+
 /* Begins a new session for key (replacing any mapping of key); returns it, NULL when out of memory.
  */
 static sess_rec *sess_begin(rec_model *m, uint32_t key, int64_t t) {
@@ -366,6 +416,7 @@ static sess_rec *sess_begin(rec_model *m, uint32_t key, int64_t t) {
         /* Forget the oldest session: its postings become stale, its key (if still its) goes. */
         if (m->current[r->key] == r->id) m->current[r->key] = EMPTY;
         m->nsess--;
+        touch_items(m, r);
     }
     if (r->alloc) {
         free(r->items.heap);
@@ -423,6 +474,7 @@ int rec_observe(rec_model *m, uint32_t key, uint32_t item, int64_t t) {
         if (*nm < UINT16_MAX) (*nm)++;
     }
     items[s->len++] = d;
+    touch_items(m, s);
     m->events++;
     return REC_OK;
 }
@@ -1016,6 +1068,47 @@ static void ws_destroy(void *ws) {
 
 static tls_slot ws_slot = TLS_SLOT(ws_make, ws_destroy);
 
+/* The answer to the one-item session [d], from the cache when it holds a valid one, else computed
+ * (REC_CACHE_K items) and kept. A product page asks this for every visitor without a session of
+ * their own, and its answer reads some 450 sessions scattered over memory: most of a request's
+ * cost on a large store. */
+static size_t answer_cached(const rec_model *m, rec_ws *ws, uint32_t d, size_t k, rec_item *out) {
+    cache_entry *e = &m->cache->entry[d & (m->p.cache_slots - 1)];
+    if (atomic_exchange_explicit(&e->busy, 1, memory_order_acquire))
+        return recommend_dense(m, ws, &d, 1, REC_NONE, k, out);
+    size_t got;
+    if (e->item == d + 1 && e->version == m->items[d].version && e->gen == m->gen &&
+        m->events - e->events < REC_CACHE_DRIFT) {
+        got = e->n < k ? e->n : k;
+        memcpy(out, e->out, got * sizeof *out);
+    } else {
+        rec_item all[REC_CACHE_K];
+        size_t n = recommend_dense(m, ws, &d, 1, REC_NONE, REC_CACHE_K, all);
+        e->item = 0;
+        if (n > e->cap) {
+            rec_item *q = realloc(e->out, n * sizeof *q);
+            if (q) {
+                atomic_fetch_add_explicit(&m->cache->bytes, (n - e->cap) * sizeof *q,
+                                          memory_order_relaxed);
+                e->out = q;
+                e->cap = (uint32_t)n;
+            }
+        }
+        if (n <= e->cap) { /* else out of memory: the entry stays empty */
+            if (n) memcpy(e->out, all, n * sizeof *all);
+            e->item = d + 1;
+            e->version = m->items[d].version;
+            e->gen = m->gen;
+            e->n = (uint32_t)n;
+            e->events = m->events;
+        }
+        got = n < k ? n : k;
+        memcpy(out, all, got * sizeof *out);
+    }
+    atomic_store_explicit(&e->busy, 0, memory_order_release);
+    return got;
+}
+
 size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n, size_t k,
                      rec_item *out) {
     if (!n || !k) return 0;
@@ -1027,7 +1120,10 @@ size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n
             uint32_t d = item_lookup(m, session_items[i]);
             if (d != EMPTY) ws->dense[nd++] = d;
         }
-        got = recommend_dense(m, ws, ws->dense, nd, REC_NONE, k, out);
+        if (nd == 1 && m->cache && k <= REC_CACHE_K)
+            got = answer_cached(m, ws, ws->dense[0], k, out);
+        else
+            got = recommend_dense(m, ws, ws->dense, nd, REC_NONE, k, out);
     }
     return got;
 }

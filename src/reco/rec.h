@@ -16,6 +16,10 @@
  * session's own items. The weights ship as a neutral default; rtune.h learns them, and the
  * kNN settings, from the most recent sessions the model holds.
  *
+ * One exception: with cache_slots set, rec_recommend() keeps its answers to one-item sessions (a
+ * product page's visitor with no session of their own asks exactly that), each used until a
+ * session holding the item changes, the parameters change, or REC_CACHE_DRIFT more events arrive.
+ *
  * Items are the caller's 32-bit ids (UINT32_MAX is reserved); sessions are the caller's 64-bit
  * keys. Time is only used to split a key's events into sessions (session_gap); recency is measured
  * in sessions begun since, which needs no clock and means the same thing for a small and a large
@@ -99,8 +103,10 @@ typedef struct rec_params {
                                  forgotten beyond it; 0 = no limit */
     uint32_t max_postings;    /* most recent sessions kept per item in the inverted index */
     uint32_t max_session_len; /* events stored per session; later ones are counted and dropped */
-    int64_t session_gap; /* a key idle for longer than this (in the caller's time unit) starts a
-                            new session; 0 = a key is one session for ever */
+    int64_t session_gap;  /* a key idle for longer than this (in the caller's time unit) starts a
+                             new session; 0 = a key is one session for ever */
+    uint32_t cache_slots; /* single-item answers cached (see rec_recommend), rounded up to a power
+                             of two; 0 = no cache */
     /* Query time; rec_set_params() changes them for the next query. */
     rec_knn_params knn[2];
     uint32_t sr_sample;       /* most recent sessions of the last item scanned for rules */
@@ -151,9 +157,18 @@ int rec_observe(rec_model *m, uint32_t session_key, uint32_t item, int64_t t);
  * length)
  * + sr_sample * sr_window + candidates * log k), about 0.1-0.3 ms for a typical session. Scratch
  * memory (tens of KB) is kept per thread between calls and freed when the thread exits, so it is
- * safe to call from several threads and allocates nothing in the steady state. */
+ * safe to call from several threads and allocates nothing in the steady state. With cache_slots,
+ * a session of one known item and k <= REC_CACHE_K is answered from the cache when it can (a copy
+ * of k items); the answer is the one the model gives, up to the drift described above. */
 size_t rec_recommend(const rec_model *m, const uint32_t *session_items, size_t n, size_t k,
                      rec_item *out);
+
+/* How many events a cached one-item answer may outlive, when none of them touched a session holding
+ * the item: others move the answer only through the global normalisations (neighbours' ages
+ * measured against the whole history, candidates' popularity), and this bounds how far. */
+#define REC_CACHE_DRIFT 1024
+/* The longest cached answer: a longer k is computed afresh each time. */
+#define REC_CACHE_K 128
 
 /* The same for a session the model was fed under session_key: its stored items are the query, and
  * the session itself is not used as its own neighbour. Returns 0 for an unknown key. */

@@ -121,6 +121,9 @@ void reco_opts_default(reco_opts *o) {
     o->session.knn[0].neighbours = 50;
     o->session.knn[1].neighbours = 100;
     o->session.sr_sample = 300;
+    /* A product page's answer for visitors without a session of their own, per product: 64k
+     * entries of 40 bytes, plus each answer (about 45 items of 8 bytes on the bench store). */
+    o->session.cache_slots = 65536;
     o->cooc_per_item = 64;
     o->coviews = 64;
     pop_opts_default(&o->pop);

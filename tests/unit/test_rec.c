@@ -412,6 +412,103 @@ static void test_long_sessions(void **state) {
     rec_model_free(m);
 }
 
+/* The one-item answer cache: what it answers is what an uncached model answers, before and after
+ * each kind of change that voids an answer; unrelated events leave an answer as it was, up to
+ * REC_CACHE_DRIFT of them. */
+static size_t answer(const rec_model *m, uint32_t item, size_t k, rec_item *out) {
+    return rec_recommend(m, &item, 1, k, out);
+}
+
+static void same_answers(const rec_model *a, const rec_model *b, uint32_t item, size_t k) {
+    rec_item x[REC_CACHE_K + 8], y[REC_CACHE_K + 8];
+    size_t nx = answer(a, item, k, x), ny = answer(b, item, k, y);
+    assert_int_equal(nx, ny);
+    for (size_t i = 0; i < nx; i++) {
+        assert_int_equal(x[i].item, y[i].item);
+        assert_true(x[i].score == y[i].score);
+    }
+}
+
+static void feed_both(rec_model *a, rec_model *b, uint32_t key, const uint32_t *items, size_t n) {
+    feed(a, key, items, n);
+    feed(b, key, items, n);
+}
+
+static void test_answer_cache(void **state) {
+    (void)state;
+    rec_params p;
+    rec_params_default(&p);
+    p.max_sessions = 64;
+    rec_params pc = p;
+    pc.cache_slots = 30; /* rounded up to 32: items share entries */
+    rec_model *a = rec_model_new(&pc), *b = rec_model_new(&p);
+    assert_true(a && b);
+    uint64_t r = 12345;
+    for (uint32_t key = 0; key < 40; key++) {
+        uint32_t items[6];
+        for (int i = 0; i < 6; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            items[i] = (uint32_t)(r >> 33) % 50;
+        }
+        feed_both(a, b, key, items, 6);
+    }
+    rec_stats sa, sb;
+    rec_get_stats(a, &sa);
+    rec_get_stats(b, &sb);
+    assert_true(sa.bytes > sb.bytes); /* the table is counted */
+    /* Misses, then hits, at several k; longer than REC_CACHE_K goes around the cache. */
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t item = 0; item < 50; item++) {
+            same_answers(a, b, item, 3);
+            same_answers(a, b, item, 20);
+            same_answers(a, b, item, REC_CACHE_K + 8);
+        }
+    /* A session holding item 7 changes: 7's answer now has the new item 99. */
+    rec_item out[REC_CACHE_K];
+    feed_both(a, b, 1000, (uint32_t[]){7, 99}, 2);
+    size_t n = answer(a, 7, 20, out);
+    bool has99 = false;
+    for (size_t i = 0; i < n; i++)
+        has99 |= out[i].item == 99;
+    assert_true(has99);
+    same_answers(a, b, 7, 20);
+    /* New parameters void every answer. */
+    p.weights[REC_F_POP] = 0.5f;
+    p.knn[1].recency = 0.05f;
+    assert_int_equal(rec_set_params(a, &p), REC_OK);
+    assert_int_equal(rec_set_params(b, &p), REC_OK);
+    for (uint32_t item = 0; item < 50; item++)
+        same_answers(a, b, item, 20);
+    /* Sessions forgotten (the ring of 64 wraps) void the answers of their items. */
+    for (uint32_t key = 2000; key < 2070; key++)
+        feed_both(a, b, key, (uint32_t[]){(key * 7) % 50, 200 + key % 3}, 2);
+    for (uint32_t item = 0; item < 50; item++)
+        same_answers(a, b, item, 20);
+    rec_model_free(a);
+    rec_model_free(b);
+    /* Unrelated events (new sessions of other items; no ring to wrap): item 3's answer is kept as
+     * it was, though b's moves with its neighbours' ages, until REC_CACHE_DRIFT of them came. */
+    p.max_sessions = 0;
+    pc = p;
+    pc.cache_slots = 64;
+    a = rec_model_new(&pc);
+    b = rec_model_new(&p);
+    assert_true(a && b);
+    for (uint32_t key = 0; key < 30; key++)
+        feed_both(a, b, key, (uint32_t[]){3, key % 5, 10 + key % 4}, 3);
+    rec_item before[20], now[20];
+    size_t nb = answer(a, 3, 20, before);
+    assert_true(nb > 0);
+    for (uint32_t i = 0; i + 1 < REC_CACHE_DRIFT; i++)
+        feed_both(a, b, 100 + i, (uint32_t[]){300 + i % 7}, 1);
+    assert_int_equal(answer(a, 3, 20, now), nb);
+    assert_memory_equal(now, before, nb * sizeof *now);
+    feed_both(a, b, 9999, (uint32_t[]){301}, 1);
+    same_answers(a, b, 3, 20);
+    rec_model_free(a);
+    rec_model_free(b);
+}
+
 static void test_params_validation(void **state) {
     (void)state;
     rec_params p;
@@ -580,6 +677,7 @@ int main(void) {
         cmocka_unit_test(test_rank_features),
         cmocka_unit_test(test_storage_limits),
         cmocka_unit_test(test_long_sessions),
+        cmocka_unit_test(test_answer_cache),
         cmocka_unit_test(test_params_validation),
         cmocka_unit_test(test_rtune_learns),
         cmocka_unit_test(test_parse_item),
