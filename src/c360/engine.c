@@ -1580,9 +1580,17 @@ static int prep_catalog_changes(prep *p) {
 #define ENG_RECO_DEFAULT_LIMIT 10
 
 /* One request's view of the shop, behind reco's callbacks. */
+/* A customer with up to this many purchases has them turned into catalogue ordinals once per
+ * request, so each candidate's check is a search among numbers rather than a lookup of its id. */
+#define VIEW_BOUGHT_MAX 64
+
 typedef struct reco_view {
     engine *e;
     const prof *p; /* the customer, or NULL */
+    /* p's purchases that may not be recommended again (not replenishable), as ordinals, ascending,
+     * when nbought >= 0; -1: p has more than VIEW_BOUGHT_MAX, look each candidate up. */
+    uint32_t bought[VIEW_BOUGHT_MAX];
+    int nbought;
     cat_viewer viewer;
     eng_ctx ctx; /* for availability rules, the filter and the boost */
     expr *filter, *boost;
@@ -1607,7 +1615,17 @@ static int view_eval(reco_view *v, const expr *x, uint32_t item, expr_value *out
 static bool view_accept(void *arg, uint32_t item) {
     reco_view *v = arg;
     if (!cat_available_at(v->e->catalog, item, &v->viewer, NULL)) return false;
-    if (v->p && v->p->nbought) {
+    if (v->nbought > 0) {
+        size_t lo = 0, hi = (size_t)v->nbought;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (v->bought[mid] == item) return false;
+            if (v->bought[mid] < item)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    } else if (v->nbought < 0) {
         cat_info info;
         cat_product_info(cat_at(v->e->catalog, item), &info);
         if (!info.replenishable && prof_has_bought(v->p, v->e->products, info.id)) return false;
@@ -1617,6 +1635,30 @@ static bool view_accept(void *arg, uint32_t item) {
     bool ok = view_eval(v, v->filter, item, &r) == 0 && r.type == EXPR_BOOL && r.b;
     expr_value_free(&r);
     return ok;
+}
+
+/* Fills v->bought from v->p's purchases (see reco_view). */
+static void view_bought(reco_view *v) {
+    const prof *p = v->p;
+    v->nbought = 0;
+    if (!p || !p->nbought) return;
+    if (p->nbought > VIEW_BOUGHT_MAX) {
+        v->nbought = -1;
+        return;
+    }
+    for (uint32_t i = 0; i < p->nbought; i++) {
+        const char *id = strpool_at(v->e->products, p->bought[i]);
+        const cat_product *cp = id ? cat_get(v->e->catalog, id, strlen(id)) : NULL;
+        cat_info info;
+        if (!cp) continue;
+        cat_product_info(cp, &info);
+        if (info.replenishable) continue;
+        uint32_t o = cat_ordinal(cp);
+        int j = v->nbought++;
+        for (; j > 0 && v->bought[j - 1] > o; j--)
+            v->bought[j] = v->bought[j - 1];
+        v->bought[j] = o;
+    }
 }
 
 /* A number multiplies the score (clamped to 0..1000); a condition that holds doubles it. */
@@ -1838,6 +1880,7 @@ static int prep_reco(prep *p) {
         lazy.slot = slot;
         v.p = e->profs[slot];
     }
+    view_bought(&v);
     const char *ctx = arg_str(p, "context"), *pid = arg_str(p, "product_id");
     int c = ctx ? reco_context_lookup(ctx) : pid ? RECO_CTX_PRODUCT : RECO_CTX_HOME;
     if (c < 0) return reco_refuse(p, "context", "context must be home, product, cart or email");

@@ -703,10 +703,23 @@ static entry *entry_of(req *rq, uint32_t item) {
     return &rq->e[*slot];
 }
 
-static int by_score(const void *pa, const void *pb) {
-    const entry *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
+/* The answer's order: by score, ties to the lower item. */
+static inline bool ranks_before(const entry *a, const entry *b) {
+    return a->score > b->score || (a->score == b->score && a->item < b->item);
+}
+
+/* Restores the heap (the best entry at the root) below i in v[0..n). */
+static void entry_sift(entry *v, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        if (l < n && ranks_before(&v[l], &v[best])) best = l;
+        if (r < n && ranks_before(&v[r], &v[best])) best = r;
+        if (best == i) return;
+        entry t = v[i];
+        v[i] = v[best];
+        v[best] = t;
+        i = best;
+    }
 }
 
 static int by_raw(const void *pa, const void *pb) {
@@ -824,16 +837,20 @@ long reco_recommend(const reco *r, const reco_query *q, reco_result *out) {
         double b = q->boost(q->arg, rq.e[i].item);
         rq.e[i].score *= isfinite(b) && b > 0 ? b : 0;
     }
-    if (rq.ne) qsort(rq.e, rq.ne, sizeof *rq.e, by_score);
-
+    /* The best entries in order, taken from a heap: an answer needs `limit` of the couple of
+     * hundred merged (a few more when the caps skip some), and sorting them all cost more. */
+    for (size_t i = rq.ne / 2; i-- > 0;)
+        entry_sift(rq.e, rq.ne, i);
     facet_count cats[RECO_LIMIT_MAX], brands[RECO_LIMIT_MAX];
     size_t ncats = 0, nbrands = 0, n = 0;
-    for (size_t i = 0; i < rq.ne && n < q->limit; i++) {
-        if (!(rq.e[i].score > 0)) continue; /* boosted to nothing */
-        if (!diversity_ok(q, rq.e[i].item, cats, &ncats, brands, &nbrands)) continue;
-        out[n++] = (reco_result){rq.e[i].item, (float)rq.e[i].score, rq.e[i].strategy,
-                                 rq.e[i].because, false};
-        mark_chosen(&rq, rq.e[i].item);
+    for (size_t left = rq.ne; left && n < q->limit;) {
+        entry top = rq.e[0];
+        rq.e[0] = rq.e[--left];
+        entry_sift(rq.e, left, 0);
+        if (!(top.score > 0)) continue; /* boosted to nothing */
+        if (!diversity_ok(q, top.item, cats, &ncats, brands, &nbrands)) continue;
+        out[n++] = (reco_result){top.item, (float)top.score, top.strategy, top.because, false};
+        mark_chosen(&rq, top.item);
     }
 
     /* Fallbacks: each tier ranks below everything chosen before it. */
