@@ -109,6 +109,8 @@ struct cat_product {
     uint32_t nvariants;
     variant *variants;
     char *rule;
+    char *card; /* see cat_card(); built by prod_card() whenever a field it shows changes */
+    uint32_t card_len, card_title, card_title_len;
     unsigned learned;    /* F_* bits whose values came from cat_observe() */
     int64_t stock_total; /* -1: no stock information anywhere */
     int64_t created_ms, updated_ms;
@@ -391,7 +393,51 @@ static void prod_free(cat_product *p, const cat_options *opt) {
     free(p->rule);
     if (p->compiled) opt->rule_free(p->compiled, opt->rule_arg);
     json_decref(p->json);
+    free(p->card);
     free(p);
+}
+
+/* (Re)builds p's card (cat_card()) from its fields. 0, or -1 when out of memory (p unchanged). */
+static int prod_card(cat_product *p) {
+    buf b = BUF_INIT(0);
+    const struct {
+        const char *member; /* with its quotes, colon and opening quote */
+        const char *v;
+    } text[] = {{",\"title\":\"", p->c.title},
+                {",\"url\":\"", p->c.url},
+                {",\"image_url\":\"", p->c.image_url},
+                {",\"brand\":\"", p->brand},
+                {",\"currency\":\"", (p->c.has & F_CURRENCY) ? p->currency : NULL}};
+    size_t title = 0, title_len = 0;
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
+        if (!text[i].v) continue;
+        buf_puts(&b, text[i].member);
+        size_t at = b.len;
+        buf_json_escape(&b, text[i].v, strlen(text[i].v));
+        if (i == 0) {
+            title = at;
+            title_len = b.len - at;
+        }
+        buf_putc(&b, '"');
+    }
+    if (p->c.has & F_PRICE) {
+        buf_puts(&b, ",\"price\":");
+        jsonw_fixed(&b, p->c.price, 6);
+    }
+    if (p->c.has & F_SALE) {
+        buf_puts(&b, ",\"sale_price\":");
+        jsonw_fixed(&b, p->c.sale_price, 6);
+    }
+    if (buf_putc(&b, '\0') != BUF_OK || b.len > UINT32_MAX) {
+        buf_free(&b);
+        return -1;
+    }
+    free(p->card);
+    p->card_len = (uint32_t)b.len - 1;
+    p->card_title = (uint32_t)title;
+    p->card_title_len = (uint32_t)title_len;
+    p->card = buf_detach(&b, NULL);
+    return 0;
 }
 
 /* Deeper than `left` levels of arrays and objects? Recursion stops at left + 1. Adds to *size
@@ -1355,6 +1401,7 @@ static int commit(cat *c, cat_product **np, size_t m, int64_t now_ms, cat_change
             json_decref(p->json);
             if (!(p->json = prod_json(p, true))) goto fail;
         }
+        if (prod_card(p)) goto fail;
     }
     if (out && vec_reserve((void **)&out->v, &out->alloc, out->n + tmp.n, sizeof *out->v))
         goto fail;
@@ -1910,15 +1957,16 @@ static int observe(cat *c, const seen *s, int64_t now_ms) {
     move_fields(p, t, fill);
     p->learned |= fill;
     p->updated_ms = now_ms;
+    json_t *j = NULL;
+    if ((p->compiled && !(j = prod_json(p, true))) || prod_card(p)) {
+        json_decref(j);
+        move_fields(t, p, fill);
+        p->learned &= ~fill;
+        p->updated_ms = was_ms;
+        prod_free(t, &c->opt);
+        return CAT_NOMEM;
+    }
     if (p->compiled) {
-        json_t *j = prod_json(p, true);
-        if (!j) {
-            move_fields(t, p, fill);
-            p->learned &= ~fill;
-            p->updated_ms = was_ms;
-            prod_free(t, &c->opt);
-            return CAT_NOMEM;
-        }
         json_decref(p->json);
         p->json = j;
     }
@@ -2037,6 +2085,15 @@ int cat_list(const cat *c, const char *cursor, size_t limit, const cat_product *
 bad_cursor:
     ev_error_set(err, "invalid_field", "cursor", "cursor is not one this server returned");
     return -1;
+}
+
+void cat_card(const cat_product *p, cat_card_text *out) {
+    out->id = p->c.id;
+    out->id_len = p->id_len;
+    out->fields = p->card;
+    out->fields_len = p->card_len;
+    out->title = p->card_title_len ? p->card + p->card_title : NULL;
+    out->title_len = p->card_title_len;
 }
 
 void cat_product_info(const cat_product *p, cat_info *o) {

@@ -235,6 +235,20 @@ typedef struct cat_info {
 } cat_info;
 
 void cat_product_info(const cat_product *p, cat_info *out);
+/* What an answer shows of a product, ready to copy (a recommendation's items, ten an answer):
+ * fields holds its display fields as JSON members, each after a comma, in this order and only those
+ * it has: ,"title":…,"url":…,"image_url":…,"brand":…,"currency":…,"price":…,"sale_price":… (prices
+ * with six decimals, as jsonw_fixed() writes them); title points at the title inside it, escaped
+ * for a JSON string (NULL when the product has none); id is the product's id as stored (not
+ * escaped). Kept with the product and rebuilt when those fields change: valid while the catalogue
+ * is not written. O(1). */
+typedef struct cat_card_text {
+    const char *id, *fields, *title;
+    size_t id_len, fields_len, title_len;
+} cat_card_text;
+
+void cat_card(const cat_product *p, cat_card_text *out);
+
 /* The product as JSON: its fields in the order of docs/catalog.md, then the read-only in_stock,
  * source ("catalog" or "events"), from_events (the fields learned from events, when any),
  * created_at and updated_at. Variants carry their own fields only, plus in_stock. NULL when out

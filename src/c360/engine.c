@@ -1768,16 +1768,22 @@ static void put_num(buf *b, bool *first, const char *key, double v) {
  * there is one (the product viewed, the segment or category). Written straight into the answer,
  * with the name escaped, rather than printed into a buffer first: ten items an answer. */
 static void put_reason(const engine *e, const reco_result *r, buf *b, bool *first) {
-    const char *name = NULL;
+    const char *name = NULL, *esc = NULL; /* esc: a name already escaped, esc_len bytes */
+    size_t esc_len = 0;
+    const cat_product *cp;
     if (r->because != RECO_NONE) {
         if (r->strategy == RECO_S_SEGMENT || r->strategy == RECO_S_CATEGORY) {
             name = strpool_at(e->groups, r->because);
             name = name && strchr(name, ':') ? strchr(name, ':') + 1 : name;
-        } else {
-            cat_info info;
-            const cat_product *cp = cat_at(e->catalog, r->because);
-            if (cp) cat_product_info(cp, &info);
-            name = cp ? (info.title ? info.title : info.id) : NULL;
+        } else if ((cp = cat_at(e->catalog, r->because))) {
+            cat_card_text card;
+            cat_card(cp, &card);
+            if (card.title) {
+                esc = card.title;
+                esc_len = card.title_len;
+            } else {
+                name = card.id;
+            }
         }
     }
     /* The sentence with a name: the name follows the prefix. */
@@ -1805,9 +1811,12 @@ static void put_reason(const engine *e, const reco_result *r, buf *b, bool *firs
     };
     put_key(b, first, "reason");
     buf_putc(b, '"');
-    if (name && with_name[r->strategy]) {
+    if ((name || esc) && with_name[r->strategy]) {
         buf_puts(b, with_name[r->strategy]);
-        buf_json_escape(b, name, strlen(name));
+        if (esc)
+            buf_append(b, esc, esc_len);
+        else
+            buf_json_escape(b, name, strlen(name));
     } else {
         buf_puts(b, plain[r->strategy]);
     }
@@ -1817,23 +1826,18 @@ static void put_reason(const engine *e, const reco_result *r, buf *b, bool *firs
 /* One item of the answer, with what a widget needs to show it. Written directly: building a
  * jansson tree per item was a tenth of a request. */
 static void reco_item_write(const engine *e, const reco_result *r, buf *b) {
-    cat_info info;
-    cat_product_info(cat_at(e->catalog, r->item), &info);
-    bool first = true;
-    put_str(b, &first, "product_id", info.id);
+    cat_card_text card;
+    cat_card(cat_at(e->catalog, r->item), &card);
+    buf_puts(b, "{\"product_id\":\"");
+    buf_json_escape(b, card.id, card.id_len);
+    buf_putc(b, '"');
+    bool first = false;
     put_num(b, &first, "score", (double)r->score);
     put_reason(e, r, b, &first);
     put_str(b, &first, "strategy", reco_strategy_name(r->strategy));
     buf_puts(b, r->fallback ? ",\"fallback\":true" : ",\"fallback\":false");
-    const char *const text[][2] = {{"title", info.title},
-                                   {"url", info.url},
-                                   {"image_url", info.image_url},
-                                   {"brand", info.brand},
-                                   {"currency", info.currency}};
-    for (size_t i = 0; i < sizeof text / sizeof *text; i++)
-        if (text[i][1]) put_str(b, &first, text[i][0], text[i][1]);
-    if (info.has_price) put_num(b, &first, "price", info.price);
-    if (info.has_sale_price) put_num(b, &first, "sale_price", info.sale_price);
+    /* The display fields, from the product's card: escaped once, when the product was stored. */
+    buf_append(b, card.fields, card.fields_len);
     buf_putc(b, '}');
 }
 

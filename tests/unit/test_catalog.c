@@ -1467,6 +1467,65 @@ static char *dump_all(const cat *c) {
     return s;
 }
 
+/* What a recommendation shows of a product, kept ready: escaped once, rebuilt by every change
+ * of a field it shows (upsert, patch, a field learned from events). */
+static void card_is(const cat *c, const char *id, const char *fields, const char *title) {
+    cat_card_text card;
+    cat_card(get(c, id), &card);
+    assert_int_equal(card.id_len, strlen(id));
+    assert_memory_equal(card.id, id, card.id_len);
+    assert_string_equal(card.fields, fields);
+    assert_int_equal(card.fields_len, strlen(fields));
+    if (!title) {
+        assert_null(card.title);
+        return;
+    }
+    assert_non_null(card.title);
+    assert_int_equal(card.title_len, strlen(title));
+    assert_memory_equal(card.title, title, card.title_len);
+}
+
+static void test_card(void **state) {
+    (void)state;
+    cat *c = cat_new(&OPT);
+    upsert(c,
+           "[{\"id\":\"p1\",\"title\":\"Blue \\\"Shoe\\\" \u00e9\\u0001\",\"url\":\"https://s/p1\","
+           "\"image_url\":\"https://s/p1.jpg\",\"brand\":\"Acme\",\"currency\":\"eur\",\"price\":"
+           "20,\"sale_price\":15.5},{\"id\":\"bare\"}]",
+           T0, NULL);
+    const char *title = "Blue \\\"Shoe\\\" \u00e9\\u0001";
+    char want[512];
+    snprintf(want, sizeof want,
+             ",\"title\":\"%s\",\"url\":\"https://s/p1\",\"image_url\":\"https://s/p1.jpg\","
+             "\"brand\":\"Acme\",\"currency\":\"EUR\",\"price\":20.0,\"sale_price\":15.5",
+             title);
+    card_is(c, "p1", want, title);
+    card_is(c, "bare", "", NULL);
+    /* The card is valid JSON members: wrapped in braces, it parses to the product's values. */
+    char obj[600];
+    snprintf(obj, sizeof obj, "{%s}", want + 1);
+    json_t *o = J(obj);
+    assert_string_equal(json_string_value(json_object_get(o, "title")), "Blue \"Shoe\" \u00e9\x01");
+    assert_true(json_real_value(json_object_get(o, "sale_price")) == 15.5);
+    json_decref(o);
+    /* A patch: new title, no sale price. */
+    patch(c, "p1", "{\"title\":\"Red\",\"sale_price\":null}", T1, NULL);
+    card_is(c, "p1",
+            ",\"title\":\"Red\",\"url\":\"https://s/p1\",\"image_url\":\"https://s/p1.jpg\","
+            "\"brand\":\"Acme\",\"currency\":\"EUR\",\"price\":20.0",
+            "Red");
+    /* Fields learned from events: a new product, and what a catalogue product lacked. */
+    json_t *ev = J("{\"product_id\":\"bare\",\"name\":\"Cap\",\"brand\":\"B\",\"price\":3}");
+    assert_int_equal(cat_observe_json(c, ev, T1), 1);
+    json_decref(ev);
+    card_is(c, "bare", ",\"title\":\"Cap\",\"brand\":\"B\",\"price\":3.0", "Cap");
+    ev = J("{\"product_id\":\"p2\",\"url\":\"u2\"}");
+    assert_int_equal(cat_observe_json(c, ev, T1), 1);
+    json_decref(ev);
+    card_is(c, "p2", ",\"url\":\"u2\"", NULL);
+    cat_free(c);
+}
+
 static void test_replay_determinism(void **state) {
     (void)state;
     cat *a = cat_new(&OPT), *b = cat_new(&OPT);
@@ -1541,6 +1600,7 @@ int main(void) {
         cmocka_unit_test(test_availability),
         cmocka_unit_test(test_archive),
         cmocka_unit_test(test_list_and_ordinals),
+        cmocka_unit_test(test_card),
         cmocka_unit_test(test_replay_determinism),
     };
     return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
