@@ -33,10 +33,12 @@
  * else on the same model; any number of rec_recommend*() calls may run concurrently with each other
  * (they only read the model and allocate their own scratch memory).
  *
- * Memory: per event 4 bytes in its session plus, the first time an item appears in a session, a
- * 4-byte posting; per session ~50 bytes; per item ~40. Measured on Diginetica (4.9 events per
- * session): 36.7 MB of model per million events. Bounded by max_sessions (the oldest sessions are
- * forgotten once that many are stored) and max_postings per item. */
+ * Memory: per session a 64-byte record holding up to 10 items (a longer session's items move to
+ * the heap, 4 bytes each) and 2 bytes of norm; the first time an item appears in a session, a
+ * 4-byte posting; per item ~40 bytes; with cache_slots, 40 bytes an entry plus 8 per cached answer
+ * item. Measured on Diginetica (4.9 events per session, no cache): 28.5 MB of model per million
+ * events. Bounded by max_sessions (the oldest sessions are forgotten once that many are stored),
+ * max_postings per item and cache_slots. */
 #ifndef ENGAGED_REC_H
 #define ENGAGED_REC_H
 
