@@ -2092,7 +2092,7 @@ void cat_card(const cat_product *p, cat_card_text *out) {
     out->id_len = p->id_len;
     out->fields = p->card;
     out->fields_len = p->card_len;
-    out->title = p->card_title_len ? p->card + p->card_title : NULL;
+    out->title = p->c.title ? p->card + p->card_title : NULL;
     out->title_len = p->card_title_len;
 }
 

@@ -1579,11 +1579,11 @@ static int prep_catalog_changes(prep *p) {
 
 #define ENG_RECO_DEFAULT_LIMIT 10
 
-/* One request's view of the shop, behind reco's callbacks. */
 /* A customer with up to this many purchases has them turned into catalogue ordinals once per
  * request, so each candidate's check is a search among numbers rather than a lookup of its id. */
 #define VIEW_BOUGHT_MAX 64
 
+/* One request's view of the shop, behind reco's callbacks. */
 typedef struct reco_view {
     engine *e;
     const prof *p; /* the customer, or NULL */

@@ -877,8 +877,7 @@ static void rank_scorer(const rec_cand *cand, size_t n, int c, uint32_t *s, uint
         }
     }
     if (m <= 32) {
-        /* Indices arrive ascending, so moving only past strictly greater keys keeps ties in order.
-         */
+        /* Indices arrive ascending: moving past strictly greater keys only keeps ties in order. */
         for (size_t i = 1; i < m; i++) {
             uint32_t k = key[i], x = idx[i];
             size_t j = i;
