@@ -3,6 +3,7 @@
  * through the public API, the storage limits, the learner, and the parsers on malformed
  * input. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -509,6 +510,68 @@ static void test_answer_cache(void **state) {
     rec_model_free(b);
 }
 
+/* Queries run concurrently (the server's threads, under its read lock): with a table so small that
+ * items fight for its entries, every answer of every thread is still the uncached model's. The
+ * same test under ThreadSanitizer (make test-tsan) checks the entries' locking. */
+enum { CT_ITEMS = 60, CT_K = 20, CT_THREADS = 4, CT_QUERIES = 20000 };
+
+typedef struct cache_worker {
+    const rec_model *m;
+    rec_item (*want)[CT_K];
+    const size_t *nwant;
+    uint64_t seed;
+    long wrong;
+} cache_worker;
+
+static void *cache_reader(void *arg) {
+    cache_worker *w = arg;
+    rec_item got[CT_K];
+    for (int q = 0; q < CT_QUERIES; q++) {
+        w->seed = w->seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t item = (uint32_t)(w->seed >> 33) % CT_ITEMS;
+        size_t k = 1 + (size_t)(w->seed >> 20) % CT_K,
+               want = w->nwant[item] < k ? w->nwant[item] : k;
+        size_t n = answer(w->m, item, k, got);
+        if (n != want || (n && memcmp(got, w->want[item], n * sizeof *got))) w->wrong++;
+    }
+    return NULL;
+}
+
+static void test_answer_cache_threads(void **state) {
+    (void)state;
+    rec_params p;
+    rec_params_default(&p);
+    rec_params pc = p;
+    pc.cache_slots = 8;
+    rec_model *a = rec_model_new(&pc), *b = rec_model_new(&p);
+    assert_true(a && b);
+    uint64_t r = 99;
+    for (uint32_t key = 0; key < 200; key++) {
+        uint32_t items[5];
+        for (int i = 0; i < 5; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            items[i] = (uint32_t)(r >> 33) % CT_ITEMS;
+        }
+        feed_both(a, b, key, items, 5);
+    }
+    static rec_item want[CT_ITEMS][CT_K];
+    size_t nwant[CT_ITEMS];
+    for (uint32_t item = 0; item < CT_ITEMS; item++)
+        nwant[item] = answer(b, item, CT_K, want[item]);
+    cache_worker w[CT_THREADS];
+    pthread_t t[CT_THREADS];
+    for (int i = 0; i < CT_THREADS; i++) {
+        w[i] = (cache_worker){a, want, nwant, 1000u + (uint64_t)i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, cache_reader, &w[i]), 0);
+    }
+    for (int i = 0; i < CT_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].wrong, 0);
+    }
+    rec_model_free(a);
+    rec_model_free(b);
+}
+
 static void test_params_validation(void **state) {
     (void)state;
     rec_params p;
@@ -678,6 +741,7 @@ int main(void) {
         cmocka_unit_test(test_storage_limits),
         cmocka_unit_test(test_long_sessions),
         cmocka_unit_test(test_answer_cache),
+        cmocka_unit_test(test_answer_cache_threads),
         cmocka_unit_test(test_params_validation),
         cmocka_unit_test(test_rtune_learns),
         cmocka_unit_test(test_parse_item),
