@@ -146,6 +146,20 @@ test(
       assert.notDeepEqual(first, second);
       assert.ok(!second.includes('p3'), 'the product on screen is not a suggestion');
 
+      // Another shopper's views change a product page's answer at once, though the session model
+      // keeps its answers about one product (asked for every visitor without a session) between
+      // events.
+      const walk = (who, product) => ({ type: 'track', anonymousId: who, event: 'Product Viewed', properties: { product_id: product } });
+      await batch([walk('walker-1', 'p7'), walk('walker-1', 'p9')]);
+      const page = { anonymous_id: 'page-visitor', product_id: 'p7', strategy: 'session', limit: '5' };
+      const bySession = async () => (await ok(recs(page))).items.filter((i) => i.strategy === 'session').map((i) => i.product_id);
+      const pageBefore = await bySession();
+      assert.ok(pageBefore.includes('p9') && !pageBefore.includes('p8'), pageBefore.join());
+      assert.deepEqual(await bySession(), pageBefore);
+      await batch([walk('walker-2', 'p7'), walk('walker-2', 'p8')]);
+      const pageAfter = await bySession();
+      assert.ok(pageAfter.includes('p8'), `p8 after a shopper viewed p7 then p8: ${pageAfter}`);
+
       // Cold start: somebody nobody has seen still gets a list.
       j = await ok(recs({ anonymous_id: 'never-seen', limit: '4' }));
       assert.equal(j.items.length, 4);
