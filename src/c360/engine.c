@@ -1580,15 +1580,15 @@ static int prep_catalog_changes(prep *p) {
 #define ENG_RECO_DEFAULT_LIMIT 10
 
 /* A customer with up to this many purchases has them turned into catalogue ordinals once per
- * request, so each candidate's check is a search among numbers rather than a lookup of its id. */
+ * request, so each candidate's check is a scan of a few numbers rather than a lookup of its id. */
 #define VIEW_BOUGHT_MAX 64
 
 /* One request's view of the shop, behind reco's callbacks. */
 typedef struct reco_view {
     engine *e;
     const prof *p; /* the customer, or NULL */
-    /* p's purchases that may not be recommended again (not replenishable), as ordinals, ascending,
-     * when nbought >= 0; -1: p has more than VIEW_BOUGHT_MAX, look each candidate up. */
+    /* p's purchases that may not be recommended again (not replenishable), as ordinals, when
+     * nbought >= 0; -1: p has more than VIEW_BOUGHT_MAX, look each candidate up. */
     uint32_t bought[VIEW_BOUGHT_MAX];
     int nbought;
     cat_viewer viewer;
@@ -1615,17 +1615,9 @@ static int view_eval(reco_view *v, const expr *x, uint32_t item, expr_value *out
 static bool view_accept(void *arg, uint32_t item) {
     reco_view *v = arg;
     if (!cat_available_at(v->e->catalog, item, &v->viewer, NULL)) return false;
-    if (v->nbought > 0) {
-        size_t lo = 0, hi = (size_t)v->nbought;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (v->bought[mid] == item) return false;
-            if (v->bought[mid] < item)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-    } else if (v->nbought < 0) {
+    for (int i = 0; i < v->nbought; i++)
+        if (v->bought[i] == item) return false;
+    if (v->nbought < 0) {
         cat_info info;
         cat_product_info(cat_at(v->e->catalog, item), &info);
         if (!info.replenishable && prof_has_bought(v->p, v->e->products, info.id)) return false;
@@ -1652,12 +1644,7 @@ static void view_bought(reco_view *v) {
         cat_info info;
         if (!cp) continue;
         cat_product_info(cp, &info);
-        if (info.replenishable) continue;
-        uint32_t o = cat_ordinal(cp);
-        int j = v->nbought++;
-        for (; j > 0 && v->bought[j - 1] > o; j--)
-            v->bought[j] = v->bought[j - 1];
-        v->bought[j] = o;
+        if (!info.replenishable) v->bought[v->nbought++] = cat_ordinal(cp);
     }
 }
 
@@ -1742,7 +1729,6 @@ static int reco_who(prep *p, uint32_t *slot) {
     return 0;
 }
 
-/* The reason an item is shown, in words. */
 /* Appends ,"key": (or {"key": for the first member). */
 static void put_key(buf *b, bool *first, const char *key) {
     buf_puts(b, *first ? "{\"" : ",\"");
@@ -1751,11 +1737,15 @@ static void put_key(buf *b, bool *first, const char *key) {
     buf_puts(b, "\":");
 }
 
-static void put_str(buf *b, bool *first, const char *key, const char *v) {
+static void put_strn(buf *b, bool *first, const char *key, const char *v, size_t len) {
     put_key(b, first, key);
     buf_putc(b, '"');
-    buf_json_escape(b, v, strlen(v));
+    buf_json_escape(b, v, len);
     buf_putc(b, '"');
+}
+
+static void put_str(buf *b, bool *first, const char *key, const char *v) {
+    put_strn(b, first, key, v, strlen(v));
 }
 
 static void put_num(buf *b, bool *first, const char *key, double v) {
@@ -1828,10 +1818,8 @@ static void put_reason(const engine *e, const reco_result *r, buf *b, bool *firs
 static void reco_item_write(const engine *e, const reco_result *r, buf *b) {
     cat_card_text card;
     cat_card(cat_at(e->catalog, r->item), &card);
-    buf_puts(b, "{\"product_id\":\"");
-    buf_json_escape(b, card.id, card.id_len);
-    buf_putc(b, '"');
-    bool first = false;
+    bool first = true;
+    put_strn(b, &first, "product_id", card.id, card.id_len);
     put_num(b, &first, "score", (double)r->score);
     put_reason(e, r, b, &first);
     put_str(b, &first, "strategy", reco_strategy_name(r->strategy));
@@ -1884,7 +1872,6 @@ static int prep_reco(prep *p) {
         lazy.slot = slot;
         v.p = e->profs[slot];
     }
-    view_bought(&v);
     const char *ctx = arg_str(p, "context"), *pid = arg_str(p, "product_id");
     int c = ctx ? reco_context_lookup(ctx) : pid ? RECO_CTX_PRODUCT : RECO_CTX_HOME;
     if (c < 0) return reco_refuse(p, "context", "context must be home, product, cart or email");
@@ -1956,6 +1943,7 @@ static int prep_reco(prep *p) {
     }
     q.exclude = exclude;
     /* Parameters checked: from here on every exit goes through out. */
+    view_bought(&v);
     traits = v.p ? prof_traits(v.p) : NULL;
     /* Friends: user ids in the "friends" trait. */
     const json_t *fl = json_object_get(traits, "friends");
