@@ -44,6 +44,15 @@ static int grow(void **p, uint32_t *alloc, size_t need, size_t elem) {
     return REC_OK;
 }
 
+/* The smallest power of two >= n, but at most `most` (a power of two): session slots and cache
+ * entries are found with a mask, not a division. */
+static uint32_t pow2_at_least(uint32_t n, uint32_t most) {
+    uint32_t p = 1;
+    while (p < n && p < most)
+        p *= 2;
+    return p;
+}
+
 /* exp(-d / len) with the conventions of rec_knn_params: len INFINITY gives 1, len 0 gives 0 for d >
  * 0. */
 /* For the million short arrays of a model (sessions' items): sized to use, 16-bit capacity. */
@@ -70,9 +79,8 @@ typedef struct item_rec {
     uint32_t n;     /* postings held */
     uint32_t head;  /* once the ring is full (n == max_postings), the index of the oldest posting */
     uint32_t alloc;
-    uint32_t
-        version;    /* changes whenever a session holding the item does (the answer cache's key) */
-    uint32_t *post; /* session ids, oldest first modulo head */
+    uint32_t version; /* bumped when a session holding the item changes (the answer cache's key) */
+    uint32_t *post;   /* session ids, oldest first modulo head */
 } item_rec;
 
 /* One cache line: the model holds up to max_sessions of them, and a query reads a hundred or so
@@ -216,18 +224,10 @@ rec_model *rec_model_new(const rec_params *p) {
     rec_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->p = *p;
-    /* A power of two, so a session's slot is a mask, not a division (three per neighbour read). */
-    if (m->p.max_sessions) {
-        uint32_t cap = 1;
-        while (cap < m->p.max_sessions && cap < (1u << 31))
-            cap *= 2;
-        m->p.max_sessions = cap;
-    }
+    /* A session's slot is a mask, not a division (three per neighbour read). */
+    if (m->p.max_sessions) m->p.max_sessions = pow2_at_least(m->p.max_sessions, 1u << 31);
     if (m->p.cache_slots) {
-        uint32_t cap = 1;
-        while (cap < m->p.cache_slots && cap < (1u << 24))
-            cap *= 2;
-        m->p.cache_slots = cap;
+        uint32_t cap = m->p.cache_slots = pow2_at_least(m->p.cache_slots, 1u << 24);
         /* Zeroed memory is a valid table: every entry empty, every lock free. */
         if (!(m->cache = calloc(1, sizeof *m->cache + (size_t)cap * sizeof(cache_entry)))) {
             free(m);
@@ -390,9 +390,7 @@ static sess_rec *sess_begin(rec_model *m, uint32_t key, int64_t t) {
     uint32_t id = m->next_id, s = slot_of(m, id);
     if (s >= m->sess_alloc) {
         /* Doubling, never past the ring's slots; aligned so each record is one cache line. */
-        uint32_t old = m->sess_alloc, want = old ? old : 64;
-        while (want <= s && want < (1u << 31))
-            want *= 2;
+        uint32_t old = m->sess_alloc, want = pow2_at_least(s < 64 ? 64 : s + 1, 1u << 31);
         if (m->p.max_sessions && want > m->p.max_sessions) want = m->p.max_sessions;
         if (want <= s) return NULL;
         sess_rec *q = aligned_alloc(64, (size_t)want * sizeof *q);
