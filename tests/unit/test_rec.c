@@ -435,6 +435,24 @@ static void feed_both(rec_model *a, rec_model *b, uint32_t key, const uint32_t *
     feed(b, key, items, n);
 }
 
+/* The next number below mod of a fixed pseudo-random sequence (a 64-bit LCG's high bits). */
+static uint32_t next_below(uint64_t *r, uint32_t mod) {
+    *r = *r * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*r >> 33) % mod;
+}
+
+/* Feeds both models the same sessions (keys 0 .. sessions-1) of len random items below items. */
+static void feed_both_random(rec_model *a, rec_model *b, uint64_t seed, uint32_t sessions,
+                             size_t len, uint32_t items) {
+    uint32_t s[16];
+    assert_true(len <= 16);
+    for (uint32_t key = 0; key < sessions; key++) {
+        for (size_t i = 0; i < len; i++)
+            s[i] = next_below(&seed, items);
+        feed_both(a, b, key, s, len);
+    }
+}
+
 static void test_answer_cache(void **state) {
     (void)state;
     rec_params p;
@@ -444,15 +462,7 @@ static void test_answer_cache(void **state) {
     pc.cache_slots = 30; /* rounded up to 32: items share entries */
     rec_model *a = rec_model_new(&pc), *b = rec_model_new(&p);
     assert_true(a && b);
-    uint64_t r = 12345;
-    for (uint32_t key = 0; key < 40; key++) {
-        uint32_t items[6];
-        for (int i = 0; i < 6; i++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            items[i] = (uint32_t)(r >> 33) % 50;
-        }
-        feed_both(a, b, key, items, 6);
-    }
+    feed_both_random(a, b, 12345, 40, 6, 50);
     rec_stats sa, sb;
     rec_get_stats(a, &sa);
     rec_get_stats(b, &sb);
@@ -527,10 +537,8 @@ static void *cache_reader(void *arg) {
     cache_worker *w = arg;
     rec_item got[CT_K];
     for (int q = 0; q < CT_QUERIES; q++) {
-        w->seed = w->seed * 6364136223846793005ull + 1442695040888963407ull;
-        uint32_t item = (uint32_t)(w->seed >> 33) % CT_ITEMS;
-        size_t k = 1 + (size_t)(w->seed >> 20) % CT_K,
-               want = w->nwant[item] < k ? w->nwant[item] : k;
+        uint32_t item = next_below(&w->seed, CT_ITEMS);
+        size_t k = 1 + next_below(&w->seed, CT_K), want = w->nwant[item] < k ? w->nwant[item] : k;
         size_t n = answer(w->m, item, k, got);
         if (n != want || (n && memcmp(got, w->want[item], n * sizeof *got))) w->wrong++;
     }
@@ -545,15 +553,7 @@ static void test_answer_cache_threads(void **state) {
     pc.cache_slots = 8;
     rec_model *a = rec_model_new(&pc), *b = rec_model_new(&p);
     assert_true(a && b);
-    uint64_t r = 99;
-    for (uint32_t key = 0; key < 200; key++) {
-        uint32_t items[5];
-        for (int i = 0; i < 5; i++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            items[i] = (uint32_t)(r >> 33) % CT_ITEMS;
-        }
-        feed_both(a, b, key, items, 5);
-    }
+    feed_both_random(a, b, 99, 200, 5, CT_ITEMS);
     static rec_item want[CT_ITEMS][CT_K];
     size_t nwant[CT_ITEMS];
     for (uint32_t item = 0; item < CT_ITEMS; item++)
