@@ -23,8 +23,7 @@ void buf_reset(buf *b) {
     if (b->data) b->data[0] = '\0';
 }
 
-/* Make room for n more bytes plus the terminating NUL. */
-static int buf_grow(buf *b, size_t n) {
+int buf_reserve(buf *b, size_t n) {
     size_t cap = b->cap ? b->cap : BUF_UNCAPPED;
     if (n > cap || b->len > cap - n) return BUF_TOOBIG;
     size_t need = b->len + n + 1;
@@ -42,7 +41,7 @@ static int buf_grow(buf *b, size_t n) {
 }
 
 int buf_append_grow(buf *b, const void *p, size_t n) {
-    int rc = buf_grow(b, n);
+    int rc = buf_reserve(b, n);
     if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -58,7 +57,7 @@ int buf_vprintf(buf *b, const char *fmt, va_list ap) {
     va_end(cp);
     if (n < 0) return BUF_NOMEM;
     if ((size_t)n < sizeof small) return buf_append(b, small, (size_t)n);
-    int rc = buf_grow(b, (size_t)n);
+    int rc = buf_reserve(b, (size_t)n);
     if (rc) return rc;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;

@@ -30,6 +30,9 @@ typedef struct buf {
 void buf_init(buf *b, size_t cap);
 void buf_free(buf *b);
 void buf_reset(buf *b); /* len = 0, keeps the allocation */
+/* Makes room for n more bytes (and the NUL) without appending, for callers that fill data + len
+ * themselves, such as read(2). Returns BUF_OK, BUF_TOOBIG or BUF_NOMEM. */
+int buf_reserve(buf *b, size_t n);
 
 /* buf_append()'s out-of-line part: growing the buffer, and the cap. */
 int buf_append_grow(buf *b, const void *p, size_t n);
