@@ -625,8 +625,7 @@ static void cmd_unmerge(cmd_ctx *c) {
     if (!a.keep_p) fail_oom("unmerging");
     reco_forget(e->reco, s); /* both histories are rebuilt with the profiles */
     reco_forget(e->reco, ns);
-    sqlite3 *db = e->replaying ? store_writer(e->store) : store_reader(e->store);
-    if (!db || store_each(db, old->seqs, old->nseqs, refold_row, &a))
+    if (store_each(e->store, old->seqs, old->nseqs, refold_row, &a))
         log_error("engine: unmerge could not read every event of %s: %s", id, store_errmsg());
     /* Traits set through the API (not from events) stay with the kept side. */
     prof_free(old);
@@ -898,23 +897,8 @@ static int replay_row(const store_row *row, void *arg) {
 
 static int finish_erasures(engine *e) {
     if (!e->nreplay_deletes) return 0;
-    sqlite3 *db = store_writer(e->store);
-    sqlite3_stmt *st;
-    if (store_exec(db, "BEGIN IMMEDIATE") ||
-        sqlite3_prepare_v2(db, "DELETE FROM events WHERE seq = ?1", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; i < e->nreplay_deletes && !rc; i++) {
-        sqlite3_bind_int64(st, 1, e->replay_deletes[i]);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    if (rc || store_exec(db, "COMMIT")) {
-        store_exec(db, "ROLLBACK");
-        return -1;
-    }
-    log_info("engine: finished an interrupted erasure: %zu events deleted", e->nreplay_deletes);
+    if (store_erase(e->store, e->replay_deletes, e->nreplay_deletes)) return -1;
+    log_info("engine: finished an interrupted erasure: %zu events erased", e->nreplay_deletes);
     return 0;
 }
 
@@ -970,7 +954,7 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     }
     uint64_t t0 = clock_mono_ns();
     e->replaying = true;
-    if (store_each(store_writer(s), NULL, 0, replay_row, e) || finish_erasures(e)) {
+    if (store_each(s, NULL, 0, replay_row, e) || finish_erasures(e)) {
         snprintf(err, errlen, "engine: replaying the log: %s", store_errmsg());
         goto fail;
     }

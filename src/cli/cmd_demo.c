@@ -8,7 +8,6 @@
  * others. Then the server runs in demo mode (http/static.h): it serves the storefront at /demo/,
  * which browses this catalogue through /sdk/engaged.js like a real shop's pages would. */
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,14 +216,19 @@ static int log_catalogue(commit *cm) {
     return rc;
 }
 
-/* Whether sql (a SELECT EXISTS) holds in the store; false when it cannot be asked. */
-static bool store_has(store *s, const char *sql) {
-    sqlite3 *db = store_reader(s);
-    sqlite3_stmt *st = NULL;
-    bool yes = db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-               sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return yes;
+/* What an earlier demo left in the store: a catalogue upsert, and its first shopper's events. */
+typedef struct seeded {
+    bool catalogue, shoppers;
+} seeded;
+
+static int note_seeded(const store_row *row, void *arg) {
+    seeded *d = arg;
+    if (row->type == STORE_TYPE_COMMAND &&
+        memmem(row->body, row->body_len, "\"op\":\"catalog.upsert\"",
+               strlen("\"op\":\"catalog.upsert\"")))
+        d->catalogue = true;
+    if (row->anonymous_id && strcmp(row->anonymous_id, "demo-anon-0000") == 0) d->shoppers = true;
+    return d->catalogue && d->shoppers;
 }
 
 /* A fresh data directory gets the catalogue and the shoppers. One that holds the shoppers from
@@ -232,12 +236,9 @@ static bool store_has(store *s, const char *sql) {
  * store) is served as it is. */
 static int seed(store *s, const cfg *c) {
     bool fresh = store_count_events(s) == 0;
-    bool add_catalogue =
-        fresh ||
-        (!store_has(s, "SELECT EXISTS (SELECT 1 FROM events WHERE type = 64 AND "
-                       "instr(body, '\"op\":\"catalog.upsert\"') > 0)") &&
-         store_has(s,
-                   "SELECT EXISTS (SELECT 1 FROM events WHERE anonymous_id = 'demo-anon-0000')"));
+    seeded d = {false, false};
+    if (!fresh && store_each(s, NULL, 0, note_seeded, &d) < 0) return -1;
+    bool add_catalogue = fresh || (!d.catalogue && d.shoppers);
     if (!add_catalogue && !fresh) return 0;
     char err[512];
     commit_opts co = {.dedup_window_ms = (int64_t)(c->dedup_hours * 3600 * 1000)};

@@ -101,11 +101,10 @@ void metrics_handler(http_req *r) {
                "# HELP engaged_commit_queue_events Events waiting for the next commit.\n"
                "# TYPE engaged_commit_queue_events gauge\n"
                "engaged_commit_queue_events %llu\n"
-               "# HELP engaged_commits_total Transactions committed (written; syncs_total counts "
-               "the fdatasyncs).\n"
+               "# HELP engaged_commits_total Groups of events committed to the log.\n"
                "# TYPE engaged_commits_total counter\n"
                "engaged_commits_total %llu\n"
-               "# HELP engaged_commit_failures_total Transactions rolled back.\n"
+               "# HELP engaged_commit_failures_total Groups that failed, nothing of them stored.\n"
                "# TYPE engaged_commit_failures_total counter\n"
                "engaged_commit_failures_total %llu\n"
                "# HELP engaged_dedup_ids messageIds remembered for deduplication.\n"
@@ -116,12 +115,9 @@ void metrics_handler(http_req *r) {
                (unsigned long long)atomic_load(&cs->failures),
                (unsigned long long)atomic_load(&cs->dedup_ids));
     buf_printf(&b,
-               "# HELP engaged_syncs_total fdatasyncs of the WAL (each makes all written groups "
-               "durable).\n# TYPE engaged_syncs_total counter\nengaged_syncs_total %llu\n"
-               "# HELP engaged_checkpoints_total WAL checkpoints run off the commit path.\n"
-               "# TYPE engaged_checkpoints_total counter\nengaged_checkpoints_total %llu\n",
-               (unsigned long long)atomic_load(&cs->syncs),
-               (unsigned long long)atomic_load(&cs->checkpoints));
+               "# HELP engaged_syncs_total fdatasyncs of the event log (one per group).\n"
+               "# TYPE engaged_syncs_total counter\nengaged_syncs_total %llu\n",
+               (unsigned long long)atomic_load(&cs->syncs));
     eng_stats es;
     eng_get_stats(http_engine(r), &es, false);
     const struct {
@@ -171,13 +167,12 @@ void metrics_handler(http_req *r) {
         const char *name, *help;
         const histo *h;
     } histos[] = {
-        {"engaged_sync_duration_seconds", "One fdatasync of the WAL.", &cs->sync_latency},
+        {"engaged_sync_duration_seconds", "One group's fdatasync of the event log.",
+         &cs->sync_latency},
         {"engaged_commit_duration_seconds",
-         "One group's transaction, BEGIN to COMMIT written (before its sync).", &cs->latency},
-        {"engaged_commit_wait_seconds", "A request's wait from submission to durable.",
+         "One group's records built and written (before its sync).", &cs->latency},
+        {"engaged_commit_wait_seconds", "A request's wait from submission to durable and applied.",
          &cs->group_wait},
-        {"engaged_checkpoint_duration_seconds", "One checkpoint (bulk or finishing).",
-         &cs->checkpoint_latency},
     };
     for (size_t i = 0; i < sizeof histos / sizeof histos[0]; i++) {
         buf_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", histos[i].name, histos[i].help,

@@ -1,20 +1,22 @@
 /* commit — group commit: the one thread that writes events to the store.
  *
  * Request threads hand over validated events (commit_submit) and are told when they are durable.
- * The committer takes everything queued since its last commit, writes it in one SQLite transaction
- * and fsyncs once (store.h: WAL, synchronous=FULL), so the cost of an fsync is shared by every
+ * The committer takes everything queued since its last commit and appends it to the event log as
+ * one group: one write and one fdatasync (evlog.h), so the cost of a sync is shared by every
  * request that arrived while the previous one ran: the busier the server, the larger the groups.
+ * An applier thread then applies each durable group to the engine and reports it, while the
+ * committer writes the next.
  *
  * Guarantees:
  *   - a request's done() runs only after its events are on disk (req->status == 0), or after the
- *     transaction that held them was rolled back (req->status < 0, nothing of it stored);
- *   - a request is never split across transactions, so a crash leaves no partial batch;
+ *     group that held them failed (req->status < 0, nothing of it stored);
+ *   - a request is never split across groups, so a crash leaves no partial batch;
  *   - an event whose messageId was stored within the dedup window is not stored again; it counts as
  *     a duplicate (the client is told it was accepted, as Segment does);
  *   - requests are applied (opts.apply) in log order, each before its done().
  *
  * Ownership: the caller owns req and its events, and must keep both alive and unchanged until
- * done() is called. done() runs on the committer thread and must not block. */
+ * done() is called. done() runs on the committer or the applier thread and must not block. */
 #ifndef ENGAGED_COMMIT_H
 #define ENGAGED_COMMIT_H
 
@@ -33,7 +35,7 @@ struct commit_req {
     size_t nevents;
     void (*done)(commit_req *req); /* may be NULL for commit_submit_wait() */
     void *arg;
-    /* Rows to delete in the same transaction (erasure); the caller keeps the array alive. */
+    /* Records to erase in the same group (evlog_erase); the caller keeps the array alive. */
     const int64_t *deletes;
     size_t ndeletes;
     /* Results, set before done() is called: */
@@ -47,8 +49,8 @@ struct commit_req {
 
 typedef struct commit_opts {
     int64_t dedup_window_ms; /* how long a messageId is remembered; at least 24 h is the promise */
-    size_t max_group_events; /* most events per transaction (a request is never split) */
-    /* Called on the syncer thread once a request's events are durable and before its done(), with
+    size_t max_group_events; /* most events per group (a request is never split) */
+    /* Called on the applier thread once a request's events are durable and before its done(), with
      * the events in log order (each stored one has its seq; duplicates have seq 0): the engine
      * applies them here, so the state a client reads after its 200 already holds its events. May
      * be NULL. */
@@ -60,12 +62,10 @@ typedef struct commit_stats {
     _Atomic uint64_t commits, events_stored, events_duplicate, failures;
     _Atomic uint64_t queued_events; /* waiting for the next commit: the queue depth */
     _Atomic uint64_t dedup_ids;
-    histo latency; /* per transaction: BEGIN to COMMIT written (not yet synced) */
+    histo latency; /* per group: its records built and written (not the sync) */
     _Atomic uint64_t syncs;
-    histo sync_latency; /* one fdatasync of the WAL */
-    histo group_wait;   /* per request: submitted to durable */
-    _Atomic uint64_t checkpoints;
-    histo checkpoint_latency;
+    histo sync_latency; /* one group's fdatasync */
+    histo group_wait;   /* per request: submitted to applied */
 } commit_stats;
 
 typedef struct commit commit;

@@ -3,33 +3,23 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/pindex.h"
 #include "util/log.h"
 
-/* Bump when the schema changes; store_open() refuses a newer one and migrates older ones. */
-#define STORE_SCHEMA_VERSION 2
+/* Bump when the schema changes; store_open() refuses a newer one and migrates older ones. Version 3
+ * moved the events into the log (evlog.h). */
+#define STORE_SCHEMA_VERSION 3
 
 static const char *const schema_sql =
-    "CREATE TABLE IF NOT EXISTS events ("
-    "  seq INTEGER PRIMARY KEY,"      /* arrival order, the cursor of GET /v1/events */
-    "  received_at INTEGER NOT NULL," /* ms since the epoch; never decreases along seq */
-    "  ts INTEGER NOT NULL,"          /* the event's own (corrected) time */
-    "  type INTEGER NOT NULL,"        /* ev_type */
-    "  kind INTEGER NOT NULL,"        /* cm_kind, 0 for none */
-    "  user_id TEXT,"
-    "  anonymous_id TEXT,"
-    "  message_id TEXT NOT NULL,"
-    "  body TEXT NOT NULL);"
-    /* Version 1 indexed user_id, anonymous_id and received_at in SQLite; pindex.h and the
-     * monotonic received_at replaced them. */
-    "DROP INDEX IF EXISTS events_user;"
-    "DROP INDEX IF EXISTS events_anon;"
-    "DROP INDEX IF EXISTS events_received;"
     "CREATE TABLE IF NOT EXISTS api_keys ("
     "  id INTEGER PRIMARY KEY,"
     "  scope TEXT NOT NULL CHECK (scope IN ('write','admin')),"
@@ -41,6 +31,9 @@ static const char *const schema_sql =
     "  revoked_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
 
+/* Rows copied per group when migrating the events table of schema 2 into the log. */
+#define MIGRATE_GROUP 10000
+
 struct store {
     char dir[PATH_MAX];
     char path[PATH_MAX];
@@ -50,6 +43,7 @@ struct store {
     pthread_mutex_t readers_lock;
     sqlite3 **readers;
     size_t nreaders;
+    evlog *log;
     pindex *people; /* NULL until store_index_load() */
 };
 
@@ -62,6 +56,16 @@ const char *store_errmsg(void) {
 static int fail(const char *what, sqlite3 *db) {
     snprintf(last_error, sizeof last_error, "%s: %s", what,
              db ? sqlite3_errmsg(db) : "out of memory");
+    return -1;
+}
+
+/* Sets this thread's last error; returns -1. */
+static int errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int errorf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -115,6 +119,105 @@ static int schema_version(sqlite3 *db) {
     return v;
 }
 
+static bool table_exists(sqlite3 *db, const char *name) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    bool yes = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return yes;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Copies the events table of schema 2 into a log at tmp, in seq order (seqs renumbered densely:
+ * rows deleted by erasures leave no gaps; nothing stored refers to a seq). */
+static int copy_events(sqlite3 *db, const char *tmp) {
+    char err[512];
+    evlog *l = evlog_open(tmp, NULL, err, sizeof err);
+    if (!l) {
+        errorf("migrating the events: %s", err);
+        return -1;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT received_at, ts, type, kind, user_id, anonymous_id, message_id, "
+                           "body FROM events ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK) {
+        evlog_close(l);
+        return fail("migrating the events", db);
+    }
+    int rc = SQLITE_DONE, status = 0;
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *mid = (const char *)sqlite3_column_text(st, 6);
+        evlog_rec r = {
+            .received_ms = sqlite3_column_int64(st, 0),
+            .ts_ms = sqlite3_column_int64(st, 1),
+            .type = sqlite3_column_int(st, 2),
+            .kind = sqlite3_column_int(st, 3),
+            .user_id = (const char *)sqlite3_column_text(st, 4),
+            .anonymous_id = (const char *)sqlite3_column_text(st, 5),
+            .message_id = mid && *mid ? mid : NULL,
+            .body = (const char *)sqlite3_column_blob(st, 7),
+            .body_len = (size_t)sqlite3_column_bytes(st, 7),
+        };
+        if (evlog_append(l, &r) || (++n % MIGRATE_GROUP == 0 && evlog_commit(l))) {
+            status = errorf("migrating the events: %s", evlog_errmsg());
+            break;
+        }
+    }
+    if (!status && rc != SQLITE_DONE) status = fail("migrating the events", db);
+    sqlite3_finalize(st);
+    if (!status && evlog_commit(l)) status = errorf("migrating the events: %s", evlog_errmsg());
+    if (!status) log_info("store: %zu events moved from the database into the log", n);
+    evlog_close(l);
+    return status;
+}
+
+/* Opens the log in DIR/events, first moving the events of a schema-2 database into it. */
+static int open_log(store *s) {
+    char path[PATH_MAX + 16], tmp[PATH_MAX + 32], err[512];
+    snprintf(path, sizeof path, "%s/events", s->dir);
+    snprintf(tmp, sizeof tmp, "%s/events.migrating", s->dir);
+    struct stat st;
+    if (table_exists(s->writer, "events")) {
+        if (stat(path, &st) != 0) {
+            nftw(tmp, rm_entry, 8, FTW_DEPTH | FTW_PHYS); /* an interrupted migration */
+            if (copy_events(s->writer, tmp)) return -1;
+            if (rename(tmp, path)) {
+                errorf("%s: %s", path, strerror(errno));
+                return -1;
+            }
+        }
+        int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        bool synced = fd >= 0 && fsync(fd) == 0;
+        if (fd >= 0) close(fd);
+        if (!synced) {
+            errorf("%s: %s", s->dir, strerror(errno));
+            return -1;
+        }
+        /* Debian builds SQLite with secure_delete on, which would write every page of the table
+         * again (a 5 GB table took 70 s and a 2.7 GB WAL); VACUUM then gives the space back. The
+         * erased events' rows were zeroed when they were deleted. */
+        if (store_exec(s->writer, "PRAGMA secure_delete=OFF") ||
+            store_exec(s->writer, "DROP TABLE events") ||
+            store_exec(s->writer, "PRAGMA secure_delete=ON") || store_exec(s->writer, "VACUUM"))
+            return -1;
+    }
+    s->log = evlog_open(path, NULL, err, sizeof err);
+    if (!s->log) {
+        errorf("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 store *store_open(const char *dir, char *err, size_t errlen) {
     store *s = calloc(1, sizeof *s);
     if (!s) {
@@ -156,13 +259,14 @@ store *store_open(const char *dir, char *err, size_t errlen) {
     char set_version[64];
     snprintf(set_version, sizeof set_version, "PRAGMA user_version=%d", STORE_SCHEMA_VERSION);
     if (store_exec(s->writer, "BEGIN") || store_exec(s->writer, schema_sql) ||
-        store_exec(s->writer, set_version) || store_exec(s->writer, "COMMIT"))
+        store_exec(s->writer, set_version) || store_exec(s->writer, "COMMIT") || open_log(s))
         goto fail;
     pthread_key_create(&s->reader_key, NULL);
     pthread_mutex_init(&s->readers_lock, NULL);
     return s;
 fail:
     snprintf(err, errlen, "%s: %s", s->path, last_error);
+    evlog_close(s->log);
     sqlite3_close(s->writer);
     free(s);
     return NULL;
@@ -171,6 +275,7 @@ fail:
 void store_close(store *s) {
     if (!s) return;
     pindex_free(s->people);
+    evlog_close(s->log);
     for (size_t i = 0; i < s->nreaders; i++)
         sqlite3_close(s->readers[i]);
     free(s->readers);
@@ -187,6 +292,10 @@ const char *store_dir(const store *s) {
 
 sqlite3 *store_writer(store *s) {
     return s->writer;
+}
+
+evlog *store_log(store *s) {
+    return s->log;
 }
 
 sqlite3 *store_reader(store *s) {
@@ -209,233 +318,176 @@ sqlite3 *store_reader(store *s) {
     return db;
 }
 
-/* Appends the bodies of the rows st yields (seq, body), up to q->limit, to out. */
-static int append_rows(sqlite3_stmt *st, const store_query *q, buf *out, int *rows, int64_t *last,
-                       int64_t *next_seq) {
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*rows == q->limit) {
-            *next_seq = *last;
-            return 1;
-        }
-        *last = sqlite3_column_int64(st, 0);
-        const void *body = sqlite3_column_blob(st, 1);
-        int len = sqlite3_column_bytes(st, 1);
-        if ((*rows && buf_putc(out, ',')) || buf_append(out, body, (size_t)len)) {
-            snprintf(last_error, sizeof last_error, "result too large");
-            return -1;
-        }
-        (*rows)++;
-    }
-    return rc == SQLITE_DONE ? 0 : -1;
+/* A page being filled: the bodies of matching records, up to q->limit, and the cursor. */
+typedef struct page {
+    const store_query *q;
+    buf *out;
+    int rows;
+    int64_t last, *next_seq;
+} page;
+
+static bool matches(const store_query *q, const evlog_rec *r) {
+    return r->type < STORE_TYPE_COMMAND && (q->type < 0 || r->type == q->type) &&
+           (!q->user_id || (r->user_id && strcmp(r->user_id, q->user_id) == 0)) &&
+           (!q->anonymous_id || (r->anonymous_id && strcmp(r->anonymous_id, q->anonymous_id) == 0));
 }
 
-/* A person's events: their seqs from the person index, each row checked against the other filters
- * by primary key. Cost: O(log n) to find the place, then one seek per candidate. */
-static int query_person(sqlite3 *db, store *s, const store_query *q, int64_t after, buf *out,
-                        int *rows, int64_t *last, int64_t *next_seq) {
+/* Adds r to the page if it matches. Returns 0 to go on, 1 when the page is full and another
+ * match exists (the cursor is set), -1 when out is full. */
+static int page_add(const evlog_rec *r, void *arg) {
+    page *pg = arg;
+    if (!matches(pg->q, r)) return 0;
+    if (pg->rows == pg->q->limit) {
+        *pg->next_seq = pg->last;
+        return 1;
+    }
+    if ((pg->rows && buf_putc(pg->out, ',')) || buf_append(pg->out, r->body, r->body_len)) {
+        errorf("result too large");
+        return -1;
+    }
+    pg->last = r->seq;
+    pg->rows++;
+    return 0;
+}
+
+/* Calls fn for each of the given seqs' records that is there (not erased); stops when fn returns
+ * nonzero and returns that, or -1 on a log error. */
+static int each_seq(store *s, const int64_t *seqs, size_t n,
+                    int (*fn)(const evlog_rec *r, void *arg), void *arg) {
+    buf scratch = BUF_INIT(0);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        evlog_rec r;
+        int got = evlog_read(s->log, seqs[i], &r, &scratch);
+        if (got < 0) {
+            errorf("%s", evlog_errmsg());
+            rc = -1;
+        } else if (got)
+            rc = fn(&r, arg);
+    }
+    buf_free(&scratch);
+    return rc;
+}
+
+/* A person's events: their seqs from the person index, each record read and checked against the
+ * other filters. Cost: O(log n) to find the place, then one read per candidate. */
+static int query_person(store *s, page *pg, int64_t after) {
+    const store_query *q = pg->q;
     bool by_user = q->user_id != NULL;
     const char *id = by_user ? q->user_id : q->anonymous_id;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT seq, body FROM events WHERE seq = ?1 AND (?2 IS NULL OR "
-                           "anonymous_id = ?2) AND (?3 < 0 OR type = ?3)",
-                           -1, &st, NULL) != SQLITE_OK)
-        return fail("query", db);
-    if (by_user && q->anonymous_id) sqlite3_bind_text(st, 2, q->anonymous_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, q->type);
     int64_t seqs[256];
     int rc = 0;
-    for (;;) {
+    while (!rc) {
         size_t n = pindex_get(s->people, by_user ? PINDEX_USER : PINDEX_ANON, id, strlen(id), after,
                               seqs, sizeof seqs / sizeof seqs[0]);
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            sqlite3_bind_int64(st, 1, seqs[i]);
-            rc = append_rows(st, q, out, rows, last, next_seq);
-            sqlite3_reset(st);
-        }
-        if (rc || n < sizeof seqs / sizeof seqs[0]) break;
+        rc = each_seq(s, seqs, n, page_add, pg);
+        if (n < sizeof seqs / sizeof seqs[0]) break;
         after = seqs[n - 1];
     }
-    if (rc < 0 && !*last_error) fail("query", db);
-    sqlite3_finalize(st);
     return rc < 0 ? -1 : 0;
 }
 
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq) {
-    sqlite3 *db = store_reader(s);
-    if (!db) return -1;
     last_error[0] = '\0';
     int64_t after = q->after_seq;
     if (q->since_ms != INT64_MIN) {
-        int64_t first = store_first_seq_since(db, q->since_ms);
+        int64_t first = evlog_first_since(s->log, q->since_ms);
         if (first == INT64_MAX) first = INT64_MAX - 1; /* nothing that recent: an empty page */
         if (first - 1 > after) after = first - 1;
     }
-    int rows = 0;
-    int64_t last = -1;
+    page pg = {.q = q, .out = out, .last = -1, .next_seq = next_seq};
     *next_seq = -1;
     if (buf_putc(out, '[')) return -1;
-    if (s->people && (q->user_id || q->anonymous_id)) {
-        if (query_person(db, s, q, after, out, &rows, &last, next_seq)) return -1;
-        return buf_putc(out, ']') ? -1 : 0;
-    }
-    /* Without the person index (CLI commands), ids are filtered by a scan. */
-    char sql[512];
-    int n = snprintf(sql, sizeof sql, "SELECT seq, body FROM events WHERE seq > ?1 AND type < %d",
-                     STORE_TYPE_COMMAND);
-    if (q->user_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND user_id = ?2");
-    if (q->anonymous_id) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND anonymous_id = ?3");
-    if (q->type >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND type = ?4");
-    snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq LIMIT ?6");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("query", db);
-    sqlite3_bind_int64(st, 1, after);
-    if (q->user_id) sqlite3_bind_text(st, 2, q->user_id, -1, SQLITE_STATIC);
-    if (q->anonymous_id) sqlite3_bind_text(st, 3, q->anonymous_id, -1, SQLITE_STATIC);
-    if (q->type >= 0) sqlite3_bind_int(st, 4, q->type);
-    sqlite3_bind_int(st, 6, q->limit + 1); /* one more tells whether a next page exists */
-    int rc = append_rows(st, q, out, &rows, &last, next_seq);
-    if (rc < 0 && !*last_error) fail("query", db);
-    sqlite3_finalize(st);
-    if (rc < 0) return -1;
-    return buf_putc(out, ']') ? -1 : 0;
+    int rc;
+    if (s->people && (q->user_id || q->anonymous_id))
+        rc = query_person(s, &pg, after);
+    else if (after < INT64_MAX - 1) /* without the person index (CLI commands), ids by a scan */
+        rc = evlog_scan(s->log, after + 1, page_add, &pg) < 0 ? -1 : 0;
+    else
+        rc = 0;
+    if (rc && !*last_error) errorf("%s", evlog_errmsg());
+    return rc || buf_putc(out, ']') ? -1 : 0;
+}
+
+typedef struct index_load {
+    pindex *people;
+    int64_t recent_ms;
+    int (*recent)(int64_t seq, const char *message_id, void *arg);
+    void *arg;
+} index_load;
+
+static int index_record(const evlog_rec *r, void *arg) {
+    index_load *a = arg;
+    if (r->user_id && pindex_add(a->people, PINDEX_USER, r->user_id, strlen(r->user_id), r->seq))
+        return -2;
+    if (r->anonymous_id &&
+        pindex_add(a->people, PINDEX_ANON, r->anonymous_id, strlen(r->anonymous_id), r->seq))
+        return -2;
+    if (r->message_id && r->received_ms >= a->recent_ms && a->recent(r->seq, r->message_id, a->arg))
+        return -2;
+    return 0;
 }
 
 int store_index_load(store *s, int64_t recent_ms,
                      int (*recent)(int64_t seq, const char *message_id, void *arg), void *arg) {
-    pindex *people = pindex_new();
-    sqlite3_stmt *st;
-    if (!people || sqlite3_prepare_v2(s->writer,
-                                      "SELECT seq, received_at, user_id, anonymous_id, "
-                                      "message_id FROM events ORDER BY seq",
-                                      -1, &st, NULL) != SQLITE_OK) {
-        pindex_free(people);
-        return fail("index load", s->writer);
+    index_load a = {pindex_new(), recent_ms, recent, arg};
+    if (!a.people) {
+        errorf("index load: out of memory");
+        return -1;
     }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        for (int k = 0; k < 2; k++) {
-            const char *id = (const char *)sqlite3_column_text(st, 2 + k);
-            if (id && pindex_add(people, k ? PINDEX_ANON : PINDEX_USER, id,
-                                 (size_t)sqlite3_column_bytes(st, 2 + k), seq))
-                goto nomem;
-        }
-        if (sqlite3_column_int64(st, 1) >= recent_ms &&
-            recent(seq, (const char *)sqlite3_column_text(st, 4), arg))
-            goto nomem;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        pindex_free(people);
-        return fail("index load", s->writer);
+    int rc = evlog_scan(s->log, 1, index_record, &a);
+    if (rc) {
+        pindex_free(a.people);
+        errorf("index load: %s", rc == -2 ? "out of memory" : evlog_errmsg());
+        return -1;
     }
     pindex_free(s->people);
-    s->people = people;
+    s->people = a.people;
     return 0;
-nomem:
-    sqlite3_finalize(st);
-    pindex_free(people);
-    snprintf(last_error, sizeof last_error, "index load: out of memory");
-    return -1;
 }
 
 pindex *store_people(store *s) {
     return s->people;
 }
 
-/* The first column of the first row of sql, binding arg to ?1 when sql has a parameter; none when
- * there is no row or the value is NULL. */
-static int64_t query_int64(sqlite3 *db, const char *sql, int64_t arg, int64_t none) {
-    sqlite3_stmt *st;
-    int64_t v = none;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return none;
-    if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, arg);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 int64_t store_count_events(store *s) {
-    sqlite3 *db = store_reader(s);
-    return db ? query_int64(db, "SELECT count(*) FROM events", 0, 0) : -1;
+    return evlog_count(s->log);
 }
 
-/* The first row at or after seq x: its seq and received_at, or false when there is none. */
-static bool row_at_or_after(sqlite3_stmt *st, int64_t x, int64_t *seq, int64_t *received) {
-    sqlite3_bind_int64(st, 1, x);
-    bool found = sqlite3_step(st) == SQLITE_ROW;
-    if (found) {
-        *seq = sqlite3_column_int64(st, 0);
-        *received = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_reset(st);
-    return found;
+int64_t store_first_seq_since(store *s, int64_t since_ms) {
+    return evlog_first_since(s->log, since_ms);
 }
 
-/* received_at never decreases along seq (the committer keeps it so), so a binary search over seq
- * finds the first row received at or after since_ms: about log2(rows) primary-key seeks, and no
- * index on received_at to slow every insert. */
-int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(
-            db, "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1", -1, &st,
-            NULL) != SQLITE_OK)
-        return INT64_MAX;
-    int64_t lo, hi, seq, received;
-    if (!row_at_or_after(st, INT64_MIN, &lo, &received)) {
-        sqlite3_finalize(st);
-        return INT64_MAX;
-    }
-    hi = query_int64(db, "SELECT max(seq) FROM events", 0, lo) + 1;
-    /* Smallest x whose first row at or after it was received at or after since_ms (or has none). */
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (!row_at_or_after(st, mid, &seq, &received) || received >= since_ms)
-            hi = mid;
-        else
-            lo = seq + 1;
-    }
-    int64_t first = row_at_or_after(st, lo, &seq, &received) ? seq : INT64_MAX;
-    sqlite3_finalize(st);
-    return first;
+typedef struct each_arg {
+    int (*fn)(const store_row *row, void *arg);
+    void *arg;
+} each_arg;
+
+static int each_record(const evlog_rec *r, void *arg) {
+    each_arg *a = arg;
+    store_row row = {
+        .seq = r->seq,
+        .ts_ms = r->ts_ms,
+        .type = r->type,
+        .kind = r->kind,
+        .user_id = r->user_id,
+        .anonymous_id = r->anonymous_id,
+        .body = r->body,
+        .body_len = r->body_len,
+    };
+    return a->fn(&row, a->arg);
 }
 
-int store_each(sqlite3 *db, const int64_t *seqs, size_t n,
-               int (*fn)(const store_row *row, void *arg), void *arg) {
-    sqlite3_stmt *st;
-    const char *sql = seqs ? "SELECT seq, ts, type, kind, body FROM events WHERE seq = ?1"
-                           : "SELECT seq, ts, type, kind, body FROM events ORDER BY seq";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return fail("each", db);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && (!seqs || i < n); i++) {
-        if (seqs) {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, seqs[i]);
-        }
-        int step = sqlite3_step(st);
-        if (step == SQLITE_DONE) {
-            if (!seqs) break;
-            continue;
-        }
-        if (step != SQLITE_ROW) {
-            rc = fail("each", db);
-            break;
-        }
-        store_row row = {
-            .seq = sqlite3_column_int64(st, 0),
-            .ts_ms = sqlite3_column_int64(st, 1),
-            .type = sqlite3_column_int(st, 2),
-            .kind = sqlite3_column_int(st, 3),
-            .body = (const char *)sqlite3_column_blob(st, 4),
-            .body_len = (size_t)sqlite3_column_bytes(st, 4),
-        };
-        rc = fn(&row, arg);
+int store_each(store *s, const int64_t *seqs, size_t n, int (*fn)(const store_row *row, void *arg),
+               void *arg) {
+    each_arg a = {fn, arg};
+    last_error[0] = '\0';
+    if (!seqs) {
+        int rc = evlog_scan(s->log, 1, each_record, &a);
+        if (rc < 0 && !*last_error) errorf("%s", evlog_errmsg());
+        return rc;
     }
-    sqlite3_finalize(st);
-    return rc;
+    return each_seq(s, seqs, n, each_record, &a);
 }
 
 typedef struct bodies_arg {
@@ -446,7 +498,7 @@ typedef struct bodies_arg {
 static int append_body(const store_row *row, void *arg) {
     bodies_arg *a = arg;
     if ((!a->first && buf_putc(a->out, ',')) || buf_append(a->out, row->body, row->body_len)) {
-        snprintf(last_error, sizeof last_error, "result too large");
+        errorf("result too large");
         return -1;
     }
     a->first = false;
@@ -454,9 +506,15 @@ static int append_body(const store_row *row, void *arg) {
 }
 
 int store_bodies(store *s, const int64_t *seqs, size_t n, buf *out) {
-    sqlite3 *db = store_reader(s);
-    if (!db) return -1;
     bodies_arg a = {out, true};
-    if (buf_putc(out, '[') || store_each(db, seqs, n, append_body, &a)) return -1;
+    if (buf_putc(out, '[') || store_each(s, seqs, n, append_body, &a)) return -1;
     return buf_putc(out, ']') ? -1 : 0;
+}
+
+int store_erase(store *s, const int64_t *seqs, size_t n) {
+    if (evlog_erase(s->log, seqs, n) || evlog_commit(s->log)) {
+        errorf("%s", evlog_errmsg());
+        return -1;
+    }
+    return 0;
 }

@@ -1,10 +1,15 @@
-/* store — the embedded, durable store: one SQLite database in WAL mode under the data directory.
+/* store — the embedded, durable store under the data directory: the event log (evlog.h, in
+ * DIR/events) and one SQLite database in WAL mode (DIR/engaged.db) for the small tables: keys and
+ * settings.
  *
- * What is on disk is the truth; everything in memory is rebuilt from it at start. There is exactly
- * one writer, the committer (store/commit.h), which owns the connection store_writer() returns and
- * makes each group of events durable with one fsync'd transaction. Readers (HTTP threads answering
- * queries, CLI commands) each use a connection of their own from store_reader(); WAL lets them read
- * while the committer writes.
+ * What is on disk is the truth; everything in memory is rebuilt from it at start. The log has one
+ * writer, the committer (store/commit.h), which makes each group of events durable with one write
+ * and one fdatasync. Readers (HTTP threads answering queries, CLI commands) read the log from any
+ * thread, and the database through a connection of their own from store_reader().
+ *
+ * A data directory written by an engaged that kept events in SQLite (schema 2) is migrated at open:
+ * the rows are copied into a new log under a temporary name, which is renamed into place once it is
+ * complete and synced; only then is the table dropped. An interrupted migration starts again.
  *
  * Errors: functions returning int give 0 on success and -1 on failure, with a message in the
  * store's last-error slot for the calling thread (store_errmsg()). */
@@ -16,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/evlog.h"
 #include "store/pindex.h"
 #include "util/buf.h"
 
@@ -28,8 +34,7 @@ store *store_open(const char *dir, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_dir(const store *s);
 
-/* The single writing connection. Only the committer (or a CLI command that runs no committer) may
- * use it. */
+/* The database's writing connection, for the small tables (keys, settings). */
 sqlite3 *store_writer(store *s);
 /* A read-only connection for the calling thread, opened on first use and closed by store_close().
  * Returns NULL if it cannot be opened. */
@@ -42,17 +47,14 @@ int store_exec(sqlite3 *db, const char *sql);
 
 /* ---- Events ---- */
 
-/* The events table is the log: customer events (type is their ev_type) and, interleaved in the
- * same order, the engine's commands (catalogue and offer changes, unmerges, erasures: type
- * STORE_TYPE_COMMAND, body {"op":...}), so that replaying it rebuilds exactly the state the running
- * server had. Commands have no ids and are never returned as events. */
+/* The log holds customer events (type is their ev_type) and, interleaved in the same order, the
+ * engine's commands (catalogue and offer changes, unmerges, erasures: type STORE_TYPE_COMMAND, body
+ * {"op":...}), so that replaying it rebuilds exactly the state the running server had. Commands
+ * have no ids and are never returned as events. */
 #define STORE_TYPE_COMMAND 64
 
-/* Prepared statements the committer uses; see commit.c. bind order: received_at, ts, type, kind,
- * user_id, anonymous_id, message_id, body. */
-#define STORE_SQL_INSERT_EVENT                                                                     \
-    "INSERT INTO events(received_at, ts, type, kind, user_id, anonymous_id, message_id, body) "    \
-    "VALUES (?,?,?,?,?,?,?,?)"
+/* The event log, for its one writer (the committer, or a command that runs none). */
+evlog *store_log(store *s);
 
 typedef struct store_query {
     const char *user_id;      /* NULL: any */
@@ -65,9 +67,8 @@ typedef struct store_query {
 
 /* Appends the matching events, as a JSON array of their stored bodies, to out, and sets *next_seq
  * to the cursor for the next page or -1 when this page is the last. Cost: with user_id or
- * anonymous_id, one primary-key seek per event of that person after the cursor (found in the
- * person index; without a loaded index, a scan); otherwise a scan in arrival order from the
- * cursor. */
+ * anonymous_id, one read per event of that person after the cursor (found in the person index;
+ * without a loaded index, a scan); otherwise a scan in arrival order from the cursor. */
 int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_seq);
 
 /* Builds the person index (pindex.h) from every stored event, in one scan, and calls recent(seq,
@@ -83,23 +84,27 @@ pindex *store_people(store *s);
 typedef struct store_row {
     int64_t seq, ts_ms;
     int type, kind;
+    const char *user_id, *anonymous_id; /* NULL when absent */
     const char *body;
     size_t body_len;
 } store_row;
 
 /* Calls fn for every record in seq order (seqs == NULL), or for the records with the given seqs
- * (increasing; missing ones skipped), on connection db; stops when fn returns nonzero and returns
- * that. Returns 0 when done, -1 on a store error. */
-int store_each(sqlite3 *db, const int64_t *seqs, size_t n,
-               int (*fn)(const store_row *row, void *arg), void *arg);
+ * (increasing; missing and erased ones skipped); stops when fn returns nonzero and returns that.
+ * Returns 0 when done, -1 on a store error. Any thread. */
+int store_each(store *s, const int64_t *seqs, size_t n, int (*fn)(const store_row *row, void *arg),
+               void *arg);
 /* Appends the bodies of the given seqs (missing ones skipped) as a JSON array to out. Returns 0,
  * or -1 (a store error, or out's cap). */
 int store_bodies(store *s, const int64_t *seqs, size_t n, buf *out);
+/* Erases the given records now and durably (evlog_erase + evlog_commit): for the engine finishing
+ * an interrupted erasure at start, while no committer runs. */
+int store_erase(store *s, const int64_t *seqs, size_t n);
 
-/* The number of stored events; and the first seq received at or after since_ms (INT64_MAX when
- * none), on the given connection. The received_at column never decreases along seq: the committer
- * stores max(arrival time, previous row's), so `since` finds its place by binary search. */
+/* The number of stored records (events and commands, erased ones not counted); and the first seq
+ * received at or after since_ms (INT64_MAX when none): the log keeps the arrival time
+ * non-decreasing along seq, so `since` finds its place by binary search. */
 int64_t store_count_events(store *s);
-int64_t store_first_seq_since(sqlite3 *db, int64_t since_ms);
+int64_t store_first_seq_since(store *s, int64_t since_ms);
 
 #endif
