@@ -651,7 +651,7 @@ bench_restart() {
   else
     rm -rf "$data"
     mkdir -p "$data"
-    # ~535 B/event on disk, plus the WAL and headroom: ask for 700 B/event before starting.
+    # ~536 B/event on disk, plus the zero-filled segment ahead and headroom: ask for 700 B/event.
     local need_kb avail_kb
     need_kb=$((n * 700 / 1024))
     avail_kb=$(df -Pk "$data" | awk 'NR == 2 {print $4}')
@@ -713,7 +713,7 @@ bench_restart() {
     if [ "$n" -gt "$n1" ]; then
       local slope
       slope=$(calc "sprintf(\"%.1f\", ($mr - $r1) / 1024 / (($n - $n1) / 1e6))")
-      emit "- marginal memory between the memory section's store ($n1 events, RSS $r1 kB) and this one: **$slope MiB per million events** (fixed costs such as SQLite's page cache cancel out)."
+      emit "- marginal memory between the memory section's store ($n1 events, RSS $r1 kB) and this one: **$slope MiB per million events** (fixed costs such as the binary and its arenas cancel out)."
       emit ""
       SUMMARY+=("| memory: marginal RSS per million events ($n1 → $n events) | — | **$slope MiB**/M | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
     fi
