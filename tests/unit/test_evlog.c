@@ -331,6 +331,32 @@ static unsigned char *slurp(const char *path, size_t *len) {
     return d;
 }
 
+enum { SEG_RECS = 1200 }; /* more than a 1 MiB segment holds of the 1 KB records of the tests */
+
+/* A segment file's bytes as read at one moment, and the records walk() finds in them: what a test
+ * keeps of a segment to patch it, or to compare it with the file after recovery or erasure. */
+typedef struct segment {
+    char path[512];
+    unsigned char *d;
+    size_t len;
+    size_t off[SEG_RECS]; /* the first records' offsets */
+    size_t end;           /* the offset after the last record */
+    int n;                /* the records walked, which may be more than off[] holds */
+} segment;
+
+/* Reads segment k of f's log into s and walks it; returns the number of records. */
+static int seg_read(const fixture *f, int k, segment *s) {
+    seg_path(f, k, s->path, sizeof s->path);
+    s->d = slurp(s->path, &s->len);
+    s->n = walk(s->d, s->len, s->off, SEG_RECS, &s->end);
+    return s->n;
+}
+
+static void seg_free(segment *s) {
+    free(s->d);
+    s->d = NULL;
+}
+
 static void patch(const char *path, size_t off, const void *p, size_t n) {
     int fd = open(path, O_WRONLY);
     assert_true(fd >= 0);
@@ -346,17 +372,17 @@ static void expect_zeros(const unsigned char *d, size_t from, size_t to, const c
                      to);
 }
 
-/* The segment file now differs from before (its bytes up to end) only in record i's payload, which
- * is zeros: the header and every other record are as they were. Frees before. */
-static void expect_payload_zeroed(const char *seg, unsigned char *before, const size_t *off, int i,
-                                  size_t end) {
+/* The segment file now differs from before (its bytes up to before's end) only in record i's
+ * payload, which is zeros: the header and every other record are as they were. Frees before. */
+static void expect_payload_zeroed(segment *before, int i) {
+    const size_t *off = before->off;
     size_t len;
-    unsigned char *after = slurp(seg, &len);
+    unsigned char *after = slurp(before->path, &len);
     size_t p = off[i] + EVLOG_HEADER;
-    assert_memory_equal(after, before, p);
+    assert_memory_equal(after, before->d, p);
     expect_zeros(after, p, off[i + 1], "the erased payload");
-    assert_memory_equal(after + off[i + 1], before + off[i + 1], end - off[i + 1]);
-    free(before);
+    assert_memory_equal(after + off[i + 1], before->d + off[i + 1], before->end - off[i + 1]);
+    seg_free(before);
     free(after);
 }
 
@@ -420,12 +446,9 @@ static void test_disk_format(void **state) {
     append(f, &b, 2);
     commit(f);
     shut(f);
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[4], end;
-    unsigned char *d = slurp(seg, &len);
-    assert_int_equal(walk(d, len, off, 4, &end), 2);
-    const unsigned char *h = d;
+    segment seg;
+    assert_int_equal(seg_read(f, 1, &seg), 2);
+    const unsigned char *h = seg.d;
     static const char pa[] = "\xee"
                              "ada\0anon-1\0m-77\0{\"x\":1}"; /* and the final NUL */
     assert_int_equal(get32(h + 4), crc(pa, sizeof pa));
@@ -443,9 +466,9 @@ static void test_disk_format(void **state) {
     expect_zeros(h, 49, 56, "header bytes 49..55");
     assert_memory_equal(h + 56, pa, sizeof pa);
     expect_zeros(h, 56 + sizeof pa, 56 + pad8(sizeof pa), "padding");
-    assert_int_equal(off[1], 56 + pad8(sizeof pa));
+    assert_int_equal(seg.off[1], 56 + pad8(sizeof pa));
 
-    h = d + off[1];
+    h = seg.d + seg.off[1];
     static const char pb[] = "\xee"
                              "anon-2\0000123456";
     assert_int_equal(get32(h + 4), crc(pb, sizeof pb));
@@ -457,9 +480,9 @@ static void test_disk_format(void **state) {
     assert_int_equal(get16(h + 44), 0);
     assert_int_equal(h[48], EVLOG_END | EVLOG_HAS_ANON);
     assert_memory_equal(h + 56, pb, sizeof pb);
-    assert_int_equal(end, off[1] + 56 + pad8(sizeof pb));
-    expect_zeros(d, end, len, "after the last record");
-    free(d);
+    assert_int_equal(seg.end, seg.off[1] + 56 + pad8(sizeof pb));
+    expect_zeros(seg.d, seg.end, seg.len, "after the last record");
+    seg_free(&seg);
 }
 
 static void test_empty(void **state) {
@@ -571,17 +594,14 @@ static void test_reopen(void **state) {
     assert_int_equal(scan(f, 1, (scan_ctx){.seqcheck = 1}).n, 12);
     shut(f);
 
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[16], end;
-    unsigned char *d = slurp(seg, &len);
-    assert_int_equal(walk(d, len, off, 16, &end), 12);
-    uint32_t e1 = get32(d + off[0] + 32), e10 = get32(d + off[9] + 32),
-             e11 = get32(d + off[10] + 32);
+    segment seg;
+    assert_int_equal(seg_read(f, 1, &seg), 12);
+    uint32_t e1 = get32(seg.d + seg.off[0] + 32), e10 = get32(seg.d + seg.off[9] + 32),
+             e11 = get32(seg.d + seg.off[10] + 32);
     if (!(e1 < e10 && e10 < e11))
         fail_msg("epochs %u, %u, %u of three opens do not grow", e1, e10, e11);
-    assert_int_equal(get32(d + off[8] + 32), e1);
-    free(d);
+    assert_int_equal(get32(seg.d + seg.off[8] + 32), e1);
+    seg_free(&seg);
 }
 
 enum torn { TORN_ZEROED, TORN_FLIPPED, TORN_NO_END };
@@ -594,23 +614,21 @@ static void check_torn(fixture *f, enum torn how) {
     append_group(f, 1, 3, 0);
     append_group(f, 4, 7, 0);
     shut(f);
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[8], end;
-    unsigned char *orig = slurp(seg, &len);
-    assert_int_equal(walk(orig, len, off, 8, &end), 7);
-    assert_int_equal(orig[off[2] + 48] & EVLOG_END, EVLOG_END);
-    assert_int_equal(orig[off[5] + 48] & EVLOG_END, 0);
-    assert_int_equal(orig[off[6] + 48] & EVLOG_END, EVLOG_END);
+    segment orig;
+    assert_int_equal(seg_read(f, 1, &orig), 7);
+    const size_t *off = orig.off;
+    assert_int_equal(orig.d[off[2] + 48] & EVLOG_END, EVLOG_END);
+    assert_int_equal(orig.d[off[5] + 48] & EVLOG_END, 0);
+    assert_int_equal(orig.d[off[6] + 48] & EVLOG_END, EVLOG_END);
     unsigned char h[EVLOG_HEADER];
-    memcpy(h, orig + off[6], EVLOG_HEADER);
+    memcpy(h, orig.d + off[6], EVLOG_HEADER);
     if (how == TORN_ZEROED) memset(h, 0, sizeof h);
     if (how == TORN_FLIPPED) h[8] ^= 0x40; /* its seq: hcrc no longer checks */
     if (how == TORN_NO_END) {
         h[48] &= (unsigned char)~EVLOG_END;
         reseal(h);
     }
-    patch(seg, off[6], h, sizeof h);
+    patch(orig.path, off[6], h, sizeof h);
 
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 3);
@@ -623,15 +641,15 @@ static void check_torn(fixture *f, enum torn how) {
     assert_true(evlog_first_since(f->l, 1004) == INT64_MAX);
     shut(f);
 
-    size_t len2;
-    unsigned char *d = slurp(seg, &len2);
-    assert_memory_equal(d, orig, off[3]); /* A is untouched */
+    size_t len;
+    unsigned char *d = slurp(orig.path, &len);
+    assert_memory_equal(d, orig.d, off[3]); /* A is untouched */
     /* Records 4..6 were read and dropped. Where B's last record does not check (zeroed or
      * flipped), the scan stops before it and the header promises nothing about its bytes: the
      * epoch is what keeps such leftovers out. Without END it is a dropped record like the rest. */
-    expect_zeros(d, off[3], how == TORN_NO_END ? end : off[6], "B's dropped records");
+    expect_zeros(d, off[3], how == TORN_NO_END ? orig.end : off[6], "B's dropped records");
     free(d);
-    free(orig);
+    seg_free(&orig);
 
     /* the log goes on at seq 4, with a record unlike the lost one */
     reopen(f, NULL);
@@ -665,14 +683,11 @@ static void test_torn_no_end(void **state) {
 /* Writes, right after the last record of a log whose records are seqs 1..3, a record with both
  * checksums right: no ids, the given body, seq, epoch and END flag. */
 static void craft_after(fixture *f, int64_t seq, int epoch_delta, const char *body) {
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[4], end;
-    unsigned char *d = slurp(seg, &len);
-    assert_int_equal(walk(d, len, off, 4, &end), 3);
-    uint32_t epoch = get32(d + off[2] + 32);
+    segment seg;
+    assert_int_equal(seg_read(f, 1, &seg), 3);
+    uint32_t epoch = get32(seg.d + seg.off[2] + 32);
     assert_true(epoch > 0); /* the log was opened twice before writing */
-    free(d);
+    seg_free(&seg);
     unsigned char r[EVLOG_HEADER + 64] = {0};
     size_t blen = strlen(body);
     assert_true(blen < 64);
@@ -686,7 +701,7 @@ static void craft_after(fixture *f, int64_t seq, int epoch_delta, const char *bo
     memcpy(r + EVLOG_HEADER + 1, body, blen);
     put32(r + 4, crc(r + EVLOG_HEADER, blen + 2));
     reseal(r);
-    patch(seg, end, r, EVLOG_HEADER + pad8(blen + 2));
+    patch(seg.path, seg.end, r, EVLOG_HEADER + pad8(blen + 2));
 }
 
 /* A log of seqs 1..3 written in its second open, closed, with a crafted record after them. */
@@ -754,11 +769,8 @@ static void test_erase(void **state) {
     assert_int_equal(count_in_logs(f->log, "SECRET-BODY-7f3a", 16), 1); /* the check can see it */
     assert_int_equal(count_in_logs(f->log, secret_user, strlen(secret_user)), 1);
     shut(f);
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[8], end;
-    unsigned char *before = slurp(seg, &len);
-    assert_int_equal(walk(before, len, off, 8, &end), 5);
+    segment before;
+    assert_int_equal(seg_read(f, 1, &before), 5);
 
     reopen(f, NULL);
     /* Seq 3 is in the log's last group: a commit of no records of its own erases it with a record
@@ -778,13 +790,12 @@ static void test_erase(void **state) {
     assert_int_equal(evlog_count(f->l), 4);
     expect_scan(f, 1, (scan_ctx){.want = want, .nwant = 8}, (int64_t[]){1, 2, 4, 5}, 4);
     shut(f);
-    unsigned char *mid = slurp(seg, &len);
-    size_t noff[8], nend;
-    assert_int_equal(walk(mid, len, noff, 8, &nend), 7);
-    assert_int_equal(mid[noff[5] + 46], 255);
-    assert_int_equal(mid[noff[6] + 46], 255);
-    free(mid);
-    patch(seg, 0, before, len); /* back to seqs 1..5, for the rest of the test */
+    segment mid;
+    assert_int_equal(seg_read(f, 1, &mid), 7);
+    assert_int_equal(mid.d[mid.off[5] + 46], 255);
+    assert_int_equal(mid.d[mid.off[6] + 46], 255);
+    seg_free(&mid);
+    patch(before.path, 0, before.d, before.len); /* back to seqs 1..5, for the rest of the test */
     reopen(f, NULL);
     /* With the record that asks for it (as the erasure command does), it goes. */
     want[6] = rec(1005, "u6", NULL, "m6", "{\"n\":6}");
@@ -821,7 +832,7 @@ static void test_erase(void **state) {
     shut(f);
 
     /* on disk: the header is kept, the payload is zeros, every other byte is as it was */
-    expect_payload_zeroed(seg, before, off, 2, end);
+    expect_payload_zeroed(&before, 2);
 }
 
 /* A record whose payload is all zero bytes (no ids or empty ones, a body of NULs or none) is
@@ -863,14 +874,11 @@ static void test_torn_last_group_payload(void **state) {
     append_group(f, 1, 2, 0);
     append_group(f, 3, 5, 0);
     shut(f);
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[8], end;
-    unsigned char *before = slurp(seg, &len);
-    assert_int_equal(walk(before, len, off, 8, &end), 5);
-    size_t p = off[3] + EVLOG_HEADER; /* seq 4's payload, in the middle of the last group */
+    segment before;
+    assert_int_equal(seg_read(f, 1, &before), 5);
+    size_t p = before.off[3] + EVLOG_HEADER; /* seq 4's payload, in the middle of the last group */
     static const unsigned char zeros[16];
-    patch(seg, p, zeros, sizeof zeros);
+    patch(before.path, p, zeros, sizeof zeros);
 
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 2);
@@ -878,11 +886,12 @@ static void test_torn_last_group_payload(void **state) {
     expect_none(f, 3);
     expect_scan(f, 1, (scan_ctx){.seqcheck = 1}, (int64_t[]){1, 2}, 2);
     shut(f);
-    unsigned char *after = slurp(seg, &len);
-    assert_memory_equal(after, before, off[2]);
-    expect_zeros(after, off[2], end, "the dropped group");
+    size_t len;
+    unsigned char *after = slurp(before.path, &len);
+    assert_memory_equal(after, before.d, before.off[2]);
+    expect_zeros(after, before.off[2], before.end, "the dropped group");
     free(after);
-    free(before);
+    seg_free(&before);
     reopen(f, NULL);
     append_group(f, 3, 3, 0);
     reopen(f, NULL);
@@ -899,14 +908,11 @@ static void test_interrupted_erase(void **state) {
     append_group(f, 3, 5, 0);
     append_group(f, 6, 6, 0);
     shut(f);
-    char seg[512];
-    seg_path(f, 1, seg, sizeof seg);
-    size_t len, off[8], end;
-    unsigned char *before = slurp(seg, &len);
-    assert_int_equal(walk(before, len, off, 8, &end), 6);
-    size_t p = off[3] + EVLOG_HEADER; /* seq 4's payload, in the middle of group 3..5 */
-    unsigned char x = before[p + 3] ^ 0x5a;
-    patch(seg, p + 3, &x, 1);
+    segment before;
+    assert_int_equal(seg_read(f, 1, &before), 6);
+    size_t p = before.off[3] + EVLOG_HEADER; /* seq 4's payload, in the middle of group 3..5 */
+    unsigned char x = before.d[p + 3] ^ 0x5a;
+    patch(before.path, p + 3, &x, 1);
 
     for (int round = 0; round < 2; round++) {
         reopen(f, NULL);
@@ -919,7 +925,7 @@ static void test_interrupted_erase(void **state) {
     }
     append_group(f, 7, 7, 0);
     shut(f);
-    expect_payload_zeroed(seg, before, off, 3, end);
+    expect_payload_zeroed(&before, 3);
 }
 
 /* first_since is the first seq received at or after a time. It needs received_ms non-decreasing
@@ -995,18 +1001,15 @@ static void test_segments(void **state) {
     /* walk every file: the records run on across them, seq after seq */
     int64_t next = 1;
     for (int k = 1; k <= nseg; k++) {
-        char seg[512];
-        seg_path(f, k, seg, sizeof seg);
-        size_t len, off[1200], end;
-        unsigned char *d = slurp(seg, &len);
-        int n = walk(d, len, off, 1200, &end);
-        assert_true(n <= 1200);
+        segment seg;
+        int n = seg_read(f, k, &seg);
+        assert_true(n <= SEG_RECS); /* every record's offset is in seg.off */
         for (int i = 0; i < n; i++, next++)
-            if (get64(d + off[i] + 8) != next)
-                fail_msg("%s record %d has seq %lld, expected %lld", seg, i,
-                         (long long)get64(d + off[i] + 8), (long long)next);
-        expect_zeros(d, end, len, seg);
-        free(d);
+            if (get64(seg.d + seg.off[i] + 8) != next)
+                fail_msg("%s record %d has seq %lld, expected %lld", seg.path, i,
+                         (long long)get64(seg.d + seg.off[i] + 8), (long long)next);
+        expect_zeros(seg.d, seg.end, seg.len, seg.path);
+        seg_free(&seg);
     }
     assert_int_equal(next, 5001);
     append_group(f, 5001, 5001, extra);
@@ -1025,15 +1028,14 @@ static void test_torn_across_segments(void **state) {
     char seg2[512];
     seg_path(f, 2, seg2, sizeof seg2);
     int64_t seq = 0, before = 0;
-    size_t len, off[64], end;
+    segment torn;                   /* segment 2 once the group to tear has landed in it */
     for (int g = 0; g < 200; g++) { /* groups of 20 until one lands in segment 2 */
         before = seq;
         append_group(f, seq + 1, seq + 20, extra);
         seq += 20;
         if (access(seg2, F_OK) != 0) continue;
-        unsigned char *d = slurp(seg2, &len);
-        int n = walk(d, len, off, 64, &end);
-        free(d);
+        int n = seg_read(f, 2, &torn);
+        seg_free(&torn);
         if (n == 0) continue;
         assert_int_equal(n, 20); /* a group never spans segments */
         break;
@@ -1041,12 +1043,13 @@ static void test_torn_across_segments(void **state) {
     assert_true(before > 0 && seq == before + 20);
     shut(f);
     unsigned char h[EVLOG_HEADER];
+    size_t len;
     unsigned char *d = slurp(seg2, &len);
-    memcpy(h, d + off[19], sizeof h);
+    memcpy(h, d + torn.off[19], sizeof h);
     free(d);
     h[48] &= (unsigned char)~EVLOG_END;
     reseal(h);
-    patch(seg2, off[19], h, sizeof h);
+    patch(seg2, torn.off[19], h, sizeof h);
 
     reopen(f, &o);
     assert_int_equal(evlog_last_seq(f->l), before);
@@ -1054,7 +1057,7 @@ static void test_torn_across_segments(void **state) {
     expect_seq(f, before, extra);
     shut(f);
     d = slurp(seg2, &len);
-    expect_zeros(d, 0, end, "the torn group in segment 2");
+    expect_zeros(d, 0, torn.end, "the torn group in segment 2");
     free(d);
     reopen(f, &o);
     seq = before;
