@@ -40,7 +40,7 @@ typedef struct segment {
 struct evlog {
     char dir[PATH_MAX];
     size_t max_segment;
-    uint32_t epoch;
+    uint32_t epoch; /* of the records this open writes */
 
     /* Published to readers (release) after the records they cover are durable. */
     segment *segs[MAX_SEGMENTS];
@@ -492,7 +492,10 @@ static int zero_payload(evlog *l, int64_t seq, bool *was_live, buf *scratch) {
     return 0;
 }
 
-static int read_epoch(evlog *l) {
+/* Sets this open's epoch: above the one in DIR/epoch (raised at every open, so above any epoch a
+ * torn write may have left beyond the log's end) and above the last record's, in case the file was
+ * lost; and stores it before anything is written with it. */
+static int bump_epoch(evlog *l, uint32_t last_record) {
     char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/epoch", l->dir);
     snprintf(tmp, sizeof tmp, "%s/epoch.tmp", l->dir);
@@ -502,6 +505,7 @@ static int read_epoch(evlog *l) {
         if (fscanf(f, "%lu", &old) != 1) old = 0;
         fclose(f);
     }
+    if (old < last_record) old = last_record;
     if (old >= UINT32_MAX) return fail("%s: the epoch is exhausted", path);
     l->epoch = (uint32_t)old + 1;
     f = fopen(tmp, "we");
@@ -609,6 +613,7 @@ static int recover(evlog *l) {
         }
     atomic_store(&l->erased, erased);
     atomic_store(&l->hidden, torn ? rc.prev_hidden : rc.hidden);
+    l->epoch = rc.epoch; /* the last record's, for bump_epoch() */
     free(rc.stop);
     free(rc.suspect);
     buf_free(&scratch);
@@ -637,7 +642,7 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
         fail("cannot create %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (read_epoch(l) || recover(l)) goto fail;
+    if (recover(l) || bump_epoch(l, l->epoch)) goto fail;
     if (pthread_create(&l->helper, NULL, helper_main, l)) {
         fail("cannot start the log's helper thread");
         goto fail;

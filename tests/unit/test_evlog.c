@@ -571,6 +571,31 @@ static void test_append_commit_read(void **state) {
     expect_read(f, &want[7]);
 }
 
+/* Records written after the epoch file was lost or reset still outrank the ones before them: the
+ * epoch also starts above the last record's, else the next recovery would refuse everything written
+ * since as stale bytes. */
+static void test_epoch_file_lost(void **state) {
+    fixture *f = *state;
+    for (int i = 0; i < 3; i++) /* the records get epoch 3 */
+        reopen(f, NULL);
+    append_group(f, 1, 2, 0);
+    shut(f);
+    char path[512];
+    snprintf(path, sizeof path, "%s/epoch", f->log);
+    assert_int_equal(unlink(path), 0);
+    reopen(f, NULL);
+    append_group(f, 3, 3, 0);
+    shut(f);
+    static const char zero[] = "0\n";
+    patch(path, 0, zero, 2);
+    reopen(f, NULL);
+    append_group(f, 4, 4, 0);
+    reopen(f, NULL);
+    assert_int_equal(evlog_last_seq(f->l), 4);
+    for (int64_t s = 1; s <= 4; s++)
+        expect_seq(f, s, 0);
+}
+
 /* Reopening restores every record and continues the seqs; the epoch grows at every open. */
 static void test_reopen(void **state) {
     fixture *f = *state;
@@ -1266,6 +1291,7 @@ int main(void) {
         T(test_empty),
         T(test_append_commit_read),
         T(test_reopen),
+        T(test_epoch_file_lost),
         T(test_torn_end_zeroed),
         T(test_torn_end_flipped),
         T(test_torn_no_end),
