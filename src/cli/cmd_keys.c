@@ -70,7 +70,7 @@ int cmd_keys(int argc, char **argv) {
             return usage();
     }
     char err[512];
-    store *s = store_open(c.data, err, sizeof err);
+    store *s = store_open_db(c.data, err, sizeof err); /* beside a running server, too */
     if (!s) {
         fprintf(stderr, "engaged keys: %s\n", err);
         return 2;

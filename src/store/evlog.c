@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -41,6 +42,7 @@ struct evlog {
     char dir[PATH_MAX];
     size_t max_segment;
     uint32_t epoch; /* of the records this open writes */
+    int lock_fd;    /* DIR/lock, flock()ed while the log is open: one writer per log */
 
     /* Published to readers (release) after the records they cover are durable. */
     segment *segs[MAX_SEGMENTS];
@@ -547,7 +549,7 @@ static int list_segments(evlog *l, uint32_t *count) {
 }
 
 static int recover(evlog *l) {
-    uint32_t count;
+    uint32_t count = 0;
     if (list_segments(l, &count)) return -1;
     if (count == 0) {
         int err = prepare_segment(l, 1);
@@ -642,6 +644,23 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
         fail("cannot create %s: %s", dir, strerror(errno));
         goto fail;
     }
+    /* Recovery rewrites the end of the log, and the writer appends there: a second process with
+     * the log open (a CLI command beside the server) would corrupt it. */
+    char lock[PATH_MAX + 16];
+    snprintf(lock, sizeof lock, "%s/lock", dir);
+    l->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (l->lock_fd < 0) {
+        fail("%s: %s", lock, strerror(errno));
+        goto fail;
+    }
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB)) {
+        if (errno == EWOULDBLOCK)
+            fail("the event log in %s is in use by another process (a running engaged serve?)",
+                 dir);
+        else
+            fail("locking the event log in %s: %s", dir, strerror(errno));
+        goto fail;
+    }
     if (recover(l) || bump_epoch(l, l->epoch)) goto fail;
     if (pthread_create(&l->helper, NULL, helper_main, l)) {
         fail("cannot start the log's helper thread");
@@ -672,6 +691,7 @@ void evlog_close(evlog *l) {
     }
     for (uint32_t c = 0; c < l->nchunks; c++)
         free(l->chunks[c]);
+    if (l->lock_fd >= 0) close(l->lock_fd); /* and the lock with it */
     free(l->group_off);
     free(l->erase);
     free(l->dirty);

@@ -35,6 +35,7 @@
  *
  * Threads: one writer (evlog_append, evlog_erase, evlog_commit), any number of readers. Readers see
  * the records of completed commits only (published with release ordering after the fdatasync).
+ * Processes: one at a time; evlog_open() holds an exclusive flock on DIR/lock until evlog_close().
  *
  * Errors: functions returning int give 0 on success and -1 on failure, with a message for the
  * calling thread in evlog_errmsg(). */

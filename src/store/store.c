@@ -218,7 +218,7 @@ static int open_log(store *s) {
     return 0;
 }
 
-store *store_open(const char *dir, char *err, size_t errlen) {
+static store *open_store(const char *dir, bool with_log, char *err, size_t errlen) {
     store *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -259,7 +259,8 @@ store *store_open(const char *dir, char *err, size_t errlen) {
     char set_version[64];
     snprintf(set_version, sizeof set_version, "PRAGMA user_version=%d", STORE_SCHEMA_VERSION);
     if (store_exec(s->writer, "BEGIN") || store_exec(s->writer, schema_sql) ||
-        store_exec(s->writer, set_version) || store_exec(s->writer, "COMMIT") || open_log(s))
+        store_exec(s->writer, set_version) || store_exec(s->writer, "COMMIT") ||
+        (with_log && open_log(s)))
         goto fail;
     pthread_key_create(&s->reader_key, NULL);
     pthread_mutex_init(&s->readers_lock, NULL);
@@ -270,6 +271,14 @@ fail:
     sqlite3_close(s->writer);
     free(s);
     return NULL;
+}
+
+store *store_open(const char *dir, char *err, size_t errlen) {
+    return open_store(dir, true, err, errlen);
+}
+
+store *store_open_db(const char *dir, char *err, size_t errlen) {
+    return open_store(dir, false, err, errlen);
 }
 
 void store_close(store *s) {

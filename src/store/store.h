@@ -28,9 +28,13 @@
 typedef struct store store;
 
 /* Opens (creating dir and schema when absent) the store in dir. Returns NULL and writes a reason to
- * err on failure. The caller owns the store and closes it with store_close() after every thread
- * that used it has stopped. */
+ * err on failure, also when another process has the event log open (one writer per log: the log
+ * is locked while open). The caller owns the store and closes it with store_close() after every
+ * thread that used it has stopped. */
 store *store_open(const char *dir, char *err, size_t errlen);
+/* The database alone, without the event log: for commands that change keys while a server runs
+ * (SQLite arbitrates between the processes). The event functions below must not be called on it. */
+store *store_open_db(const char *dir, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_dir(const store *s);
 

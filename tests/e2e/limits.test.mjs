@@ -120,6 +120,23 @@ test('engaged import JSONL: bad lines rejected (exit 1, summary on stderr), good
     assert.equal(events[1].properties.products[0].price, 3.25);
     assert.equal(events[2].anonymousId, 'imp-a1');
     assert.equal(events[2].name, 'Home');
+    // The event log has one writer: beside the running server, import refuses and stores nothing.
+    const busy = runCli(['import', file, '--data', data]);
+    assert.equal(busy.code, 2, `import beside a running server exits 2; stderr: ${busy.stderr}`);
+    assert.match(busy.stderr, /in use by another process/);
+    assert.equal((await srv.allEvents()).length, 4, 'nothing stored by the refused import');
+    // Keys are SQLite's, not the log's: the keys command works beside the server, which takes the
+    // new key within its refresh interval (250 ms).
+    const made = runCli(['keys', 'create', '--scope', 'write', '--data', data]);
+    assert.equal(made.code, 0, `keys create beside a running server; stderr: ${made.stderr}`);
+    const auth = 'Basic ' + Buffer.from(`${made.stdout.trim()}:`).toString('base64');
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 200; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 50));
+      const res = await srv.post('/v1/track', { type: 'track', event: 'New Key', userId: 'u-key', messageId: `imp-key-${i}` }, { auth });
+      status = res.status;
+    }
+    assert.equal(status, 200, 'the running server accepts the key made beside it');
     await srv.stop();
 
     // An all-good file exits 0; importing the same ids again stores nothing new.
@@ -130,7 +147,7 @@ test('engaged import JSONL: bad lines rejected (exit 1, summary on stderr), good
     runCli(['import', file2, '--data', data]);
     await srv.start();
     const after = await srv.allEvents();
-    assert.equal(after.length, 8, `re-import deduplicated by messageId: ${after.map((e) => e.messageId).join(',')}`);
+    assert.equal(after.length, 9, `re-import deduplicated by messageId (and the New Key event): ${after.map((e) => e.messageId).join(',')}`);
     await srv.close();
   })(t);
   fs.rmSync(dir, { recursive: true, force: true });

@@ -596,6 +596,24 @@ static void test_epoch_file_lost(void **state) {
         expect_seq(f, s, 0);
 }
 
+/* One writer per log: a second open fails, naming the reason, while the first is open, and
+ * succeeds once it is closed. */
+static void test_one_writer(void **state) {
+    fixture *f = *state;
+    reopen(f, NULL);
+    append_group(f, 1, 1, 0);
+    char err[512] = "";
+    evlog *second = evlog_open(f->log, NULL, err, sizeof err);
+    assert_null(second);
+    assert_non_null(strstr(err, "in use by another process"));
+    expect_seq(f, 1, 0); /* the first is untouched */
+    shut(f);
+    second = evlog_open(f->log, NULL, err, sizeof err);
+    assert_non_null(second);
+    assert_int_equal(evlog_last_seq(second), 1);
+    evlog_close(second);
+}
+
 /* Reopening restores every record and continues the seqs; the epoch grows at every open. */
 static void test_reopen(void **state) {
     fixture *f = *state;
@@ -1292,6 +1310,7 @@ int main(void) {
         T(test_append_commit_read),
         T(test_reopen),
         T(test_epoch_file_lost),
+        T(test_one_writer),
         T(test_torn_end_zeroed),
         T(test_torn_end_flipped),
         T(test_torn_no_end),

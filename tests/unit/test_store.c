@@ -539,6 +539,27 @@ static void test_open_refuses_newer_schema(void **state) {
     evlog_close(l);
 }
 
+/* The event log has one writer: a second store_open() of the same directory fails while the first
+ * is open; store_open_db(), for the keys command beside a running server, opens the database alone
+ * and sees what the first writes. */
+static void test_one_writer(void **state) {
+    fixture *f = *state;
+    f->s = open_in(f, NULL);
+    char err[512] = "";
+    store *second = store_open(f->dir, err, sizeof err);
+    assert_null(second);
+    assert_non_null(strstr(err, "in use by another process"));
+    store *db = store_open_db(f->dir, err, sizeof err);
+    if (!db) fail_msg("store_open_db: %s", err);
+    assert_null(store_log(db));
+    assert_int_equal(store_exec(store_writer(db), "INSERT INTO meta(k, v) VALUES ('who', 'db')"),
+                     0);
+    assert_int_equal(int_query(store_writer(f->s), "SELECT count(*) FROM meta WHERE k = 'who'"), 1);
+    store_close(db);
+    store_close(f->s);
+    f->s = open_in(f, NULL); /* the lock went with the first */
+}
+
 static void test_open_errors(void **state) {
     fixture *f = *state;
     char dir[PATH_MAX + 64], err[512], expect[PATH_MAX + 200];
@@ -1035,6 +1056,7 @@ int main(void) {
         T(test_open_finishes_migration_after_rename),
         T(test_open_refuses_newer_schema),
         T(test_open_errors),
+        T(test_one_writer),
         T(test_exec_errors),
         T(test_query_filters),
         T(test_query_paging),
