@@ -191,6 +191,12 @@ static void expect_seq(fixture *f, int64_t seq, size_t extra) {
     expect_read(f, &s.r);
 }
 
+/* Records 1..n read back as seq_rec() made them. */
+static void expect_seqs(fixture *f, int64_t n) {
+    for (int64_t seq = 1; seq <= n; seq++)
+        expect_seq(f, seq, 0);
+}
+
 static void expect_none(fixture *f, int64_t seq) {
     evlog_rec got;
     int rc = evlog_read(f->l, seq, &got, &f->scratch);
@@ -592,8 +598,7 @@ static void test_epoch_file_lost(void **state) {
     append_group(f, 4, 4, 0);
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 4);
-    for (int64_t s = 1; s <= 4; s++)
-        expect_seq(f, s, 0);
+    expect_seqs(f, 4);
 }
 
 /* One writer per log: a second open fails, naming the reason, while the first is open, and
@@ -623,8 +628,7 @@ static void test_reopen(void **state) {
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 9);
     assert_int_equal(evlog_count(f->l), 9);
-    for (int64_t s = 1; s <= 9; s++)
-        expect_seq(f, s, 0);
+    expect_seqs(f, 9);
     scan_ctx c = scan(f, 1, (scan_ctx){.seqcheck = 1});
     assert_int_equal(c.n, 9);
     append_group(f, 10, 10, 0);
@@ -632,8 +636,7 @@ static void test_reopen(void **state) {
     append_group(f, 11, 12, 0);
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 12);
-    for (int64_t s = 1; s <= 12; s++)
-        expect_seq(f, s, 0);
+    expect_seqs(f, 12);
     assert_int_equal(scan(f, 1, (scan_ctx){.seqcheck = 1}).n, 12);
     shut(f);
 
@@ -647,18 +650,23 @@ static void test_reopen(void **state) {
     seg_free(&seg);
 }
 
+/* Writes groups 1..a and a+1..b to a fresh log, closes it, and reads its segment into seg. */
+static void two_groups(fixture *f, int64_t a, int64_t b, segment *seg) {
+    reopen(f, NULL);
+    append_group(f, 1, a, 0);
+    append_group(f, a + 1, b, 0);
+    shut(f);
+    assert_int_equal(seg_read(f, 1, seg), b);
+}
+
 enum torn { TORN_ZEROED, TORN_FLIPPED, TORN_NO_END };
 
 /* Group A (seqs 1..3) and group B (4..7) are committed; then B's last record is damaged the way a
  * crash in the middle of writing B would leave it. Recovery keeps exactly A, zeroes the records of
  * B it read, and the log goes on at seq 4. */
 static void check_torn(fixture *f, enum torn how) {
-    reopen(f, NULL);
-    append_group(f, 1, 3, 0);
-    append_group(f, 4, 7, 0);
-    shut(f);
     segment orig;
-    assert_int_equal(seg_read(f, 1, &orig), 7);
+    two_groups(f, 3, 7, &orig);
     const size_t *off = orig.off;
     assert_int_equal(orig.d[off[2] + 48] & EVLOG_END, EVLOG_END);
     assert_int_equal(orig.d[off[5] + 48] & EVLOG_END, 0);
@@ -676,8 +684,7 @@ static void check_torn(fixture *f, enum torn how) {
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 3);
     assert_int_equal(evlog_count(f->l), 3);
-    for (int64_t s = 1; s <= 3; s++)
-        expect_seq(f, s, 0);
+    expect_seqs(f, 3);
     for (int64_t s = 4; s <= 8; s++)
         expect_none(f, s);
     assert_int_equal(scan(f, 1, (scan_ctx){.seqcheck = 1}).n, 3);
@@ -701,8 +708,7 @@ static void check_torn(fixture *f, enum torn how) {
     reopen(f, NULL);
     assert_int_equal(evlog_last_seq(f->l), 4);
     assert_int_equal(evlog_count(f->l), 4);
-    for (int64_t s = 1; s <= 3; s++)
-        expect_seq(f, s, 0);
+    expect_seqs(f, 3);
     expect_seq(f, 4, 40);
     expect_none(f, 5);
     append_group(f, 5, 6, 40);
@@ -913,12 +919,8 @@ static void test_erase_zero_payload(void **state) {
  * the log goes on at the seq after the group before. */
 static void test_torn_last_group_payload(void **state) {
     fixture *f = *state;
-    reopen(f, NULL);
-    append_group(f, 1, 2, 0);
-    append_group(f, 3, 5, 0);
-    shut(f);
     segment before;
-    assert_int_equal(seg_read(f, 1, &before), 5);
+    two_groups(f, 2, 5, &before);
     size_t p = before.off[3] + EVLOG_HEADER; /* seq 4's payload, in the middle of the last group */
     static const unsigned char zeros[16];
     patch(before.path, p, zeros, sizeof zeros);
