@@ -661,7 +661,11 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
             fail("locking the event log in %s: %s", dir, strerror(errno));
         goto fail;
     }
+    uint64_t t0 = clock_mono_ns();
     if (recover(l) || bump_epoch(l, l->epoch)) goto fail;
+    log_info("evlog: %lld records (%lld erased) in %u segments of %s, read in %.0f ms",
+             (long long)atomic_load(&l->last), (long long)atomic_load(&l->erased),
+             atomic_load(&l->nsegs), dir, (double)(clock_mono_ns() - t0) / 1e6);
     if (pthread_create(&l->helper, NULL, helper_main, l)) {
         fail("cannot start the log's helper thread");
         goto fail;
