@@ -17,6 +17,7 @@
 
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/vec.h"
 
 #define MIN_SEGMENT (1u << 20)
 #define DEFAULT_MAX_SEGMENT (64u << 20)
@@ -31,6 +32,9 @@
 /* Segments are zero-filled this much at a time, pausing up to FILL_PAUSE_MAX_US between steps. */
 #define FILL_STEP (256u << 10)
 #define FILL_PAUSE_MAX_US 20000
+
+/* What segments are filled with, and torn or dropped records overwritten with. */
+static const char zeros[FILL_STEP];
 
 typedef struct segment {
     int fd;
@@ -60,7 +64,6 @@ struct evlog {
     buf group;           /* the open group's bytes */
     size_t group_n;      /* its records */
     size_t group_hidden; /* of which evlog's own */
-    size_t group_last;   /* offset in group of its last record's header */
     uint32_t *group_off; /* offsets of its records within group */
     size_t group_off_cap;
     bool *dirty;    /* segments with erasures since the last commit, by index */
@@ -208,7 +211,6 @@ static int prepare_segment(evlog *l, uint32_t number) {
      * commits' fdatasyncs, and one burst of 64 MiB would hold them back for a tenth of a second
      * or more. (A step of 1 MiB every 20 ms still made the p99 of a concurrent 4 KiB
      * write+fdatasync 3.8 ms against 0.34 ms alone: docs/benchmarks.md.) */
-    static const char zeros[FILL_STEP];
     for (size_t off = 0; off < size && !err; off += FILL_STEP) {
         uint64_t t0 = clock_mono_ns();
         if (atomic_load_explicit(&l->stop, memory_order_relaxed))
@@ -387,18 +389,6 @@ typedef struct recovery {
     size_t nsuspect, asuspect;
 } recovery;
 
-static int push(int64_t **v, size_t *n, size_t *cap, int64_t x) {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        int64_t *p = realloc(*v, c * sizeof *p);
-        if (!p) return -1;
-        *v = p;
-        *cap = c;
-    }
-    (*v)[(*n)++] = x;
-    return 0;
-}
-
 /* Reads one segment's records, adding them to the index. Returns 0, or -1 on an error. */
 static int recover_segment(evlog *l, recovery *rc) {
     segment *s = l->segs[rc->seg];
@@ -427,10 +417,13 @@ static int recover_segment(evlog *l, recovery *rc) {
         *offset_slot(l, h.seq) = (uint32_t)off;
         if (!atomic_load_explicit(&s->first_seq, memory_order_relaxed))
             atomic_store_explicit(&s->first_seq, h.seq, memory_order_relaxed);
-        if (crc(p + EVLOG_HEADER, plen) != h.pcrc &&
-            push(&rc->suspect, &rc->nsuspect, &rc->asuspect, h.seq)) {
-            status = fail("out of memory");
-            break;
+        if (crc(p + EVLOG_HEADER, plen) != h.pcrc) {
+            if (vec_reserve((void **)&rc->suspect, &rc->asuspect, rc->nsuspect + 1,
+                            sizeof *rc->suspect)) {
+                status = fail("out of memory");
+                break;
+            }
+            rc->suspect[rc->nsuspect++] = h.seq;
         }
         if (h.seq == rc->last_end + 1) {
             rc->group_start = (pos){rc->seg, off};
@@ -459,7 +452,6 @@ static int recover_segment(evlog *l, recovery *rc) {
 
 /* Zeroes [from, to) of segment index i and syncs it. */
 static int zero_range(evlog *l, uint32_t i, uint64_t from, uint64_t to) {
-    static const char zeros[1 << 16];
     segment *s = l->segs[i];
     if (to > s->size) to = s->size;
     for (uint64_t off = from; off < to; off += sizeof zeros) {
@@ -720,13 +712,9 @@ int evlog_append(evlog *l, evlog_rec *r) {
     if (r->body_len >= MAX_RECORD) return fail("a record of %zu bytes is too large", r->body_len);
     if (r->type < 0 || r->type >= TYPE_INTERNAL || r->kind < 0 || r->kind > 255)
         return fail("record type or kind out of range");
-    if (l->group_n == l->group_off_cap) {
-        size_t cap = l->group_off_cap ? l->group_off_cap * 2 : 1024;
-        uint32_t *p = realloc(l->group_off, cap * sizeof *p);
-        if (!p) return fail("out of memory");
-        l->group_off = p;
-        l->group_off_cap = cap;
-    }
+    if (vec_reserve((void **)&l->group_off, &l->group_off_cap, l->group_n + 1,
+                    sizeof *l->group_off))
+        return fail("out of memory");
     if (r->received_ms < l->last_received) r->received_ms = l->last_received;
     header h = {
         .seq = atomic_load_explicit(&l->last, memory_order_relaxed) + (int64_t)l->group_n + 1,
@@ -740,30 +728,26 @@ int evlog_append(evlog *l, evlog_rec *r) {
     size_t start = l->group.len;
     static const char pad[8];
     static const char mark = (char)PAYLOAD_MARK;
-    if (buf_append(&l->group, &h, sizeof h) || buf_append(&l->group, &mark, 1))
-        return fail("out of memory");
+    if (buf_append(&l->group, &h, sizeof h) || buf_append(&l->group, &mark, 1)) goto nomem;
     if (put_id(&l->group, r->user_id, &h.user_len, &h.flags, EVLOG_HAS_USER) ||
         put_id(&l->group, r->anonymous_id, &h.anon_len, &h.flags, EVLOG_HAS_ANON) ||
-        put_id(&l->group, r->message_id, &h.message_len, &h.flags, EVLOG_HAS_MESSAGE) ||
-        (buf_append(&l->group, r->body, r->body_len) || buf_append(&l->group, pad, 1)
-             ? fail("out of memory")
-             : 0)) {
-        l->group.len = start;
-        return -1;
-    }
+        put_id(&l->group, r->message_id, &h.message_len, &h.flags, EVLOG_HAS_MESSAGE))
+        goto undo; /* put_id() said why */
+    if (buf_append(&l->group, r->body, r->body_len) || buf_append(&l->group, pad, 1)) goto nomem;
     size_t plen = l->group.len - start - EVLOG_HEADER;
-    if (buf_append(&l->group, pad, padded(plen) - plen)) {
-        l->group.len = start;
-        return fail("out of memory");
-    }
+    if (buf_append(&l->group, pad, padded(plen) - plen)) goto nomem;
     h.pcrc = crc(l->group.data + start + EVLOG_HEADER, plen);
     h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
     memcpy(l->group.data + start, &h, sizeof h);
     l->group_off[l->group_n++] = (uint32_t)start;
-    l->group_last = start;
     l->last_received = r->received_ms;
     r->seq = h.seq;
     return 0;
+nomem:
+    fail("out of memory");
+undo:
+    l->group.len = start;
+    return -1;
 }
 
 void evlog_rollback(evlog *l) {
@@ -777,13 +761,8 @@ int evlog_erase(evlog *l, const int64_t *seqs, size_t n) {
     int64_t last = atomic_load_explicit(&l->last, memory_order_relaxed);
     for (size_t i = 0; i < n; i++) {
         if (seqs[i] < 1 || seqs[i] > last) continue;
-        if (l->nerase == l->aerase) {
-            size_t cap = l->aerase ? l->aerase * 2 : 64;
-            int64_t *p = realloc(l->erase, cap * sizeof *p);
-            if (!p) return fail("out of memory");
-            l->erase = p;
-            l->aerase = cap;
-        }
+        if (vec_reserve((void **)&l->erase, &l->aerase, l->nerase + 1, sizeof *l->erase))
+            return fail("out of memory");
         l->erase[l->nerase++] = seqs[i];
     }
     return 0;
@@ -824,10 +803,10 @@ static int append_internal(evlog *l) {
     evlog_rec r = {.received_ms = l->last_received, .body = ""}; /* its type is set below */
     if (evlog_append(l, &r)) return -1;
     header h;
-    memcpy(&h, l->group.data + l->group_last, sizeof h);
+    memcpy(&h, l->group.data + l->group_off[l->group_n - 1], sizeof h);
     h.type = TYPE_INTERNAL;
     h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
-    memcpy(l->group.data + l->group_last, &h, sizeof h);
+    memcpy(l->group.data + l->group_off[l->group_n - 1], &h, sizeof h);
     l->group_hidden++;
     return 0;
 }
@@ -847,10 +826,10 @@ int evlog_commit(evlog *l) {
     if (n) {
         /* The END flag goes on the last record, whose header CRC then changes. */
         header h;
-        memcpy(&h, l->group.data + l->group_last, sizeof h);
+        memcpy(&h, l->group.data + l->group_off[l->group_n - 1], sizeof h);
         h.flags |= EVLOG_END;
         h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
-        memcpy(l->group.data + l->group_last, &h, sizeof h);
+        memcpy(l->group.data + l->group_off[l->group_n - 1], &h, sizeof h);
         if (reserve_index(l, last + (int64_t)n)) {
             evlog_rollback(l);
             return -1;

@@ -533,6 +533,11 @@ static void test_append_commit_read(void **state) {
     own.type = 255;
     assert_int_equal(evlog_append(f->l, &own), -1);
     assert_non_null(strstr(evlog_errmsg(), "type"));
+    static char long_id[70000]; /* over the header's 16-bit length: refused, the group as it was */
+    memset(long_id, 'i', sizeof long_id - 1);
+    evlog_rec too_long = rec(1004, NULL, long_id, "m-x", "x");
+    assert_int_equal(evlog_append(f->l, &too_long), -1);
+    assert_non_null(strstr(evlog_errmsg(), "too long"));
     /* group 4..5 is open: readers see 1..3 only */
     assert_int_equal(evlog_last_seq(f->l), 3);
     assert_int_equal(evlog_count(f->l), 3);
