@@ -669,7 +669,7 @@ static void cmd_erase(cmd_ctx *c) {
     for (size_t i = 0; i < p->nseqs && seqs; i++)
         json_array_append_new(seqs, json_integer(p->seqs[i]));
     if (e->replaying) {
-        /* A crash may have come between this record and the deletion of the rows. */
+        /* A crash may have come between this record and the erasure of its events in the log. */
         for (size_t i = 0; i < p->nseqs; i++) {
             if (vec_reserve((void **)&e->replay_deletes, &e->areplay_deletes,
                             e->nreplay_deletes + 1, sizeof *e->replay_deletes))

@@ -222,10 +222,10 @@ typedef struct seeded {
 } seeded;
 
 static int note_seeded(const store_row *row, void *arg) {
+    static const char upsert[] = "\"op\":\"catalog.upsert\"";
     seeded *d = arg;
     if (row->type == STORE_TYPE_COMMAND &&
-        memmem(row->body, row->body_len, "\"op\":\"catalog.upsert\"",
-               strlen("\"op\":\"catalog.upsert\"")))
+        memmem(row->body, row->body_len, upsert, sizeof upsert - 1))
         d->catalogue = true;
     if (row->anonymous_id && strcmp(row->anonymous_id, "demo-anon-0000") == 0) d->shoppers = true;
     return d->catalogue && d->shoppers;

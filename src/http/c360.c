@@ -210,7 +210,7 @@ static void command_applied(http_req *r) {
 
 static void erase_deleted(http_req *r) {
     if (r->creq.status) {
-        /* The erasure is logged and applied; replay deletes the rows at the next start. */
+        /* The erasure is logged and applied; replay erases the events at the next start. */
         r->retry_after = 1;
         http_reply_error(r, "unavailable", NULL,
                          "the profile is erased but its events are not yet deleted; retry");
@@ -219,7 +219,7 @@ static void erase_deleted(http_req *r) {
     reply_result(r, r->events[0].result);
 }
 
-/* An erasure is two steps: the record (the profile leaves the engine), then the rows. */
+/* An erasure is two steps: the record (the profile leaves the engine), then its events. */
 static void erase_applied(http_req *r) {
     json_t *result = r->events[0].result;
     json_t *body = json_object_get(result, "body");
