@@ -754,6 +754,7 @@ void evlog_rollback(evlog *l) {
     buf_reset(&l->group);
     l->group_n = 0;
     l->group_hidden = 0;
+    l->nerase = 0; /* a failed request's erasures must not ride on a later commit */
     /* last_received may stay ahead: it only has to be non-decreasing. */
 }
 
@@ -821,7 +822,7 @@ int evlog_commit(evlog *l) {
             l->nerase = 0;
             return -1;
         }
-    size_t n = l->group_n;
+    size_t n = l->group_n, theirs = n - l->group_hidden;
     l->sync_ns = 0;
     if (n) {
         /* The END flag goes on the last record, whose header CRC then changes. */
@@ -867,8 +868,15 @@ int evlog_commit(evlog *l) {
         prepare_ahead(l);
     }
     /* Erasures go to disk only once the group asking for them is durable, so that a crash can
-     * only ever interrupt the last group (see recover()). */
-    return l->nerase ? erase_queued(l) : 0;
+     * only ever interrupt the last group (see recover()). If one fails (an I/O error) after the
+     * caller's records are durable, the commit still stands: saying otherwise would have the
+     * caller retry records that are stored. The erasure command in the log has the replay at the
+     * next start erase them again. */
+    if (!l->nerase || !erase_queued(l)) return 0;
+    if (!theirs) return -1;
+    log_error("evlog: %s; the group is committed, the erasure is finished at the next start",
+              last_error);
+    return 0;
 }
 
 uint64_t evlog_sync_ns(const evlog *l) {

@@ -91,10 +91,12 @@ int evlog_append(evlog *l, evlog_rec *r);
  * which readers never see and evlog_count() leaves out) to be that later group. */
 int evlog_erase(evlog *l, const int64_t *seqs, size_t n);
 /* Writes the open group (one pwrite), fdatasyncs it, publishes it to readers, then carries out the
- * queued erasures. On a write failure the group is dropped (its seqs are reused) and -1 returned.
- * A failed fdatasync may have lost pages for good, so it stops the process. */
+ * queued erasures. On a write failure the group and its erasures are dropped (its seqs are reused)
+ * and -1 returned. An erasure that fails once the group is durable is logged and the commit stands,
+ * unless the commit held no records of the caller's (then -1). A failed fdatasync may have lost
+ * pages for good, so it stops the process. */
 int evlog_commit(evlog *l);
-/* Drops the open group. */
+/* Drops the open group and the erasures queued with it. */
 void evlog_rollback(evlog *l);
 /* Nanoseconds the last evlog_commit() spent in fdatasync (for metrics). The writer's only. */
 uint64_t evlog_sync_ns(const evlog *l);

@@ -606,6 +606,23 @@ static void test_epoch_file_lost(void **state) {
     expect_seqs(f, 4);
 }
 
+/* A rollback drops the erasures queued with the group: a failed request's deletes must not be
+ * carried out by the next commit. */
+static void test_rollback_drops_erasures(void **state) {
+    fixture *f = *state;
+    reopen(f, NULL);
+    append_group(f, 1, 2, 0);
+    append_group(f, 3, 3, 0);
+    seqrec s;
+    seq_rec(&s, 4, 0);
+    append(f, &s.r, 4);
+    assert_int_equal(evlog_erase(f->l, (int64_t[]){1}, 1), 0);
+    evlog_rollback(f->l);
+    append_group(f, 4, 4, 0);
+    expect_seqs(f, 4);
+    assert_int_equal(evlog_count(f->l), 4);
+}
+
 /* One writer per log: a second open fails, naming the reason, while the first is open, and
  * succeeds once it is closed. */
 static void test_one_writer(void **state) {
@@ -1318,6 +1335,7 @@ int main(void) {
         T(test_reopen),
         T(test_epoch_file_lost),
         T(test_one_writer),
+        T(test_rollback_drops_erasures),
         T(test_torn_end_zeroed),
         T(test_torn_end_flipped),
         T(test_torn_no_end),
