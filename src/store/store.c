@@ -410,7 +410,7 @@ int store_query_events(store *s, const store_query *q, buf *out, int64_t *next_s
     int rc;
     if (s->people && (q->user_id || q->anonymous_id))
         rc = query_person(s, &pg, after);
-    else if (after < INT64_MAX - 1) /* without the person index (CLI commands), ids by a scan */
+    else if (after < INT64_MAX - 1) /* a scan: no ids asked, or no person index (CLI commands) */
         rc = evlog_scan(s->log, after + 1, page_add, &pg) < 0 ? -1 : 0;
     else
         rc = 0;
