@@ -836,47 +836,59 @@ void eng_apply(void *arg, ev_event *events, size_t n) {
 /* ---- Replay ---- */
 
 /* A stored event as apply_event() reads it, from the scanned body: the members the engine reads
- * (ev_engine_member()), and the properties' tree only for an e-commerce event (*props, for
- * cm_parse()). That is what the live path hands over too (ev.h's out->json), and it spares replay
- * most of jansson's parsing: a stored body is mostly properties. NULL when the body does not scan
- * (the caller then parses it with jansson) or memory ran out. */
-static json_t *scanned_event(engine *e, const store_row *row, json_t **props) {
+ * (ev_engine_member()), and in *props the token of the properties (0 when absent) for an
+ * e-commerce event's typing. That is what the live path hands over too (ev.h's out->json), and it
+ * spares replay most of jansson's parsing: a stored body is mostly properties. NULL when the body
+ * does not scan (the caller then parses it with jansson) or memory ran out. */
+static json_t *scanned_event(engine *e, const store_row *row, uint32_t *props) {
     js_doc *d = &e->scan;
-    *props = NULL;
+    *props = 0;
     if (js_parse(d, row->body, row->body_len, EV_MAX_DEPTH) || d->tok[0].kind != JS_OBJECT)
         return NULL;
     json_t *o = json_object();
     for (uint32_t i = 0, k = 1; o && i < d->tok[0].count; i++, k = d->tok[k + 1].next) {
         const char *key = d->text + d->tok[k].start;
         size_t len = d->tok[k].len;
-        bool is_props = len == 10 && memcmp(key, "properties", 10) == 0;
-        if (is_props ? !row->kind : !ev_engine_member(key, len)) continue;
-        json_t *v = js_to_json(d, k + 1);
-        if (is_props) {
-            *props = v;
-        } else if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
+        if (len == 10 && memcmp(key, "properties", 10) == 0) {
+            *props = k + 1;
+            continue;
+        }
+        if (!ev_engine_member(key, len)) continue;
+        json_t *v = ev_engine_value(d, k);
+        if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
             json_decref(o);
             o = NULL;
         }
     }
-    if (!o) {
-        json_decref(*props);
-        *props = NULL;
-    }
     return o;
+}
+
+/* The typed e-commerce fields of a stored event of kind k: from the tokens when the body scanned
+ * (ptok: its properties), else from the tree ev. NULL when the properties no longer pass
+ * (a stored event always did when it was stored). */
+static cm_event *stored_commerce(engine *e, cm_kind k, bool scanned, uint32_t ptok, json_t *ev) {
+    cm_event *cm = NULL;
+    ev_error ignored;
+    if (scanned && !cm_parse_tokens(&e->scan, ptok, k, &cm)) return cm;
+    json_t *props = scanned ? (ptok ? js_to_json(&e->scan, ptok) : NULL)
+                            : json_incref(json_object_get(ev, "properties"));
+    if (!scanned || !ptok || props) cm_parse(props, k, &cm, &ignored);
+    json_decref(props);
+    return cm;
 }
 
 static int replay_row(const store_row *row, void *arg) {
     engine *e = arg;
-    json_t *ev = NULL, *props = NULL;
-    if (row->type >= 0 && row->type < EV_NTYPES) ev = scanned_event(e, row, &props);
+    json_t *ev = NULL;
+    uint32_t ptok = 0;
+    if (row->type >= 0 && row->type < EV_NTYPES) ev = scanned_event(e, row, &ptok);
+    bool scanned = ev != NULL;
     if (!ev) {
         json_error_t je;
         if (!(ev = json_loadb(row->body, row->body_len, 0, &je))) {
             log_warn("engine: log record %" PRId64 " is not JSON (%s); skipped", row->seq, je.text);
             return 0;
         }
-        props = json_incref(json_object_get(ev, "properties"));
     }
     if (row->type == STORE_TYPE_COMMAND) {
         int64_t at = 0;
@@ -884,13 +896,10 @@ static int replay_row(const store_row *row, void *arg) {
         if (r) tf_parse(r, strlen(r), &at);
         json_decref(apply_command(e, row->seq, at, ev));
     } else if (row->type >= 0 && row->type < EV_NTYPES) {
-        cm_event *cm = NULL;
-        ev_error ignored;
-        if (row->kind) cm_parse(props, (cm_kind)row->kind, &cm, &ignored);
+        cm_event *cm = row->kind ? stored_commerce(e, (cm_kind)row->kind, scanned, ptok, ev) : NULL;
         apply_event(e, row->seq, (ev_type)row->type, row->ts_ms, ev, cm);
         cm_event_free(cm);
     }
-    json_decref(props);
     json_decref(ev);
     return 0;
 }

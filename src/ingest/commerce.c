@@ -536,6 +536,170 @@ fail:
     return -1;
 }
 
+/* ---- The same typing over scanned tokens ----
+ *
+ * cm_parse_tokens() stores what cm_parse() stores, for properties whose values need no coercing;
+ * everything else (a value to coerce, a refusal, memory running out) declines, and the caller
+ * builds the tree for cm_parse(), which coerces or words the error. So the two agree by
+ * construction: the rules live in coerce_field(), and this path only recognises the values that
+ * rule keeps as they are. */
+
+/* One field from its value tokens at[0] (its name) and at[1] (its v1 name), 0 when absent. Returns
+ * 0 when stored (or absent), 1 to decline. */
+static int tok_field(const js_doc *d, const cm_field *f, const uint32_t at[2], void *base,
+                     unsigned *has) {
+    uint32_t v = at[0];
+    if ((!v || d->tok[v].kind == JS_NULL) && f->alt) v = at[1];
+    if (!v || d->tok[v].kind == JS_NULL) return 0;
+    const js_tok *t = &d->tok[v];
+    char *member = (char *)base + f->off;
+    switch (f->how) {
+    case CO_TEXT: {
+        if (t->kind != JS_STRING) return 1; /* a number becomes text: coerced */
+        if (t->len == 0) return 0;
+        char *text = malloc(t->len + 1);
+        if (!text) return 1;
+        if (js_string(d, v, text) == 0) { /* "" written with escapes: absent, as take_text() */
+            free(text);
+            return 0;
+        }
+        memcpy(member, &text, sizeof text);
+        return 0;
+    }
+    case CO_MONEY: {
+        if (t->kind != JS_INT && t->kind != JS_REAL) return 1;
+        double x = t->kind == JS_INT ? (double)t->num.i : t->num.d;
+        memcpy(member, &x, sizeof x);
+        *has |= f->has;
+        return 0;
+    }
+    case CO_COUNT: {
+        if (t->kind != JS_INT || t->num.i < 0) return 1;
+        memcpy(member, &t->num.i, sizeof t->num.i);
+        *has |= f->has;
+        return 0;
+    }
+    case CO_CURRENCY: {
+        if (t->kind != JS_STRING || t->escaped) return 1;
+        if (t->len == 0) return 0;
+        const char *code = d->text + t->start;
+        if (t->len != 3) return 1;
+        for (size_t i = 0; i < 3; i++)
+            if (code[i] < 'A' || code[i] > 'Z') return 1; /* lower case is coerced */
+        memcpy(member, code, 3);
+        member[3] = '\0';
+        return 0;
+    }
+    }
+    return 1;
+}
+
+/* Every name of both field tables, found with one probe per member of the properties, not a
+ * comparison per field (which cost most of the typing: callgrind). A slot says where a name is in
+ * each table: its field's index, and whether it is that field's v1 name; -1 when absent. */
+#define NAME_SLOTS 128 /* a power of two, well above the tables' 33 names */
+typedef struct name_slot {
+    const char *name; /* NULL: empty slot */
+    uint8_t len;
+    int8_t field[2]; /* [0]: in event_fields, [1]: in product_fields */
+    bool alt[2];
+} name_slot;
+static name_slot names[NAME_SLOTS];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+/* Reads the first, middle and last bytes: the tables' names differ there or in length. */
+static unsigned name_hash(const char *s, size_t n) {
+    return ((unsigned)n * 31u + (unsigned char)s[0] * 7u + (unsigned char)s[n / 2] * 3u +
+            (unsigned char)s[n - 1]) &
+           (NAME_SLOTS - 1);
+}
+
+static name_slot *name_find(const char *s, size_t n, bool add) {
+    if (n == 0 || n > UINT8_MAX) return NULL;
+    for (unsigned h = name_hash(s, n);; h = (h + 1) & (NAME_SLOTS - 1)) {
+        name_slot *slot = &names[h];
+        if (!slot->name) {
+            if (!add) return NULL;
+            *slot = (name_slot){s, (uint8_t)n, {-1, -1}, {false, false}};
+            return slot;
+        }
+        if (slot->len == n && memcmp(slot->name, s, n) == 0) return slot;
+    }
+}
+
+static void names_init(void) {
+    const cm_field *tables[2] = {event_fields, product_fields};
+    size_t sizes[2] = {NFIELDS(event_fields), NFIELDS(product_fields)};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizes[t]; i++)
+            for (int a = 0; a < 2; a++) {
+                const char *name = a ? tables[t][i].alt : tables[t][i].key;
+                if (!name) continue;
+                name_slot *slot = name_find(name, strlen(name), true);
+                slot->field[t] = (int8_t)i;
+                slot->alt[t] = a;
+            }
+}
+
+/* Every field of table t (0: event_fields, 1: product_fields) from object token obj. */
+static int tok_fields(const js_doc *d, uint32_t obj, int t, void *base, unsigned *has) {
+    const cm_field *fields = t ? product_fields : event_fields;
+    size_t n = t ? NFIELDS(product_fields) : NFIELDS(event_fields);
+    uint32_t at[CM_FIELDS_MAX][2] = {{0}};
+    pthread_once(&names_once, names_init);
+    for (uint32_t i = 0, k = obj + 1; i < d->tok[obj].count; i++, k = d->tok[k + 1].next) {
+        const name_slot *slot = name_find(d->text + d->tok[k].start, d->tok[k].len, false);
+        if (slot && slot->field[t] >= 0) at[slot->field[t]][slot->alt[t]] = k + 1;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (tok_field(d, &fields[j], at[j], base, has)) return 1;
+    return 0;
+}
+
+static int tok_product(const js_doc *d, uint32_t obj, cm_product *p) {
+    if (obj && tok_fields(d, obj, 1, p, &p->has)) return 1;
+    if (!(p->has & CM_HAS_QUANTITY)) p->quantity = 1;
+    return 0;
+}
+
+int cm_parse_tokens(const js_doc *d, uint32_t obj, cm_kind k, cm_event **out) {
+    *out = NULL;
+    if (k <= CM_NONE || k >= CM_NKINDS) return 1;
+    if (obj && d->tok[obj].kind != JS_OBJECT) return 1;
+    cm_event *e = calloc(1, sizeof *e);
+    if (!e) return 1;
+    e->kind = k;
+    if (obj && tok_fields(d, obj, 0, e, &e->has)) goto decline;
+    switch (kinds[k].shape) {
+    case SHAPE_NONE:
+        break;
+    case SHAPE_SINGLE:
+        if (!(e->products = calloc(1, sizeof *e->products))) goto decline;
+        e->nproducts = 1;
+        if (tok_product(d, obj, e->products)) goto decline;
+        break;
+    case SHAPE_LIST: {
+        uint32_t list = obj ? js_get(d, obj, "products", 8) : 0;
+        if (!list || d->tok[list].kind == JS_NULL) break;
+        if (d->tok[list].kind != JS_ARRAY || d->tok[list].count > CM_MAX_PRODUCTS) goto decline;
+        size_t n = d->tok[list].count;
+        if (n == 0) break;
+        if (!(e->products = calloc(n, sizeof *e->products))) goto decline;
+        for (uint32_t i = 0, item = list + 1; i < n; i++, item = d->tok[item].next) {
+            if (d->tok[item].kind != JS_OBJECT) goto decline;
+            e->nproducts = i + 1; /* before parsing, so cm_event_free() frees a half-filled one */
+            if (tok_product(d, item, &e->products[i])) goto decline;
+        }
+        break;
+    }
+    }
+    *out = e;
+    return 0;
+decline:
+    cm_event_free(e);
+    return 1;
+}
+
 /* Frees the strings a field table put into the struct at base. */
 static void free_texts(const cm_field *fields, size_t n, void *base) {
     for (size_t i = 0; i < n; i++) {
@@ -553,4 +717,39 @@ void cm_event_free(cm_event *e) {
     free(e->products);
     free_texts(event_fields, NFIELDS(event_fields), e);
     free(e);
+}
+
+static bool text_equal(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Every field of a table, compared where base a and base b keep it. */
+static bool fields_equal(const cm_field *fields, size_t n, const void *a, const void *b) {
+    for (size_t i = 0; i < n; i++) {
+        const char *pa = (const char *)a + fields[i].off, *pb = (const char *)b + fields[i].off;
+        if (fields[i].how == CO_TEXT) {
+            const char *sa, *sb;
+            memcpy(&sa, pa, sizeof sa);
+            memcpy(&sb, pb, sizeof sb);
+            if (!text_equal(sa, sb)) return false;
+        } else if (fields[i].how == CO_CURRENCY) {
+            if (strcmp(pa, pb) != 0) return false;
+        } else if (memcmp(pa, pb, fields[i].how == CO_MONEY ? sizeof(double) : sizeof(int64_t))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool cm_event_equal(const cm_event *a, const cm_event *b) {
+    if (!a || !b) return a == b;
+    if (a->kind != b->kind || a->has != b->has || a->nproducts != b->nproducts ||
+        !fields_equal(event_fields, NFIELDS(event_fields), a, b))
+        return false;
+    for (size_t i = 0; i < a->nproducts; i++)
+        if (a->products[i].has != b->products[i].has ||
+            !fields_equal(product_fields, NFIELDS(product_fields), &a->products[i],
+                          &b->products[i]))
+            return false;
+    return true;
 }

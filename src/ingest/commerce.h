@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/jscan.h"
+
 struct ev_error; /* ingest/ev.h, which includes this header */
 
 /* The most entries properties.products may have; more is an invalid_field error. An event is at
@@ -149,6 +151,19 @@ typedef struct cm_event {
  * string. */
 int cm_parse(json_t *properties, cm_kind k, cm_event **out, struct ev_error *err);
 void cm_event_free(cm_event *e); /* NULL is fine */
+
+/* The same over properties already scanned by js_parse(): object token obj of d, or 0 for an event
+ * without properties. Returns 0 and sets *out to what cm_parse() would give for jansson's reading
+ * of the same text, with coerced 0, when every value is as the rules keep it; or 1, declining,
+ * with *out NULL, when a value would be coerced or refused (or memory ran out): the caller then
+ * runs cm_parse() on js_to_json(d, obj), which coerces, or words the error. Spares the tree an
+ * event's properties would otherwise need. Cost: one pass over obj's members against the field
+ * tables; one allocation per string kept. */
+int cm_parse_tokens(const js_doc *d, uint32_t obj, cm_kind k, cm_event **out);
+
+/* Whether a and b hold the same kind, fields and products (bitwise for numbers, so -0.0 and 0.0
+ * differ); `coerced` is not compared. Both NULL is equal. For tests and fuzz targets. */
+bool cm_event_equal(const cm_event *a, const cm_event *b);
 
 /* A decimal number written as text, the rule money fields follow ("19.99"): an optional '-',
  * digits with at most one '.', at least one digit, an optional exponent; nothing else, not even

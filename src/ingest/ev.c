@@ -332,6 +332,59 @@ nomem:
     return -1;
 }
 
+/* The members of context the engine reads (c360/prof.c, idnorm.c, consent.c). */
+static const struct {
+    const char *name;
+    uint8_t len;
+} context_keys[] = {
+    {"traits", 6}, {"externalIds", 11}, {"consent", 7}, {"channel", 7},
+    {"app", 3},    {"userAgent", 9},    {"page", 4},    {"device", 6},
+};
+
+bool ev_engine_context_member(const char *key, size_t len) {
+    for (size_t i = 0; i < sizeof context_keys / sizeof *context_keys; i++)
+        if (context_keys[i].len == len && memcmp(context_keys[i].name, key, len) == 0) return true;
+    return false;
+}
+
+/* The engine's context: the members of ctx it reads, shared with ctx (not copied). */
+static json_t *engine_context(const json_t *ctx) {
+    json_t *o = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)ctx, key, v) {
+        if (o && ev_engine_context_member(key, strlen(key)) && json_object_set(o, key, v)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    return o;
+}
+
+/* The same from object token obj of d. */
+static json_t *engine_context_tok(const js_doc *d, uint32_t obj) {
+    json_t *o = json_object();
+    for (uint32_t i = 0, k = obj + 1; o && i < d->tok[obj].count; i++, k = d->tok[k + 1].next) {
+        const char *key = d->text + d->tok[k].start;
+        size_t len = d->tok[k].len;
+        if (!ev_engine_context_member(key, len)) continue;
+        json_t *v = js_to_json(d, k + 1);
+        if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    return o;
+}
+
+json_t *ev_engine_value(const js_doc *d, uint32_t key) {
+    const char *k = d->text + d->tok[key].start;
+    size_t len = d->tok[key].len;
+    if (len == 7 && memcmp(k, "context", 7) == 0 && d->tok[key + 1].kind == JS_OBJECT)
+        return engine_context_tok(d, key + 1);
+    return js_to_json(d, key + 1);
+}
+
 int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out,
                  ev_error *err) {
     memset(out, 0, sizeof *out);
@@ -486,6 +539,11 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
     json_object_foreach_safe(o, tmp, key, v) {
         if (!ev_engine_member(key, strlen(key))) json_object_del(o, key);
     }
+    json_t *ctx = json_object_get(o, "context");
+    if (json_is_object(ctx) && json_object_set_new(o, "context", engine_context(ctx))) {
+        ev_error_set(err, "internal", "context", "out of memory");
+        goto fail;
+    }
     out->json = o;
     return 0;
 
@@ -540,6 +598,7 @@ enum {
     FK_ORIGINAL,
     FK_SENT_AT,
     FK_RECEIVED_AT,
+    FK_CHANNEL,
     FK_N
 };
 
@@ -568,6 +627,7 @@ static const struct {
     [FK_ORIGINAL] = {"originalTimestamp", 17, false},
     [FK_SENT_AT] = {"sentAt", 6, false},
     [FK_RECEIVED_AT] = {"receivedAt", 10, false},
+    [FK_CHANNEL] = {"channel", 7, true},
 };
 
 /* The class of member name key (len bytes): FK_OTHER for one the rules do not name. */
@@ -584,6 +644,9 @@ bool ev_engine_member(const char *key, size_t len) {
 /* The strings the fast path reads decoded (ids, names, times) are at most this long as sent; a
  * longer one is a rare shape, or an error, and declines. */
 #define FAST_TEXT_MAX 1024
+
+/* About what normalising adds to an event: its type, messageId, times and kind. */
+#define EV_ADDED_BYTES 256
 
 static int fast_key(const js_doc *d, uint32_t k) {
     return key_class(d->text + d->tok[k].start, d->tok[k].len);
@@ -637,7 +700,7 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
     size_t len = d->tok[m].len;
     put_key(f, key, len);
     if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
-    if (fast_keys[k].engine) put_tree(f, key, len, f->rc ? NULL : js_to_json(d, m + 1));
+    if (fast_keys[k].engine) put_tree(f, key, len, f->rc ? NULL : ev_engine_value(d, m));
 }
 
 /* Member k with the string s[0..n) as its value. */
@@ -662,7 +725,10 @@ static void put_json(fast_out *f, int k, const json_t *v) {
     put_key(f, fast_keys[k].name, fast_keys[k].len);
     if (!f->rc) f->rc = jsonw_value(&f->b, v);
     if (fast_keys[k].engine)
-        put_tree(f, fast_keys[k].name, fast_keys[k].len, f->rc ? NULL : json_copy((json_t *)v));
+        put_tree(f, fast_keys[k].name, fast_keys[k].len,
+                 f->rc             ? NULL
+                 : k == FK_CONTEXT ? engine_context(v)
+                                   : json_copy((json_t *)v));
 }
 
 /* The event's own context or integrations (member m, of class k) with a batch's object merged in:
@@ -673,7 +739,7 @@ static void put_merged(fast_out *f, const js_doc *d, uint32_t m, int k, const js
     size_t len = fast_keys[k].len;
     put_key(f, key, len);
     bool keep = fast_keys[k].engine; /* context is; integrations is not */
-    json_t *tree = keep ? js_to_json(d, obj) : NULL;
+    json_t *tree = keep ? engine_context_tok(d, obj) : NULL;
     if (keep && !tree && !f->rc) f->rc = BUF_NOMEM;
     if (!f->rc) f->rc = buf_putc(&f->b, '{');
     bool first = true;
@@ -696,7 +762,9 @@ static void put_merged(fast_out *f, const js_doc *d, uint32_t m, int k, const js
         if (!f->rc) f->rc = buf_json_escape(&f->b, bk, strlen(bk));
         if (!f->rc) f->rc = buf_append(&f->b, "\":", 2);
         if (!f->rc) f->rc = jsonw_value(&f->b, bv);
-        if (!f->rc && tree && json_object_set(tree, bk, bv)) f->rc = BUF_NOMEM;
+        if (!f->rc && tree && ev_engine_context_member(bk, strlen(bk)) &&
+            json_object_set(tree, bk, bv))
+            f->rc = BUF_NOMEM;
     }
     if (!f->rc) f->rc = buf_putc(&f->b, '}');
     if (f->rc || !keep) {
@@ -841,22 +909,29 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
     out->received_ms = env ? env->received_ms : 0;
     out->timestamp_ms = event_time(times, have, out->received_ms);
 
-    /* An e-commerce event's properties are typed on a tree of their own, written back as coerced;
-     * a refusal declines (ev_normalize() words the error). */
+    /* An e-commerce event's properties are typed from the tokens when no value needs coercing;
+     * otherwise on a tree of their own, written back as coerced. A refusal declines
+     * (ev_normalize() words the error). */
     json_t *props = NULL;
     if (kind != CM_NONE) {
         uint32_t v = drop[FK_PROPERTIES] ? 0 : VAL(FK_PROPERTIES);
-        if (v && !(props = js_to_json(d, v))) goto decline;
-        ev_error err;
-        if (cm_parse(props, kind, &out->commerce, &err)) {
-            json_decref(props);
-            goto decline;
+        if (cm_parse_tokens(d, v, kind, &out->commerce)) {
+            if (v && !(props = js_to_json(d, v))) goto decline;
+            ev_error err;
+            if (cm_parse(props, kind, &out->commerce, &err)) {
+                json_decref(props);
+                goto decline;
+            }
         }
     }
 
     /* Pass 2: the body and the engine's tree. */
     fast_out f = {.b = BUF_INIT(EV_MAX_BYTES), .o = json_object(), .first = true};
     if (!f.o) f.rc = BUF_NOMEM;
+    /* Room for the event as sent and the members added to it, so the body is not regrown as it is
+     * written (the regrowing cost more than the writing: callgrind). */
+    size_t room = d->tok[tok].len + EV_ADDED_BYTES;
+    if (!f.rc) f.rc = buf_reserve(&f.b, room < EV_MAX_BYTES ? room : EV_MAX_BYTES);
     if (!f.rc) f.rc = buf_putc(&f.b, '{');
     put_text(&f, FK_TYPE, type_names[t], strlen(type_names[t]));
     m = tok + 1;

@@ -108,11 +108,19 @@ typedef struct ev_event {
 } ev_event;
 
 /* Whether the engine reads member key (len bytes) of a stored event: type, userId, anonymousId,
- * previousId, event, messageId, traits and context. Only these are kept in ev_event.json, and
- * replay builds only these: a tree is the costliest part of handing an event over (making and
- * freeing it), and the rest (properties, integrations, times, SDK metadata) is read from the
+ * previousId, event, messageId, channel, traits and context; and of context, only the members
+ * ev_engine_context_member() names. Only these are kept in ev_event.json, and replay builds only
+ * these: a tree is the costliest part of handing an event over (making and freeing it), and the
+ * rest (properties, integrations, times, SDK metadata such as context.library) is read from the
  * stored body by whoever needs it. */
 bool ev_engine_member(const char *key, size_t len);
+/* Whether the engine reads member key of an event's context: traits, externalIds, consent,
+ * channel, app, userAgent, page, device. */
+bool ev_engine_context_member(const char *key, size_t len);
+/* The engine's tree of the value of member key (a key token of d, whose member
+ * ev_engine_member() names): the value as jansson reads it, a context keeping only the members
+ * the engine reads. NULL when memory runs out. */
+json_t *ev_engine_value(const js_doc *d, uint32_t key);
 
 /* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's
  * "type" field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no

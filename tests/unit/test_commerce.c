@@ -532,13 +532,105 @@ static void test_numeric_string_length(void **state) {
     assert_string_equal(err.field, "properties.total");
 }
 
+/* ---- cm_parse_tokens(): the same typing without a tree ---- */
+
+/* Property texts of every shape the rules treat: as kept, coerced, refused. */
+static const char *const token_cases[] = {
+    "{}",
+    "{\"product_id\":\"p1\",\"price\":19.99,\"name\":\"Tee\",\"category\":\"Shirts\","
+    "\"currency\":\"USD\"}",
+    "{\"product_id\":\"p1\",\"price\":20,\"quantity\":3,\"position\":0}",
+    "{\"productId\":\"v1-id\",\"sku\":\"S\",\"brand\":null,\"url\":\"https://x.test/a\\/b\"}",
+    "{\"product_id\":\"\",\"name\":\"\\u00e9t\\u00e9\",\"variant\":\"\\\"q\\\"\"}",
+    "{\"product_id\":123}",   /* a number: coerced to text */
+    "{\"price\":\"19.99\"}",  /* numeric string: coerced */
+    "{\"price\":\"cheap\"}",  /* refused */
+    "{\"quantity\":2.0}",     /* a whole real: coerced */
+    "{\"quantity\":-1}",      /* refused */
+    "{\"quantity\":1.5}",     /* refused */
+    "{\"currency\":\"usd\"}", /* lower case: coerced */
+    "{\"currency\":\"US\"}",  /* refused */
+    "{\"currency\":\"\"}",
+    "{\"currency\":\"\\u0055SD\"}", /* escaped: declined, though valid */
+    "{\"order_id\":\"o1\",\"orderId\":\"old\",\"total\":30,\"revenue\":25.5,\"tax\":1e2,"
+    "\"shipping\":0,\"discount\":-5,\"coupon\":\"SUMMER\",\"currency\":\"EUR\","
+    "\"products\":[{\"product_id\":\"a\",\"price\":10,\"quantity\":2},{\"sku\":\"b\"}]}",
+    "{\"orderId\":\"v1\",\"products\":[]}",
+    "{\"order_id\":\"o2\",\"products\":null}",
+    "{\"order_id\":\"o3\",\"products\":[{\"product_id\":7}]}",
+    "{\"order_id\":\"o4\",\"products\":[1]}",
+    "{\"order_id\":\"o5\",\"products\":{}}",
+    "{\"query\":\"red "
+    "shoes\",\"step\":2,\"list_id\":\"l\",\"cart_id\":\"c\",\"checkout_id\":\"k\"}",
+    "{\"step\":\"2\"}",
+    "{\"value\":9007199254740993,\"subtotal\":-0.0,\"recommendation_id\":\"r1\"}",
+    "{\"name\":true}",
+    "{\"price\":null,\"quantity\":null,\"product_id\":null}",
+};
+
+static void test_tokens_match_tree(void **state) {
+    (void)state;
+    js_doc d;
+    js_init(&d, 0);
+    size_t taken = 0, declined = 0;
+    for (size_t i = 0; i < sizeof token_cases / sizeof *token_cases; i++) {
+        const char *text = token_cases[i];
+        /* Token 0 means no properties: they are read as a member, as an event holds them. */
+        char wrapped[1024];
+        int n = snprintf(wrapped, sizeof wrapped, "{\"properties\":%s}", text);
+        assert_true(n > 0 && (size_t)n < sizeof wrapped);
+        assert_int_equal(js_parse(&d, wrapped, (size_t)n, EV_MAX_DEPTH), 0);
+        for (int k = CM_NONE + 1; k < CM_NKINDS; k++) {
+            cm_event *fast = (cm_event *)1, *slow = NULL;
+            int rc = cm_parse_tokens(&d, 2, (cm_kind)k, &fast);
+            json_t *p = parse(text);
+            ev_error err = {0};
+            int src = cm_parse(p, (cm_kind)k, &slow, &err);
+            json_decref(p);
+            if (rc == 0) {
+                /* Taken: exactly what the tree gives, and nothing the tree had to coerce. */
+                if (src || slow->coerced || !cm_event_equal(fast, slow))
+                    fail_msg("case %zu, kind %s: tokens took what the tree %s", i,
+                             cm_kind_name((cm_kind)k), src ? "refused" : "typed otherwise");
+                taken++;
+            } else {
+                assert_int_equal(rc, 1);
+                assert_null(fast);
+                /* Declined only what the tree coerces or refuses (or an escaped currency). */
+                if (!src && !slow->coerced && !strstr(text, "\\u0055"))
+                    fail_msg("case %zu, kind %s: tokens declined a text kept as sent", i,
+                             cm_kind_name((cm_kind)k));
+                declined++;
+            }
+            cm_event_free(fast);
+            cm_event_free(slow);
+        }
+    }
+    assert_true(taken > 0 && declined > 0);
+    /* No properties at all: the same defaults as cm_parse(NULL). */
+    for (int k = CM_NONE + 1; k < CM_NKINDS; k++) {
+        cm_event *fast = NULL, *slow = NULL;
+        ev_error err;
+        assert_int_equal(cm_parse_tokens(&d, 0, (cm_kind)k, &fast), 0);
+        assert_int_equal(cm_parse(NULL, (cm_kind)k, &slow, &err), 0);
+        assert_true(cm_event_equal(fast, slow));
+        cm_event_free(fast);
+        cm_event_free(slow);
+    }
+    cm_event *none = (cm_event *)1;
+    assert_int_equal(cm_parse_tokens(&d, 0, CM_NONE, &none), 1);
+    assert_null(none);
+    js_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lookup_names),   cmocka_unit_test(test_kind_names),
-        cmocka_unit_test(test_order_fixture),  cmocka_unit_test(test_coercion_in_place),
-        cmocka_unit_test(test_single_product), cmocka_unit_test(test_shapes),
-        cmocka_unit_test(test_product_limit),  cmocka_unit_test(test_type_errors),
-        cmocka_unit_test(test_bad_arguments),  cmocka_unit_test(test_numeric_string_length),
+        cmocka_unit_test(test_lookup_names),      cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_order_fixture),     cmocka_unit_test(test_coercion_in_place),
+        cmocka_unit_test(test_single_product),    cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_product_limit),     cmocka_unit_test(test_type_errors),
+        cmocka_unit_test(test_bad_arguments),     cmocka_unit_test(test_numeric_string_length),
+        cmocka_unit_test(test_tokens_match_tree),
     };
     return cmocka_run_group_tests_name("commerce", tests, NULL, NULL);
 }

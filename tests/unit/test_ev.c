@@ -75,11 +75,7 @@ static void same_as_fast(const char *text, int type, const ev_envelope *env, con
     assert_int_equal(fast.received_ms, slow->received_ms);
     assert_true(same_str(fast.user_id, slow->user_id));
     assert_true(same_str(fast.anonymous_id, slow->anonymous_id));
-    assert_int_equal(fast.commerce != NULL, slow->commerce != NULL);
-    if (fast.commerce) {
-        assert_int_equal(fast.commerce->kind, slow->commerce->kind);
-        assert_int_equal(fast.commerce->nproducts, slow->commerce->nproducts);
-    }
+    assert_true(cm_event_equal(fast.commerce, slow->commerce));
     if (strcmp(fast.message_id, slow->message_id) != 0) {
         /* Both made one: put the slow path's into the fast path's body and tree. */
         assert_int_equal(strlen(fast.message_id), 36);
@@ -954,6 +950,59 @@ static void test_fast_path(void **state) {
     declined("{\"userId\":\"u\",\"event\":\"x\",\"caf\\u00e9\":1}", EV_TRACK, &env);
 }
 
+/* The engine's tree holds what the engine reads, and no more: the same from both paths (ok()
+ * compares them), from the event's own context, a batch's, and the two merged. */
+static void test_engine_tree(void **state) {
+    (void)state;
+    json_t *bctx = parse("{\"device\":{\"type\":\"mobile\"},\"os\":{\"name\":\"iOS\"},"
+                         "\"traits\":{\"email\":\"batch@x.test\"}}");
+    ev_envelope env = env_at(RECEIVED), benv = env_at(RECEIVED);
+    benv.context = bctx;
+    const char *text =
+        "{\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\",\"properties\":{\"a\":1},"
+        "\"integrations\":{\"All\":true},\"context\":{\"library\":{\"name\":\"analytics.js\"},"
+        "\"ip\":\"1.2.3.4\",\"locale\":\"fr\",\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\","
+        "\"traits\":{\"email\":\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}}"
+        ","
+        "\"externalIds\":[],\"app\":{\"name\":\"A\"}}}";
+    const ev_envelope *envs[] = {&env, &benv};
+    const char *want[] = {
+        "{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
+        "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
+        "\"app\":{\"name\":\"A\"}},\"messageId\":\"m\"}",
+        /* Merged: the event's traits win; the batch adds device, not os. */
+        "{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
+        "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
+        "\"app\":{\"name\":\"A\"},\"device\":{\"type\":\"mobile\"}},\"messageId\":\"m\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        ev_event ev;
+        ok(text, EV_TRACK, envs[i], &ev);
+        json_object_set_new(ev.json, "messageId", json_string("m")); /* made up: differs */
+        json_t *w = parse(want[i]);
+        if (!json_equal(ev.json, w)) {
+            char *got = json_dumps(ev.json, JSON_SORT_KEYS);
+            fail_msg("engine tree %zu: %s", i, got);
+        }
+        json_decref(w);
+        /* The body keeps everything. */
+        assert_non_null(strstr(ev.body, "\"library\":{\"name\":\"analytics.js\"}"));
+        assert_non_null(strstr(ev.body, "\"integrations\":{\"All\":true}"));
+        ev_event_free(&ev);
+    }
+    /* Only the batch's context: its members the engine reads. */
+    ev_event ev;
+    ok("{\"userId\":\"u2\",\"event\":\"x\"}", EV_TRACK, &benv, &ev);
+    json_t *w = parse("{\"device\":{\"type\":\"mobile\"},\"traits\":{\"email\":\"batch@x.test\"}}");
+    assert_true(json_equal(json_object_get(ev.json, "context"), w));
+    json_decref(w);
+    assert_non_null(strstr(ev.body, "\"os\":{\"name\":\"iOS\"}"));
+    ev_event_free(&ev);
+    json_decref(bctx);
+}
+
 /* Runs last: the cases above went through the fast path in numbers, not only the few named. */
 static void test_fast_path_coverage(void **state) {
     (void)state;
@@ -985,6 +1034,7 @@ int main(void) {
         cmocka_unit_test(test_reals_precision),
         cmocka_unit_test(test_real_range),
         cmocka_unit_test(test_fast_path),
+        cmocka_unit_test(test_engine_tree),
         cmocka_unit_test(test_fast_path_coverage),
     };
     return cmocka_run_group_tests_name("ev", tests, NULL, NULL);
