@@ -1920,10 +1920,24 @@ static void move_fields(cat_product *dst, cat_product *src, unsigned bits) {
     src->c.has &= ~bits;
 }
 
+/* The fields s could fill in p, judged by presence alone (seen_product() may still refuse one):
+ * a superset of what observe() fills, so none means nothing to do. Most events name a product the
+ * catalogue knows in full, and building the candidate only to free it was most of their cost. */
+static unsigned could_fill(const seen *s, const cat_product *p) {
+    unsigned has = (s->sku ? F_SKU : 0) | (s->name ? F_TITLE : 0) | (s->url ? F_URL : 0) |
+                   (s->image_url ? F_IMAGE : 0) | (s->brand ? F_BRAND : 0) |
+                   (s->category ? F_CATEGORIES : 0) | (s->has_price ? F_PRICE : 0) |
+                   (s->currency ? F_CURRENCY : 0);
+    unsigned fill = has & ~p->c.has & F_LEARNABLE;
+    if (p->c.has & (F_PRICE | F_SALE)) fill &= ~F_PRICE;
+    return fill;
+}
+
 static int observe(cat *c, const seen *s, int64_t now_ms) {
     if (!s->id || !*s->id || strlen(s->id) > CAT_ID_MAX) return 0;
     cat_product *p = find(c, s->id, strlen(s->id));
     if (!p && c->n_observed >= c->opt.max_observed) return 0;
+    if (p && !could_fill(s, p)) return 0;
     cat_product *t = calloc(1, sizeof *t);
     if (!t) return CAT_NOMEM;
     if (seen_product(s, t)) {

@@ -385,8 +385,11 @@ static reco_action reco_action_of(cm_kind k) {
  * only looked up (readers); 0 when it has none or the name is too long. */
 static uint32_t group_of(const engine *e, const char *prefix, const char *name, bool intern) {
     char key[STRPOOL_MAX_LEN + 1];
-    int n = snprintf(key, sizeof key, "%s:%s", prefix, name);
-    if (n <= 0 || (size_t)n >= sizeof key) return 0;
+    size_t np = strlen(prefix), nn = strlen(name);
+    if (np + 1 + nn >= sizeof key) return 0;
+    memcpy(key, prefix, np);
+    key[np] = ':';
+    memcpy(key + np + 1, name, nn + 1);
     return intern ? strpool_id(e->groups, key) : strpool_find(e->groups, key);
 }
 

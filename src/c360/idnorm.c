@@ -666,7 +666,9 @@ static void add(idn_list *l, int type, const char *value) {
     }
     memmove(&l->ids[pos + 1], &l->ids[pos], (size_t)(l->n - pos) * sizeof l->ids[0]);
     l->ids[pos].type = type;
-    snprintf(l->ids[pos].value, sizeof l->ids[pos].value, "%s", value);
+    size_t n = strnlen(value, sizeof l->ids[pos].value - 1);
+    memcpy(l->ids[pos].value, value, n);
+    l->ids[pos].value[n] = '\0';
     l->n++;
 }
 
@@ -730,9 +732,11 @@ static const struct {
 static void take_traits(extractor *x, const json_t *traits, const char *where) {
     if (!json_is_object(traits)) return;
     for (size_t i = 0; i < NELEMS(trait_keys); i++) {
+        const json_t *v = json_object_get(traits, trait_keys[i].key);
+        if (!v) continue; /* the path is only written for what is there */
         char path[64];
         snprintf(path, sizeof path, "%s.%s", where, trait_keys[i].key);
-        take(x, trait_keys[i].type, json_object_get(traits, trait_keys[i].key), path);
+        take(x, trait_keys[i].type, v, path);
     }
 }
 
