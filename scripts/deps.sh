@@ -7,7 +7,7 @@
 #   scripts/deps.sh bench   test + nginx and wrk
 set -euo pipefail
 level=${1:-build}
-pkgs=(gcc make meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libssl-dev libjemalloc-dev)
+pkgs=(gcc make meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libisal-dev libssl-dev libjemalloc-dev)
 case $level in
   build) ;;
   test) pkgs+=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium) ;;

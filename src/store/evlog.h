@@ -10,7 +10,7 @@
  * On disk: DIR/NNNNNNNN.log, numbered from 1, each a run of records followed by zeros. A record is
  * a 56-byte header and a payload, padded with zeros to a multiple of 8 bytes. Header fields, in the
  * host's (little-endian) order:
- *     0 u32 hcrc       zlib crc32 of header bytes 4..55
+ *     0 u32 hcrc       CRC-32 (zlib's crc32(), gzip's polynomial) of header bytes 4..55
  *     4 u32 pcrc       crc32 of the payload's unpadded bytes
  *     8 i64 seq       16 i64 received_ms   24 i64 ts_ms
  *    32 u32 epoch     36 u32 body_len      40 u16 user id length   42 u16 anonymous id length
