@@ -916,6 +916,13 @@ int consent_from_event(const json_t *event, int64_t at_ms, consent_ledger *out,
         ignore(&(reader){.ig = ig}, "timestamp", "lies outside the years 1 to 9999");
         return 0;
     }
+    /* Only a CMP's categories and an identify's traits speak of consent: most events have
+     * neither, and need no scratch ledger. */
+    const json_t *ctx = json_object_get(event, "context");
+    const json_t *prefs = json_object_get(json_object_get(ctx, "consent"), "categoryPreferences");
+    const json_t *type = json_object_get(event, "type");
+    bool identify = json_is_string(type) && strcmp(json_string_value(type), "identify") == 0;
+    if (!prefs && !identify) return 0;
     reader rd = {.ig = ig, .at_ms = at_ms, .tmp = consent_ledger_new()};
     if (!rd.tmp) return CONSENT_ENOMEM;
     const json_t *mid = json_object_get(event, "messageId");
@@ -923,13 +930,9 @@ int consent_from_event(const json_t *event, int64_t at_ms, consent_ledger *out,
         strlen(json_string_value(mid)) == json_string_length(mid) && json_string_length(mid))
         rd.proof = json_string_value(mid);
 
-    const json_t *ctx = json_object_get(event, "context");
-    const json_t *cons = json_object_get(ctx, "consent");
     rd.source = "cmp";
-    read_categories(&rd, json_object_get(cons, "categoryPreferences"));
-
-    const json_t *type = json_object_get(event, "type");
-    if (json_is_string(type) && strcmp(json_string_value(type), "identify") == 0) {
+    read_categories(&rd, prefs);
+    if (identify) {
         const json_t *traits = json_object_get(event, "traits");
         if (!json_is_object(traits)) traits = json_object_get(ctx, "traits");
         rd.source = "identify";

@@ -79,23 +79,47 @@ static const name_map channel_map[] = {
     {"pos", PROF_CH_POS},
 };
 
-static const char *str_at(const json_t *o, const char *a, const char *b) {
-    const json_t *v = json_object_get(o, a);
-    if (b) v = json_object_get(v, b);
-    return json_string_value(v);
+/* What an event's context says of its channel and device, read in one pass over its members (the
+ * engine's tree keeps only the few it reads, so this is usually a handful of comparisons, where a
+ * lookup per name hashed each name). */
+typedef struct ctx_facts {
+    const char *channel, *user_agent, *device_type;
+    bool app, page;
+} ctx_facts;
+
+static ctx_facts read_context(const json_t *event) {
+    ctx_facts f = {0};
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(event, "context"), key, v) {
+        if (strcmp(key, "channel") == 0)
+            f.channel = json_string_value(v);
+        else if (strcmp(key, "app") == 0)
+            f.app = true;
+        else if (strcmp(key, "userAgent") == 0)
+            f.user_agent = json_string_value(v);
+        else if (strcmp(key, "page") == 0)
+            f.page = true;
+        else if (strcmp(key, "device") == 0)
+            f.device_type = json_string_value(json_object_get(v, "type"));
+    }
+    return f;
 }
 
-prof_channel prof_event_channel(const json_t *event, ev_type type) {
-    const json_t *ctx = json_object_get(event, "context");
-    const char *names[] = {str_at(event, "channel", NULL), str_at(ctx, "channel", NULL)};
+static prof_channel event_channel(const json_t *event, ev_type type, const ctx_facts *f) {
+    const char *names[] = {json_string_value(json_object_get(event, "channel")), f->channel};
     for (size_t i = 0; i < 2; i++) {
         int c = map_lookup(channel_map, sizeof channel_map / sizeof *channel_map, names[i]);
         if (c >= 0) return (prof_channel)c;
     }
-    if (type == EV_SCREEN || json_object_get(ctx, "app")) return PROF_CH_APP;
-    if (type == EV_PAGE || json_object_get(ctx, "userAgent") || json_object_get(ctx, "page"))
-        return PROF_CH_WEB;
+    if (type == EV_SCREEN || f->app) return PROF_CH_APP;
+    if (type == EV_PAGE || f->user_agent || f->page) return PROF_CH_WEB;
     return PROF_CH_SERVER;
+}
+
+prof_channel prof_event_channel(const json_t *event, ev_type type) {
+    ctx_facts f = read_context(event);
+    return event_channel(event, type, &f);
 }
 
 static const name_map device_map[] = {
@@ -104,16 +128,19 @@ static const name_map device_map[] = {
     {"desktop", PROF_DEV_DESKTOP}, {"computer", PROF_DEV_DESKTOP},
 };
 
-prof_device prof_event_device(const json_t *event) {
-    const json_t *ctx = json_object_get(event, "context");
-    int d = map_lookup(device_map, sizeof device_map / sizeof *device_map,
-                       str_at(ctx, "device", "type"));
+static prof_device event_device(const ctx_facts *f) {
+    int d = map_lookup(device_map, sizeof device_map / sizeof *device_map, f->device_type);
     if (d >= 0) return (prof_device)d;
-    const char *ua = str_at(ctx, "userAgent", NULL);
+    const char *ua = f->user_agent;
     if (!ua) return PROF_DEV_OTHER;
     if (strstr(ua, "iPad") || strstr(ua, "Tablet")) return PROF_DEV_TABLET;
     if (strstr(ua, "Mobi") || strstr(ua, "iPhone") || strstr(ua, "Android")) return PROF_DEV_MOBILE;
     return PROF_DEV_DESKTOP;
+}
+
+prof_device prof_event_device(const json_t *event) {
+    ctx_facts f = read_context(event);
+    return event_device(&f);
 }
 
 /* ---- Traits ---- */
@@ -423,8 +450,9 @@ int prof_fold(prof *p, const prof_event *e) {
     if (p->events == 0 || ts < p->first_seen_ms) p->first_seen_ms = ts;
     if (p->events == 0 || ts > p->last_seen_ms) p->last_seen_ms = ts;
     p->events++;
-    add_count(p->channels, PROF_NCHANNELS, &p->channels[prof_event_channel(e->json, e->type)], 1);
-    add_count(p->devices, PROF_NDEVICES, &p->devices[prof_event_device(e->json)], 1);
+    ctx_facts f = read_context(e->json);
+    add_count(p->channels, PROF_NCHANNELS, &p->channels[event_channel(e->json, e->type, &f)], 1);
+    add_count(p->devices, PROF_NDEVICES, &p->devices[event_device(&f)], 1);
     if (e->type == EV_PAGE) p->page_views++;
     if (e->type == EV_SCREEN) p->screen_views++;
     const json_t *traits = json_object_get(json_object_get(e->json, "context"), "traits");

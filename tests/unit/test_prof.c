@@ -129,6 +129,43 @@ static void test_sessions_channels_devices(void **state) {
     prof_free(p);
 }
 
+/* The channel and device of an event, from each place they may be named, in order of trust. */
+static void test_event_channel_device(void **state) {
+    (void)state;
+    static const struct {
+        const char *event;
+        ev_type type;
+        prof_channel channel;
+        prof_device device;
+    } cases[] = {
+        {"{}", EV_TRACK, PROF_CH_SERVER, PROF_DEV_OTHER},
+        {"{\"channel\":\"email\",\"context\":{\"channel\":\"sms\"}}", EV_TRACK, PROF_CH_EMAIL,
+         PROF_DEV_OTHER},
+        {"{\"channel\":\"nonsense\",\"context\":{\"channel\":\"SMS\"}}", EV_TRACK, PROF_CH_SMS,
+         PROF_DEV_OTHER},
+        {"{\"context\":{\"app\":{\"name\":\"A\"},\"page\":{}}}", EV_TRACK, PROF_CH_APP,
+         PROF_DEV_OTHER},
+        {"{\"context\":{\"page\":{\"path\":\"/\"}}}", EV_TRACK, PROF_CH_WEB, PROF_DEV_OTHER},
+        {"{}", EV_SCREEN, PROF_CH_APP, PROF_DEV_OTHER},
+        {"{\"context\":{\"userAgent\":\"Mozilla (iPhone)\"}}", EV_TRACK, PROF_CH_WEB,
+         PROF_DEV_MOBILE},
+        {"{\"context\":{\"userAgent\":\"Mozilla (iPad)\",\"device\":{\"type\":\"desktop\"}}}",
+         EV_TRACK, PROF_CH_WEB, PROF_DEV_DESKTOP},
+        {"{\"context\":{\"userAgent\":\"Mozilla (iPad)\",\"device\":{\"type\":7}}}", EV_PAGE,
+         PROF_CH_WEB, PROF_DEV_TABLET},
+        {"{\"context\":\"not an object\"}", EV_PAGE, PROF_CH_WEB, PROF_DEV_OTHER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *ev = json_loads(cases[i].event, 0, NULL);
+        assert_non_null(ev);
+        if (prof_event_channel(ev, cases[i].type) != cases[i].channel ||
+            prof_event_device(ev) != cases[i].device)
+            fail_msg("case %zu: channel %d device %d", i, prof_event_channel(ev, cases[i].type),
+                     prof_event_device(ev));
+        json_decref(ev);
+    }
+}
+
 static void test_traits_last_write_wins_by_time(void **state) {
     (void)state;
     prof *p = prof_new();
@@ -269,6 +306,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cart_and_order),
         cmocka_unit_test(test_sessions_channels_devices),
+        cmocka_unit_test(test_event_channel_device),
         cmocka_unit_test(test_traits_last_write_wins_by_time),
         cmocka_unit_test(test_merge_equals_fold),
         cmocka_unit_test(test_caps),
