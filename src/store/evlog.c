@@ -80,7 +80,8 @@ struct evlog {
     uint32_t want, ready; /* segment numbers (1-based) asked for and prepared; under lock */
     int prepare_errno;    /* the helper's last failure; under lock */
     atomic_bool stop;
-    atomic_bool urgent; /* the writer is about to need the segment being prepared */
+    atomic_bool urgent;   /* the writer is waiting for the segment being prepared */
+    atomic_uint progress; /* how far the writer is through its segment, in thousandths */
 };
 
 static __thread char last_error[512];
@@ -202,6 +203,18 @@ static int sync_dir(const char *dir) {
 
 /* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
  * place: a segment file that exists is whole. Returns 0 or an errno. */
+/* Whether the fill of a segment of size bytes, done bytes in, is behind the writer, and must not
+ * pause: the writer asks for the next segment a quarter of the way through its own
+ * (prepare_ahead()), and the fill keeps pace so as to be done when the writer is three quarters
+ * through. A fixed pacing could not do both: four times the step's time was right for single
+ * events, and fell behind a writer taking 100,000 batch events a second (60 MB/s), which then
+ * waited for the rest of a 64 MiB fill (batch p99 80-480 ms; docs/benchmarks.md). */
+static bool fill_behind(evlog *l, size_t done, size_t size) {
+    if (atomic_load_explicit(&l->urgent, memory_order_relaxed)) return true;
+    unsigned p = atomic_load_explicit(&l->progress, memory_order_relaxed);
+    return p > 250 && done < (uint64_t)size * (p - 250) / 500;
+}
+
 static int prepare_segment(evlog *l, uint32_t number) {
     char tmp[PATH_MAX + 32], path[PATH_MAX + 32];
     segment_path(l, number, ".tmp", tmp, sizeof tmp);
@@ -211,7 +224,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
     size_t size = segment_size(l, number);
     int err = 0;
     /* In steps, each synced and followed by a pause four times as long as it took, unless the
-     * writer is about to need the segment: the fill's writes and syncs queue ahead of the
+     * fill is behind the writer (fill_behind()): the fill's writes and syncs queue ahead of the
      * commits' fdatasyncs, and one burst of 64 MiB would hold them back for a tenth of a second
      * or more. (A step of 1 MiB every 20 ms still made the p99 of a concurrent 4 KiB
      * write+fdatasync 3.8 ms against 0.34 ms alone: docs/benchmarks.md.) */
@@ -222,7 +235,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
         else if (pwrite_full(fd, zeros, FILL_STEP, off) || fdatasync(fd))
             err = errno ? errno : EIO;
         uint64_t took_us = (clock_mono_ns() - t0) / 1000;
-        if (!err && !atomic_load_explicit(&l->urgent, memory_order_relaxed))
+        if (!err && !fill_behind(l, off + FILL_STEP, size))
             usleep((useconds_t)(took_us < FILL_PAUSE_MAX_US / 4 ? 4 * took_us : FILL_PAUSE_MAX_US));
     }
     if (!err && fdatasync(fd)) err = errno;
@@ -295,6 +308,7 @@ static int next_segment(evlog *l) {
     if (atomic_load(&l->nsegs) < number && add_segment(l, number)) return -1;
     l->active = number - 1;
     l->used = 0;
+    atomic_store_explicit(&l->progress, 0, memory_order_relaxed);
     return 0;
 }
 
@@ -865,7 +879,10 @@ int evlog_commit(evlog *l) {
         l->last_group_first = last + 1;
         atomic_fetch_add(&l->hidden, l->group_hidden);
         l->group_hidden = 0;
-        atomic_store_explicit(&l->urgent, l->used > s->size / 4 * 3, memory_order_relaxed);
+        atomic_store_explicit(&l->urgent, false, memory_order_relaxed);
+        atomic_store_explicit(&l->progress,
+                              l->used >= s->size ? 1000u : (unsigned)(l->used * 1000 / s->size),
+                              memory_order_relaxed);
         atomic_store_explicit(&l->last, last + (int64_t)n, memory_order_release);
         buf_reset(&l->group);
         l->group_n = 0;
