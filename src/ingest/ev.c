@@ -703,11 +703,12 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
     if (fast_keys[k].engine) put_tree(f, key, len, f->rc ? NULL : ev_engine_value(d, m));
 }
 
-/* Member k with the string s[0..n) as its value. */
+/* Member k with the string s[0..n) as its value. s is text engaged made (a time, a type or kind
+ * name, a made-up messageId), which needs no escaping: it is copied as it is. */
 static void put_text(fast_out *f, int k, const char *s, size_t n) {
     put_key(f, fast_keys[k].name, fast_keys[k].len);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
-    if (!f->rc) f->rc = buf_json_escape(&f->b, s, n);
+    if (!f->rc) f->rc = buf_append(&f->b, s, n);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
     if (fast_keys[k].engine)
         put_tree(f, fast_keys[k].name, fast_keys[k].len, f->rc ? NULL : json_stringn_nocheck(s, n));
@@ -716,7 +717,7 @@ static void put_text(fast_out *f, int k, const char *s, size_t n) {
 static void put_time(fast_out *f, int k, int64_t ms) {
     char text[TF_LEN];
     tf_format(ms, text);
-    put_text(f, k, text, strlen(text));
+    put_text(f, k, text, TF_TEXT_LEN);
 }
 
 /* Member k with a jansson value (borrowed) as its value; the tree keeps a shallow copy, as

@@ -104,6 +104,15 @@ bool tf_parse(const char *s, size_t n, int64_t *ms) {
     return true;
 }
 
+/* The last second this thread wrote, with its text up to the seconds: an event is written with
+ * two or three times of the same second (receivedAt is every event's of a batch), and the date
+ * arithmetic and digits cost some 450 instructions a call. */
+static __thread struct {
+    int64_t secs;
+    bool valid;
+    char text[20]; /* "YYYY-MM-DDTHH:MM:SS" */
+} last_second;
+
 char *tf_format(int64_t ms, char out[TF_LEN]) {
     /* The range RFC 3339 can write: 0001-01-01 to 9999-12-31. Clamping first also keeps the
      * arithmetic below from overflowing on extreme inputs. */
@@ -112,6 +121,16 @@ char *tf_format(int64_t ms, char out[TF_LEN]) {
     if (ms > max_ms) ms = max_ms;
     int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
     int milli = (int)(ms - secs * 1000);
+    if (last_second.valid && last_second.secs == secs) {
+        memcpy(out, last_second.text, 19);
+        out[19] = '.';
+        out[20] = (char)('0' + milli / 100);
+        out[21] = (char)('0' + milli / 10 % 10);
+        out[22] = (char)('0' + milli % 10);
+        out[23] = 'Z';
+        out[24] = '\0';
+        return out;
+    }
     int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
     int rem = (int)(secs - days * 86400);
     int y;
@@ -130,5 +149,8 @@ char *tf_format(int64_t ms, char out[TF_LEN]) {
     for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
         for (unsigned i = fields[f][1], v = fields[f][2]; i-- > 0; v /= 10)
             out[fields[f][0] + i] = (char)('0' + v % 10);
+    memcpy(last_second.text, out, 19);
+    last_second.secs = secs;
+    last_second.valid = true;
     return out;
 }

@@ -14,10 +14,14 @@
 
 /* Room for the longest string tf_format() writes, with its NUL. */
 #define TF_LEN 32
+/* The length of every string tf_format() writes. */
+#define TF_TEXT_LEN 24
 
 /* Parses s[0..n). Returns true and sets *ms on success. Years 0001..9999 only. */
 bool tf_parse(const char *s, size_t n, int64_t *ms);
-/* Writes ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (TF_LEN bytes); returns out. */
+/* Writes ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (TF_TEXT_LEN bytes and a NUL; ms is clamped to years
+ * 0001..9999) into out (TF_LEN bytes); returns out. Thread-safe: each thread keeps the text of the
+ * last second it wrote, so times of one second in a row cost a copy. */
 char *tf_format(int64_t ms, char out[TF_LEN]);
 
 #endif

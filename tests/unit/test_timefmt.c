@@ -168,6 +168,35 @@ static void test_format(void **state) {
     }
 }
 
+/* Times of one second written in a row reuse that second's text (tf_format() keeps the last one
+ * per thread): each must still come out whole, on both sides of 1970 and across seconds. */
+static void test_format_same_second(void **state) {
+    (void)state;
+    static const struct {
+        int64_t ms;
+        const char *text;
+    } seq[] = {
+        {1700000000123LL, "2023-11-14T22:13:20.123Z"},
+        {1700000000999LL, "2023-11-14T22:13:20.999Z"},
+        {1700000000000LL, "2023-11-14T22:13:20.000Z"},
+        {1700000001000LL, "2023-11-14T22:13:21.000Z"},
+        {1700000000005LL, "2023-11-14T22:13:20.005Z"},
+        {-1LL, "1969-12-31T23:59:59.999Z"},
+        {-1000LL, "1969-12-31T23:59:59.000Z"},
+        {-1001LL, "1969-12-31T23:59:58.999Z"},
+        {-999LL, "1969-12-31T23:59:59.001Z"},
+        {0LL, "1970-01-01T00:00:00.000Z"},
+        {T_MAX, "9999-12-31T23:59:59.999Z"},
+        {T_MAX + 5000, "9999-12-31T23:59:59.999Z"},
+        {T_MAX - 999, "9999-12-31T23:59:59.000Z"},
+    };
+    for (size_t i = 0; i < sizeof seq / sizeof *seq; i++) {
+        char out[TF_LEN];
+        tf_format(seq[i].ms, out);
+        assert_string_equal(out, seq[i].text);
+    }
+}
+
 /* Every millisecond value in range survives format -> parse; a fixed-seed generator covers all eras
  * including before 1970 and every month end. */
 static void test_round_trip(void **state) {
@@ -181,7 +210,7 @@ static void test_round_trip(void **state) {
         int64_t ms = T_MIN + (int64_t)(x % span);
         char out[TF_LEN];
         tf_format(ms, out);
-        assert_int_equal(strlen(out), 24);
+        assert_int_equal(strlen(out), TF_TEXT_LEN);
         int64_t back;
         if (!tf_parse(out, strlen(out), &back) || back != ms)
             fail_msg("%lld -> %s -> %lld", (long long)ms, out, (long long)back);
@@ -207,7 +236,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_accepts), cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_parse_length),  cmocka_unit_test(test_format),
-        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_format_same_second),
     };
     return cmocka_run_group_tests_name("timefmt", tests, NULL, NULL);
 }
