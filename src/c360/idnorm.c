@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/jpick.h"
+
 /* ---------------------------------------------------------------------------------------------
  * Tables
  * ------------------------------------------------------------------------------------------- */
@@ -797,15 +799,21 @@ void idn_extract(const json_t *event, const char *default_country, idn_list *out
     memset(out, 0, sizeof *out);
     if (!json_is_object(event)) return;
     extractor x = {out, default_country};
-    take(&x, IDN_USER_ID, json_object_get(event, "userId"), "userId");
-    take(&x, IDN_ANONYMOUS_ID, json_object_get(event, "anonymousId"), "anonymousId");
-    const json_t *type = json_object_get(event, "type");
-    bool group = json_is_string(type) && strcmp(json_string_value(type), "group") == 0;
-    if (!group) take_traits(&x, json_object_get(event, "traits"), "traits");
-    const json_t *ctx = json_object_get(event, "context");
+    enum { USER, ANON, TYPE, TRAITS, CONTEXT, NREAD };
+    static const char *const read[NREAD] = {"userId", "anonymousId", "type", "traits", "context"};
+    const json_t *m[NREAD];
+    jpick(event, read, NREAD, m);
+    take(&x, IDN_USER_ID, m[USER], "userId");
+    take(&x, IDN_ANONYMOUS_ID, m[ANON], "anonymousId");
+    bool group = json_is_string(m[TYPE]) && strcmp(json_string_value(m[TYPE]), "group") == 0;
+    if (!group) take_traits(&x, m[TRAITS], "traits");
+    const json_t *ctx = m[CONTEXT];
     if (!json_is_object(ctx)) return;
-    take_traits(&x, json_object_get(ctx, "traits"), "context.traits");
-    const json_t *ext = json_object_get(ctx, "externalIds");
+    static const char *const ctx_read[2] = {"traits", "externalIds"};
+    const json_t *c[2];
+    jpick(ctx, ctx_read, 2, c);
+    take_traits(&x, c[0], "context.traits");
+    const json_t *ext = c[1];
     if (!json_is_array(ext)) return;
     size_t n = json_array_size(ext);
     for (size_t i = 0; i < n && i < EXTERNAL_IDS_MAX; i++)

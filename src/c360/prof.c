@@ -7,6 +7,7 @@
 
 #include "util/buf.h"
 #include "util/hash.h"
+#include "util/jpick.h"
 #include "util/jsonw.h"
 #include "util/timefmt.h"
 #include "util/vec.h"
@@ -79,35 +80,36 @@ static const name_map channel_map[] = {
     {"pos", PROF_CH_POS},
 };
 
-/* What an event's context says of its channel and device, read in one pass over its members (the
- * engine's tree keeps only the few it reads, so this is usually a handful of comparisons, where a
- * lookup per name hashed each name). */
+/* What prof_fold() reads of an event: its channel and device hints, and its traits (jpick(): a
+ * pass over the event's few members, and over its context's, instead of a hashed lookup per
+ * name). */
 typedef struct ctx_facts {
-    const char *channel, *user_agent, *device_type;
+    const char *channel, *ctx_channel, *user_agent, *device_type;
     bool app, page;
+    const json_t *traits, *ctx_traits;
 } ctx_facts;
 
 static ctx_facts read_context(const json_t *event) {
-    ctx_facts f = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach(json_object_get(event, "context"), key, v) {
-        if (strcmp(key, "channel") == 0)
-            f.channel = json_string_value(v);
-        else if (strcmp(key, "app") == 0)
-            f.app = true;
-        else if (strcmp(key, "userAgent") == 0)
-            f.user_agent = json_string_value(v);
-        else if (strcmp(key, "page") == 0)
-            f.page = true;
-        else if (strcmp(key, "device") == 0)
-            f.device_type = json_string_value(json_object_get(v, "type"));
-    }
-    return f;
+    enum { CHANNEL, CONTEXT, TRAITS, NTOP };
+    static const char *const top[NTOP] = {"channel", "context", "traits"};
+    enum { C_CHANNEL, C_APP, C_AGENT, C_PAGE, C_DEVICE, C_TRAITS, NCTX };
+    static const char *const ctx[NCTX] = {"channel", "app",    "userAgent",
+                                          "page",    "device", "traits"};
+    const json_t *t[NTOP], *c[NCTX];
+    jpick(event, top, NTOP, t);
+    jpick(t[CONTEXT], ctx, NCTX, c);
+    return (ctx_facts){.channel = json_string_value(t[CHANNEL]),
+                       .ctx_channel = json_string_value(c[C_CHANNEL]),
+                       .user_agent = json_string_value(c[C_AGENT]),
+                       .device_type = json_string_value(json_object_get(c[C_DEVICE], "type")),
+                       .app = c[C_APP] != NULL,
+                       .page = c[C_PAGE] != NULL,
+                       .traits = t[TRAITS],
+                       .ctx_traits = c[C_TRAITS]};
 }
 
-static prof_channel event_channel(const json_t *event, ev_type type, const ctx_facts *f) {
-    const char *names[] = {json_string_value(json_object_get(event, "channel")), f->channel};
+static prof_channel event_channel(ev_type type, const ctx_facts *f) {
+    const char *names[] = {f->channel, f->ctx_channel};
     for (size_t i = 0; i < 2; i++) {
         int c = map_lookup(channel_map, sizeof channel_map / sizeof *channel_map, names[i]);
         if (c >= 0) return (prof_channel)c;
@@ -119,7 +121,7 @@ static prof_channel event_channel(const json_t *event, ev_type type, const ctx_f
 
 prof_channel prof_event_channel(const json_t *event, ev_type type) {
     ctx_facts f = read_context(event);
-    return event_channel(event, type, &f);
+    return event_channel(type, &f);
 }
 
 static const name_map device_map[] = {
@@ -451,14 +453,12 @@ int prof_fold(prof *p, const prof_event *e) {
     if (p->events == 0 || ts > p->last_seen_ms) p->last_seen_ms = ts;
     p->events++;
     ctx_facts f = read_context(e->json);
-    add_count(p->channels, PROF_NCHANNELS, &p->channels[event_channel(e->json, e->type, &f)], 1);
+    add_count(p->channels, PROF_NCHANNELS, &p->channels[event_channel(e->type, &f)], 1);
     add_count(p->devices, PROF_NDEVICES, &p->devices[event_device(&f)], 1);
     if (e->type == EV_PAGE) p->page_views++;
     if (e->type == EV_SCREEN) p->screen_views++;
-    const json_t *traits = json_object_get(json_object_get(e->json, "context"), "traits");
-    if (json_is_object(traits) && prof_set_traits(p, traits, ts)) return -1;
-    traits = json_object_get(e->json, "traits");
-    if (e->type == EV_IDENTIFY && json_is_object(traits) && prof_set_traits(p, traits, ts))
+    if (json_is_object(f.ctx_traits) && prof_set_traits(p, f.ctx_traits, ts)) return -1;
+    if (e->type == EV_IDENTIFY && json_is_object(f.traits) && prof_set_traits(p, f.traits, ts))
         return -1;
     return e->cm ? fold_commerce(p, e->cm, ts, e->names, e->products) : 0;
 }
