@@ -867,15 +867,19 @@ static json_t *scanned_event(engine *e, const store_row *row, uint32_t *props) {
 }
 
 /* The typed e-commerce fields of a stored event of kind k: from the tokens when the body scanned
- * (ptok: its properties), else from the tree ev. NULL when the properties no longer pass
- * (a stored event always did when it was stored). */
+ * (ptok: its properties, 0 when absent), else from the tree ev. NULL when the properties no longer
+ * pass (a stored event always did when it was stored) or memory ran out. */
 static cm_event *stored_commerce(engine *e, cm_kind k, bool scanned, uint32_t ptok, json_t *ev) {
     cm_event *cm = NULL;
     ev_error ignored;
-    if (scanned && !cm_parse_tokens(&e->scan, ptok, k, &cm)) return cm;
-    json_t *props = scanned ? (ptok ? js_to_json(&e->scan, ptok) : NULL)
-                            : json_incref(json_object_get(ev, "properties"));
-    if (!scanned || !ptok || props) cm_parse(props, k, &cm, &ignored);
+    if (!scanned) {
+        cm_parse(json_object_get(ev, "properties"), k, &cm, &ignored);
+        return cm;
+    }
+    if (!cm_parse_tokens(&e->scan, ptok, k, &cm)) return cm;
+    /* Declined: a value the rules coerce, which cm_parse() does on a tree of its own. */
+    json_t *props = ptok ? js_to_json(&e->scan, ptok) : NULL;
+    if (!ptok || props) cm_parse(props, k, &cm, &ignored);
     json_decref(props);
     return cm;
 }
