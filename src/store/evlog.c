@@ -16,6 +16,7 @@
 #include <isa-l/crc.h>
 
 #include "util/clock.h"
+#include "util/dirsync.h"
 #include "util/log.h"
 #include "util/vec.h"
 
@@ -193,14 +194,6 @@ static void segment_path(const evlog *l, uint32_t number, const char *suffix, ch
     snprintf(out, n, "%s/%08u.log%s", l->dir, number, suffix);
 }
 
-static int sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
  * place: a segment file that exists is whole. Returns 0 or an errno. */
 /* Whether the fill of a segment of size bytes, done bytes in, is behind the writer, and must not
@@ -241,7 +234,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
     if (!err && fdatasync(fd)) err = errno;
     close(fd);
     if (!err && rename(tmp, path)) err = errno;
-    if (!err && sync_dir(l->dir)) err = errno;
+    if (!err && dir_sync(l->dir)) err = errno;
     if (err) unlink(tmp);
     return err;
 }
@@ -528,7 +521,7 @@ static int bump_epoch(evlog *l, uint32_t last_record) {
         return fail("%s: %s", tmp, strerror(errno));
     }
     fclose(f);
-    if (rename(tmp, path) || sync_dir(l->dir)) return fail("%s: %s", path, strerror(errno));
+    if (rename(tmp, path) || dir_sync(l->dir)) return fail("%s: %s", path, strerror(errno));
     return 0;
 }
 

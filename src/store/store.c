@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/pindex.h"
+#include "util/dirsync.h"
 #include "util/log.h"
 
 /* Bump when the schema changes; store_open() refuses a newer one and migrates older ones. Version 3
@@ -195,10 +195,7 @@ static int open_log(store *s) {
                 return -1;
             }
         }
-        int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        bool synced = fd >= 0 && fsync(fd) == 0;
-        if (fd >= 0) close(fd);
-        if (!synced) {
+        if (dir_sync(s->dir)) {
             errorf("%s: %s", s->dir, strerror(errno));
             return -1;
         }
