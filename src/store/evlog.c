@@ -33,6 +33,10 @@
 /* Segments are zero-filled this much at a time, pausing up to FILL_PAUSE_MAX_US between steps. */
 #define FILL_STEP (256u << 10)
 #define FILL_PAUSE_MAX_US 20000
+/* How far the writer is through its segment (in thousandths) when the next one is asked for, and
+ * when its fill must be done (fill_behind()). */
+#define FILL_FROM 250
+#define FILL_BY 750
 
 /* What segments are filled with, and torn or dropped records overwritten with. */
 static const char zeros[FILL_STEP];
@@ -194,8 +198,6 @@ static void segment_path(const evlog *l, uint32_t number, const char *suffix, ch
     snprintf(out, n, "%s/%08u.log%s", l->dir, number, suffix);
 }
 
-/* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
- * place: a segment file that exists is whole. Returns 0 or an errno. */
 /* Whether the fill of a segment of size bytes, done bytes in, is behind the writer, and must not
  * pause: the writer asks for the next segment a quarter of the way through its own
  * (prepare_ahead()), and the fill keeps pace so as to be done when the writer is three quarters
@@ -205,9 +207,11 @@ static void segment_path(const evlog *l, uint32_t number, const char *suffix, ch
 static bool fill_behind(evlog *l, size_t done, size_t size) {
     if (atomic_load_explicit(&l->urgent, memory_order_relaxed)) return true;
     unsigned p = atomic_load_explicit(&l->progress, memory_order_relaxed);
-    return p > 250 && done < (uint64_t)size * (p - 250) / 500;
+    return p > FILL_FROM && done < (uint64_t)size * (p - FILL_FROM) / (FILL_BY - FILL_FROM);
 }
 
+/* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
+ * place: a segment file that exists is whole. Returns 0 or an errno. */
 static int prepare_segment(evlog *l, uint32_t number) {
     char tmp[PATH_MAX + 32], path[PATH_MAX + 32];
     segment_path(l, number, ".tmp", tmp, sizeof tmp);
@@ -307,7 +311,7 @@ static int next_segment(evlog *l) {
 
 /* Asks the helper for the segment after the active one once a quarter of this one is used. */
 static void prepare_ahead(evlog *l) {
-    if (l->used < l->segs[l->active]->size / 4) return;
+    if (l->used < l->segs[l->active]->size * FILL_FROM / 1000) return;
     uint32_t number = l->active + 2;
     pthread_mutex_lock(&l->lock);
     if (l->want < number) {
