@@ -83,13 +83,13 @@ static const name_map channel_map[] = {
 /* What prof_fold() reads of an event: its channel and device hints, and its traits (jpick(): a
  * pass over the event's few members, and over its context's, instead of a hashed lookup per
  * name). */
-typedef struct ctx_facts {
+typedef struct event_facts {
     const char *channel, *ctx_channel, *user_agent, *device_type;
     bool app, page;
     const json_t *traits, *ctx_traits;
-} ctx_facts;
+} event_facts;
 
-static ctx_facts read_context(const json_t *event) {
+static event_facts read_facts(const json_t *event) {
     enum { CHANNEL, CONTEXT, TRAITS, NTOP };
     static const char *const top[NTOP] = {"channel", "context", "traits"};
     enum { C_CHANNEL, C_APP, C_AGENT, C_PAGE, C_DEVICE, C_TRAITS, NCTX };
@@ -98,17 +98,17 @@ static ctx_facts read_context(const json_t *event) {
     const json_t *t[NTOP], *c[NCTX];
     jpick(event, top, NTOP, t);
     jpick(t[CONTEXT], ctx, NCTX, c);
-    return (ctx_facts){.channel = json_string_value(t[CHANNEL]),
-                       .ctx_channel = json_string_value(c[C_CHANNEL]),
-                       .user_agent = json_string_value(c[C_AGENT]),
-                       .device_type = json_string_value(json_object_get(c[C_DEVICE], "type")),
-                       .app = c[C_APP] != NULL,
-                       .page = c[C_PAGE] != NULL,
-                       .traits = t[TRAITS],
-                       .ctx_traits = c[C_TRAITS]};
+    return (event_facts){.channel = json_string_value(t[CHANNEL]),
+                         .ctx_channel = json_string_value(c[C_CHANNEL]),
+                         .user_agent = json_string_value(c[C_AGENT]),
+                         .device_type = json_string_value(json_object_get(c[C_DEVICE], "type")),
+                         .app = c[C_APP] != NULL,
+                         .page = c[C_PAGE] != NULL,
+                         .traits = t[TRAITS],
+                         .ctx_traits = c[C_TRAITS]};
 }
 
-static prof_channel event_channel(ev_type type, const ctx_facts *f) {
+static prof_channel event_channel(ev_type type, const event_facts *f) {
     const char *names[] = {f->channel, f->ctx_channel};
     for (size_t i = 0; i < 2; i++) {
         int c = map_lookup(channel_map, sizeof channel_map / sizeof *channel_map, names[i]);
@@ -120,7 +120,7 @@ static prof_channel event_channel(ev_type type, const ctx_facts *f) {
 }
 
 prof_channel prof_event_channel(const json_t *event, ev_type type) {
-    ctx_facts f = read_context(event);
+    event_facts f = read_facts(event);
     return event_channel(type, &f);
 }
 
@@ -130,7 +130,7 @@ static const name_map device_map[] = {
     {"desktop", PROF_DEV_DESKTOP}, {"computer", PROF_DEV_DESKTOP},
 };
 
-static prof_device event_device(const ctx_facts *f) {
+static prof_device event_device(const event_facts *f) {
     int d = map_lookup(device_map, sizeof device_map / sizeof *device_map, f->device_type);
     if (d >= 0) return (prof_device)d;
     const char *ua = f->user_agent;
@@ -141,7 +141,7 @@ static prof_device event_device(const ctx_facts *f) {
 }
 
 prof_device prof_event_device(const json_t *event) {
-    ctx_facts f = read_context(event);
+    event_facts f = read_facts(event);
     return event_device(&f);
 }
 
@@ -452,7 +452,7 @@ int prof_fold(prof *p, const prof_event *e) {
     if (p->events == 0 || ts < p->first_seen_ms) p->first_seen_ms = ts;
     if (p->events == 0 || ts > p->last_seen_ms) p->last_seen_ms = ts;
     p->events++;
-    ctx_facts f = read_context(e->json);
+    event_facts f = read_facts(e->json);
     add_count(p->channels, PROF_NCHANNELS, &p->channels[event_channel(e->type, &f)], 1);
     add_count(p->devices, PROF_NDEVICES, &p->devices[event_device(&f)], 1);
     if (e->type == EV_PAGE) p->page_views++;
