@@ -744,13 +744,20 @@ http_server *http_start(const cfg *c, store *s, char *err, size_t errlen) {
     srv->store = s;
     srv->keys = keys_load(s, c->rate_limit, err, errlen);
     if (!srv->keys) goto fail;
-    /* The engine replays the log before the committer starts (it may finish an erasure). */
+    /* The engine replays the log before the committer starts (it may finish an erasure), while
+     * the committer's indexes load from the same log on another thread. */
+    int64_t window_ms = (int64_t)(c->dedup_hours * 3600 * 1000);
+    commit_preload *indexes = commit_preload_start(s, window_ms);
     eng_opts eo = {.default_country = c->default_country};
     srv->engine = eng_open(s, &eo, err, errlen);
-    if (!srv->engine) goto fail;
-    commit_opts co = {.dedup_window_ms = (int64_t)(c->dedup_hours * 3600 * 1000),
+    if (!srv->engine) {
+        commit_preload_cancel(indexes);
+        goto fail;
+    }
+    commit_opts co = {.dedup_window_ms = window_ms,
                       .apply = eng_apply,
-                      .apply_arg = srv->engine};
+                      .apply_arg = srv->engine,
+                      .preload = indexes};
     srv->commit = commit_start(s, &co, err, errlen);
     if (!srv->commit) goto fail;
 

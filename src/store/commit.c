@@ -78,20 +78,96 @@ static bool is_duplicate(commit *c, const char *message_id, uint64_t h) {
 }
 
 static int remember_recent(int64_t seq, const char *message_id, void *arg) {
-    commit *c = arg;
-    return dedup_add(c->dedup, hash64(message_id, strlen(message_id)), seq);
+    return dedup_add(arg, hash64(message_id, strlen(message_id)), seq);
 }
 
 /* One scan of the store: the person index, and the dedup set for the window, sized once from the
  * window's first seq rather than doubled while loading (at 10M ids the doubling held two tables at
- * once). */
-static int load_indexes(commit *c) {
-    int64_t since = clock_now_ms() - c->opts.dedup_window_ms;
-    int64_t first = evlog_first_since(c->log, since);
-    if (first != INT64_MAX) dedup_reserve(c->dedup, (size_t)(evlog_last_seq(c->log) - first + 1));
-    if (store_index_load(c->store, since, remember_recent, c)) return -1;
-    c->last_prune_ms = clock_now_ms();
-    return 0;
+ * once). On failure, the reason is in store_errmsg(). */
+static int load_indexes(store *s, int64_t window_ms, dedup *d) {
+    evlog *log = store_log(s);
+    int64_t since = clock_now_ms() - window_ms;
+    int64_t first = evlog_first_since(log, since);
+    if (first != INT64_MAX) dedup_reserve(d, (size_t)(evlog_last_seq(log) - first + 1));
+    return store_index_load(s, since, remember_recent, d);
+}
+
+struct commit_preload {
+    store *store;
+    int64_t window_ms;
+    pthread_t thread;
+    dedup *dedup;
+    int rc;
+    char err[256]; /* store_errmsg() is per thread: the loader's reason is kept here */
+    uint64_t ns;   /* how long the load took */
+};
+
+static void *preload_main(void *arg) {
+    commit_preload *p = arg;
+    uint64_t t0 = clock_mono_ns();
+    p->rc = load_indexes(p->store, p->window_ms, p->dedup);
+    if (p->rc) snprintf(p->err, sizeof p->err, "%s", store_errmsg());
+    p->ns = clock_mono_ns() - t0;
+    return NULL;
+}
+
+static commit_preload *preload_new(store *s, int64_t window_ms) {
+    commit_preload *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    *p = (commit_preload){.store = s, .window_ms = window_ms, .dedup = dedup_new()};
+    if (p->dedup) return p;
+    free(p);
+    return NULL;
+}
+
+static void preload_free(commit_preload *p) {
+    dedup_free(p->dedup);
+    free(p);
+}
+
+commit_preload *commit_preload_start(store *s, int64_t dedup_window_ms) {
+    commit_preload *p = preload_new(s, dedup_window_ms);
+    if (p && pthread_create(&p->thread, NULL, preload_main, p)) {
+        preload_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void commit_preload_cancel(commit_preload *p) {
+    if (!p) return;
+    pthread_join(p->thread, NULL);
+    preload_free(p);
+}
+
+/* Gives c its indexes: what c->opts.preload loaded, or a load of its own now. */
+static int take_indexes(commit *c, char *err, size_t errlen) {
+    commit_preload *p = c->opts.preload;
+    c->opts.preload = NULL;
+    uint64_t t0 = clock_mono_ns();
+    if (p)
+        pthread_join(p->thread, NULL);
+    else if ((p = preload_new(c->store, c->opts.dedup_window_ms)))
+        preload_main(p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = p->rc;
+    if (rc) {
+        snprintf(err, errlen, "commit: loading the indexes: %s", p->err);
+    } else {
+        log_info("commit: %zu people and %zu message ids in the dedup window, loaded in %.0f ms, "
+                 "%.0f ms of it waited for",
+                 pindex_people(store_people(c->store)), dedup_count(p->dedup), (double)p->ns / 1e6,
+                 (double)(clock_mono_ns() - t0) / 1e6);
+        c->dedup = p->dedup;
+        p->dedup = NULL;
+        c->last_prune_ms = clock_now_ms();
+        atomic_store(&c->stats.dedup_ids, dedup_count(c->dedup));
+    }
+    preload_free(p);
+    return rc;
 }
 
 static void maybe_prune(commit *c) {
@@ -285,6 +361,7 @@ static void stop_applier(commit *c) {
 commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen) {
     commit *c = calloc(1, sizeof *c);
     if (!c) {
+        commit_preload_cancel(opts->preload);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -293,20 +370,7 @@ commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen
     c->opts = *opts;
     if (c->opts.max_group_events == 0) c->opts.max_group_events = 50000;
     buf_init(&c->scratch, 0);
-    c->dedup = dedup_new();
-    if (!c->dedup) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    uint64_t t0 = clock_mono_ns();
-    if (load_indexes(c)) {
-        snprintf(err, errlen, "commit: loading the indexes: %s", store_errmsg());
-        goto fail;
-    }
-    atomic_store(&c->stats.dedup_ids, dedup_count(c->dedup));
-    log_info("commit: %zu people and %zu message ids in the dedup window, loaded in %.0f ms",
-             pindex_people(store_people(s)), dedup_count(c->dedup),
-             (double)(clock_mono_ns() - t0) / 1e6);
+    if (take_indexes(c, err, errlen)) goto fail;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->apply_wake, NULL);

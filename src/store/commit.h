@@ -47,6 +47,8 @@ struct commit_req {
     uint64_t submitted_ns;
 };
 
+typedef struct commit_preload commit_preload;
+
 typedef struct commit_opts {
     int64_t dedup_window_ms; /* how long a messageId is remembered; at least 24 h is the promise */
     size_t max_group_events; /* most events per group (a request is never split) */
@@ -56,6 +58,8 @@ typedef struct commit_opts {
      * be NULL. */
     void (*apply)(void *arg, ev_event *events, size_t n);
     void *apply_arg;
+    /* The indexes, being loaded by commit_preload_start(); NULL: commit_start() loads them. */
+    commit_preload *preload;
 } commit_opts;
 
 typedef struct commit_stats {
@@ -70,9 +74,20 @@ typedef struct commit_stats {
 
 typedef struct commit commit;
 
-/* Loads the dedup window from the store and starts the committer thread. NULL on failure, with a
- * reason in err. */
+/* Loads the dedup window and the store's person index (one scan of the log) and starts the
+ * committer thread. NULL on failure, with a reason in err. With opts->preload it waits for that
+ * load instead, and takes it over whether it starts or fails. */
 commit *commit_start(store *s, const commit_opts *opts, char *err, size_t errlen);
+
+/* Starts the same load on a thread of its own and returns at once, so that it can run beside
+ * other start-up work: the server runs it beside the engine's replay, which reads the same log on
+ * the other core (with 10M events stored, the load is about a sixth of a restart). Nothing else may
+ * use the store's person index until commit_start() has returned. NULL if the thread cannot start
+ * (commit_start() then loads the indexes itself). */
+commit_preload *commit_preload_start(store *s, int64_t dedup_window_ms);
+/* Waits for p and frees it, for a caller that does not start the committer after all. NULL is
+ * fine. */
+void commit_preload_cancel(commit_preload *p);
 /* Queues req. Returns 0, or -1 once commit_stop() has begun (done() is then never called). */
 int commit_submit(commit *c, commit_req *req);
 /* Queues req and waits until it is durable or failed; returns req->status (or -1 if stopped). */

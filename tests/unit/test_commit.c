@@ -33,6 +33,7 @@ typedef struct fixture {
     store *s;
     commit *c;
     commit_opts opts;
+    bool preload; /* start() as the server does: the indexes load on a thread of their own */
 } fixture;
 
 static void open_store(fixture *f) {
@@ -43,7 +44,12 @@ static void open_store(fixture *f) {
 
 static void start(fixture *f) {
     char err[512] = "";
+    if (f->preload) {
+        f->opts.preload = commit_preload_start(f->s, f->opts.dedup_window_ms);
+        assert_non_null(f->opts.preload);
+    }
     f->c = commit_start(f->s, &f->opts, err, sizeof err);
+    f->opts.preload = NULL; /* taken over */
     if (!f->c) fail_msg("commit_start: %s", err);
 }
 
@@ -437,6 +443,32 @@ static void test_window_at_restart(void **state) {
     assert_string_equal(stored_ids(f->s, ids, sizeof ids), "old,mid,new,old,mid,new");
 }
 
+/* The same two, with the indexes loaded the server's way. */
+static void test_dedup_survives_restart_preloaded(void **state) {
+    ((fixture *)*state)->preload = true;
+    test_dedup_survives_restart(state);
+}
+
+static void test_window_at_restart_preloaded(void **state) {
+    ((fixture *)*state)->preload = true;
+    test_window_at_restart(state);
+}
+
+/* A start-up that fails after the load began (the engine's replay, say) cancels it. */
+static void test_preload_cancelled(void **state) {
+    fixture *f = *state;
+    open_store(f);
+    start(f);
+    SUBMIT(f->c, 0, 2, 0, "a", "b");
+    shut(f);
+    open_store(f);
+    commit_preload_cancel(commit_preload_start(f->s, f->opts.dedup_window_ms));
+    commit_preload_cancel(NULL);
+    start(f);
+    expect_stats(f->c, 0, 0, 0, 0, 2);
+    SUBMIT(f->c, 0, 1, 1, "a", "c");
+}
+
 static void test_window_prune_while_running(void **state) {
     fixture *f = *state;
     f->opts.dedup_window_ms = 1000;
@@ -766,6 +798,9 @@ int main(void) {
         T(test_empty_and_large_requests),
         T(test_dedup_survives_restart),
         T(test_window_at_restart),
+        T(test_dedup_survives_restart_preloaded),
+        T(test_window_at_restart_preloaded),
+        T(test_preload_cancelled),
         T(test_window_prune_while_running),
         T(test_failure_stores_nothing_and_forgets),
         T(test_deletes_erase_records),
