@@ -15,6 +15,7 @@
 #include "c360/prof.h"
 #include "expr/expr.h"
 #include "reco/reco.h"
+#include "reco/rfeed.h"
 #include "util/clock.h"
 #include "util/hash.h"
 #include "util/jscan.h"
@@ -98,6 +99,7 @@ struct engine {
     offer_state *offers;
     cat *catalog;
     reco *reco;      /* the recommendation models, learned from the same events */
+    rfeed *feed;     /* every write to reco goes through it: on a thread of its own in replay */
     strpool *groups; /* reco's popularity groups by name; the id is the group */
     /* The catalogue's price and stock changes, newest last: a ring rebuilt by replay. */
     json_t *changes[ENG_CHANGES_KEPT];
@@ -418,7 +420,7 @@ static void reco_groups(engine *e, uint32_t slot, const prof *p) {
         if ((g[n] = group_id(e, "age", decade))) n++;
     }
     json_decref(t);
-    if (reco_set_groups(e->reco, slot, g, n)) fail_oom("recording a customer's groups");
+    if (rfeed_set_groups(e->feed, slot, g, n)) fail_oom("recording a customer's groups");
 }
 
 /* Feeds the recommenders an e-commerce event's products (in the catalogue by now: cat_observe
@@ -437,11 +439,11 @@ static void reco_learn(engine *e, uint32_t slot, const cm_event *cm, int64_t ts,
     }
     if (history_only) {
         for (size_t i = 0; i < n; i++)
-            if (reco_remember(e->reco, slot, a, items[i], ts) == RECO_NOMEM)
+            if (rfeed_remember(e->feed, slot, a, items[i], ts) == RECO_NOMEM)
                 fail_oom("rebuilding a history");
         return;
     }
-    if (a == RECO_PURCHASE && n > 0 && reco_order(e->reco, slot, items, n) == RECO_NOMEM)
+    if (a == RECO_PURCHASE && n > 0 && rfeed_order(e->feed, slot, items, n) == RECO_NOMEM)
         fail_oom("learning an order");
     for (size_t i = 0; i < n; i++) {
         cat_info info;
@@ -450,7 +452,7 @@ static void reco_learn(engine *e, uint32_t slot, const cm_event *cm, int64_t ts,
         size_t ng = 0;
         for (size_t c = 0; c < info.ncategories && ng < 8; c++)
             if ((g[ng] = group_id(e, "c", info.categories[c]))) ng++;
-        if (reco_observe(e->reco, slot, a, items[i], g, ng, ts) == RECO_NOMEM)
+        if (rfeed_observe(e->feed, slot, a, items[i], g, ng, ts) == RECO_NOMEM)
             fail_oom("learning an interaction");
     }
 }
@@ -498,7 +500,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
         if (offer_merge_profiles(e->offers, from_id, into_id, &record, &oerr) == OFFER_NOMEM)
             fail_oom("merging offers");
         apply_offer_record(e, record, ts);
-        if (reco_merge(e->reco, r.merged[i].from, r.merged[i].into)) fail_oom("merging histories");
+        if (rfeed_merge(e->feed, r.merged[i].from, r.merged[i].into)) fail_oom("merging histories");
     }
     if (ensure_prof(e, r.slot)) fail_oom("creating a profile");
     prof *p = e->profs[r.slot];
@@ -626,8 +628,8 @@ static void cmd_unmerge(cmd_ctx *c) {
     if (ensure_prof(e, ns)) fail_oom("unmerging");
     refold_arg a = {e, s, ns, prof_new(), e->profs[ns]};
     if (!a.keep_p) fail_oom("unmerging");
-    reco_forget(e->reco, s); /* both histories are rebuilt with the profiles */
-    reco_forget(e->reco, ns);
+    rfeed_forget(e->feed, s); /* both histories are rebuilt with the profiles */
+    rfeed_forget(e->feed, ns);
     if (store_each(e->store, old->seqs, old->nseqs, refold_row, &a))
         log_error("engine: unmerge could not read every event of %s: %s", id, store_errmsg());
     /* Traits set through the API (not from events) stay with the kept side. */
@@ -690,7 +692,7 @@ static void cmd_erase(cmd_ctx *c) {
     json_decref(rec);
     json_decref(ignored);
     idg_erase(e->graph, s);
-    reco_forget(e->reco, s);
+    rfeed_forget(e->feed, s);
     prof_free(p);
     e->profs[s] = NULL;
     consent_ledger_free(e->consents[s]);
@@ -961,16 +963,21 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     reco_opts ro;
     reco_opts_default(&ro);
     e->reco = reco_new(&ro);
+    e->feed = e->reco ? rfeed_new(e->reco) : NULL;
     for (int i = 0; i < 3; i++)
         e->rfm[i] = calloc(1, sizeof(fenwick));
     if (!e->graph || !e->offers || !e->catalog || !e->scratch || !e->names || !e->products ||
-        !e->groups || !e->reco || !e->rfm[0] || !e->rfm[1] || !e->rfm[2]) {
+        !e->groups || !e->reco || !e->feed || !e->rfm[0] || !e->rfm[1] || !e->rfm[2]) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     uint64_t t0 = clock_mono_ns();
     e->replaying = true;
-    if (store_each(s, NULL, 0, replay_row, e) || finish_erasures(e)) {
+    /* The models learn on the other core meanwhile (here, if the thread cannot start). */
+    rfeed_detach(e->feed);
+    int rc = store_each(s, NULL, 0, replay_row, e);
+    rfeed_join(e->feed);
+    if (rc || finish_erasures(e)) {
         snprintf(err, errlen, "engine: replaying the log: %s", store_errmsg());
         goto fail;
     }
@@ -1000,6 +1007,7 @@ void eng_close(engine *e) {
     strpool_free(e->names);
     strpool_free(e->products);
     strpool_free(e->groups);
+    rfeed_free(e->feed);
     reco_free(e->reco);
     cat_free(e->catalog);
     for (size_t i = 0; i < ENG_CHANGES_KEPT; i++)
