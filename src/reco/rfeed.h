@@ -6,7 +6,7 @@
  * makes them in the order given, while the caller goes on. The engine detaches its feed while it
  * replays the log at start: learning is about a third of the replay's work and needs nothing the
  * rest of the replay computes after handing it over, so the two cores share the replay
- * (docs/benchmarks.md, "Restart").
+ * (docs/benchmarks.md, "Restart on two cores").
  *
  * Threads: while detached, one thread calls the rfeed_ writes and nothing else may touch the
  * models (not even to read) until rfeed_join() returns. While direct, the reco.h rules hold.
