@@ -906,8 +906,8 @@ static void read_traits(reader *rd, const json_t *traits) {
         ignore(rd, "traits.unsubscribed", "must be true or false");
 }
 
-int consent_from_event(const json_t *event, int64_t at_ms, consent_ledger *out,
-                       consent_ignored *ig) {
+int consent_from_event(const json_t *event, bool identify, const char *message_id, int64_t at_ms,
+                       consent_ledger *out, consent_ignored *ig) {
     consent_ignored scratch;
     if (!ig) ig = &scratch;
     memset(ig, 0, sizeof *ig);
@@ -920,15 +920,10 @@ int consent_from_event(const json_t *event, int64_t at_ms, consent_ledger *out,
      * neither, and need no scratch ledger. */
     const json_t *ctx = json_object_get(event, "context");
     const json_t *prefs = json_object_get(json_object_get(ctx, "consent"), "categoryPreferences");
-    const json_t *type = json_object_get(event, "type");
-    bool identify = json_is_string(type) && strcmp(json_string_value(type), "identify") == 0;
     if (!prefs && !identify) return 0;
     reader rd = {.ig = ig, .at_ms = at_ms, .tmp = consent_ledger_new()};
     if (!rd.tmp) return CONSENT_ENOMEM;
-    const json_t *mid = json_object_get(event, "messageId");
-    if (json_is_string(mid) && json_string_length(mid) <= CONSENT_PROOF_MAX &&
-        strlen(json_string_value(mid)) == json_string_length(mid) && json_string_length(mid))
-        rd.proof = json_string_value(mid);
+    if (message_id && *message_id && strlen(message_id) <= CONSENT_PROOF_MAX) rd.proof = message_id;
 
     rd.source = "cmp";
     read_categories(&rd, prefs);

@@ -210,15 +210,16 @@ typedef struct consent_ignored {
     ev_error first; /* the first of them, with its path ("traits.consent.email.marketing") */
 } consent_ignored;
 
-/* Reads the consent an event states, as records dated at_ms (the event's time), with the event's
- * messageId as proof and "customer" as actor, appended to out in this order:
+/* Reads the consent an event states, as records dated at_ms (the event's time), with message_id
+ * (the event's messageId; NULL or "": none) as proof and "customer" as actor, appended to out in
+ * this order:
  *   1. context.consent.categoryPreferences (any event type; source "cmp"): Segment's consent
  *      object, {"Advertising": true, "Analytics": false}, mapped to purposes by the table in
  *      consent.c (docs/consent.md lists it); the cookie banner speaks for the website, so the
  *      records are for channel "web", except DataSharing (all, data_sharing). Several categories
  *      for one pair give one record, denied if any of them is false;
- *   2. on identify events only, from traits (or context.traits when traits is absent; source
- *      "identify"):
+ *   2. on identify events only (identify), from traits (or context.traits when traits is absent;
+ *      source "identify"):
  *      a. traits.consent = {"<channel>": {"<purpose>": true|false|"granted"|"denied"|
  *         "withdrawn"}}, or {"<purpose>": ...} for channel "all" (true is granted, false denied);
  *      b. traits.<channel>_opt_in = true|false ("email_opt_in", "sms_opt_in", ...): marketing on
@@ -227,8 +228,9 @@ typedef struct consent_ignored {
  *         unsubscribed is not an opt-in).
  * Later records win ties, so an unsubscribe beats an opt-in in the same event. Values of the
  * wrong type and unknown names are skipped and counted in *ig (may be NULL). Returns the number of
- * records appended, or CONSENT_ENOMEM with out unchanged. */
-int consent_from_event(const json_t *event, int64_t at_ms, consent_ledger *out,
-                       consent_ignored *ig);
+ * records appended, or CONSENT_ENOMEM with out unchanged. The type and the messageId are the
+ * caller's to give, not read from event: the engine's tree of an event keeps neither (ev.h). */
+int consent_from_event(const json_t *event, bool identify, const char *message_id, int64_t at_ms,
+                       consent_ledger *out, consent_ignored *ig);
 
 #endif

@@ -254,7 +254,7 @@ static void fail_oom(const char *what) {
  * anonymousId, as Segment does). */
 static size_t event_idents(engine *e, const json_t *ev, ev_type type, idn_list *list,
                            idg_ident *ids) {
-    idn_extract(ev, e->country, list);
+    idn_extract(ev, type == EV_GROUP, e->country, list);
     size_t n = 0;
     for (int i = 0; i < list->n; i++)
         ids[n++] = (idg_ident){list->ids[i].type, list->ids[i].value};
@@ -321,9 +321,12 @@ static void unredeem_order(engine *e, const char *order_id, int64_t ts) {
 
 /* Consent the event carries (identify traits, Segment's consent object, unsubscribe flags) joins
  * the customer's ledger; a choice repeated on every page view adds nothing. */
-static void fold_consent(engine *e, uint32_t s, const json_t *ev, int64_t ts) {
+static void fold_consent(engine *e, uint32_t s, const json_t *ev, ev_type type,
+                         const char *message_id, int64_t ts) {
     consent_ignored ig;
-    if (consent_from_event(ev, ts, e->scratch, &ig) == CONSENT_ENOMEM) fail_oom("reading consent");
+    if (consent_from_event(ev, type == EV_IDENTIFY, message_id, ts, e->scratch, &ig) ==
+        CONSENT_ENOMEM)
+        fail_oom("reading consent");
     if (consent_count(e->scratch) == 0) return;
     if (!e->consents[s] && !(e->consents[s] = consent_ledger_new())) fail_oom("a consent ledger");
     if (consent_apply(e->consents[s], e->scratch, CONSENT_SKIP_UNCHANGED) == CONSENT_ENOMEM)
@@ -457,8 +460,10 @@ static void reco_learn(engine *e, uint32_t slot, const cm_event *cm, int64_t ts,
     }
 }
 
-static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const json_t *ev,
-                        const cm_event *cm) {
+/* Applies the event of log record seq: its type, time and messageId, the engine's tree of it
+ * (ev.h: the members the engine reads) and its typed e-commerce fields (cm; NULL for none). */
+static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const char *message_id,
+                        const json_t *ev, const cm_event *cm) {
     e->events_applied++;
     idn_list list;
     idg_ident ids[IDG_MAX_IDENTS];
@@ -514,7 +519,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
     prof_event pe = {seq, ts, type, cm, ev, e->names, e->products};
     if (prof_fold(p, &pe)) fail_oom("folding an event");
     rfm_update(e, p, +1);
-    fold_consent(e, r.slot, ev, ts);
+    fold_consent(e, r.slot, ev, type, message_id, ts);
     /* Products named in events teach the catalogue what it lacks (never a price it has). */
     for (size_t i = 0; cm && i < cm->nproducts; i++)
         if (cat_observe(e->catalog, &cm->products[i], cm->currency[0] ? cm->currency : NULL, ts) ==
@@ -600,7 +605,8 @@ static int refold_row(const store_row *row, void *arg) {
     }
     prof_event pe = {row->seq, row->ts_ms, (ev_type)row->type, cm, ev, a->e->names, a->e->products};
     int rc = prof_fold(to, &pe);
-    if (!rc && to == a->moved_p) fold_consent(a->e, a->moved, ev, row->ts_ms);
+    if (!rc && to == a->moved_p)
+        fold_consent(a->e, a->moved, ev, (ev_type)row->type, row->message_id, row->ts_ms);
     if (!rc && cm) reco_learn(a->e, to == a->moved_p ? a->moved : a->keep, cm, row->ts_ms, true);
     cm_event_free(cm);
     json_decref(ev);
@@ -833,7 +839,8 @@ void eng_apply(void *arg, ev_event *events, size_t n) {
         if (ev->command)
             ev->result = apply_command(e, ev->seq, ev->received_ms, ev->json);
         else
-            apply_event(e, ev->seq, ev->type, ev->timestamp_ms, ev->json, ev->commerce);
+            apply_event(e, ev->seq, ev->type, ev->timestamp_ms, ev->message_id, ev->json,
+                        ev->commerce);
     }
     pthread_rwlock_unlock(&e->lock);
 }
@@ -859,8 +866,7 @@ static json_t *scanned_event(engine *e, const store_row *row, uint32_t *props) {
             continue;
         }
         if (!ev_engine_member(key, len)) continue;
-        json_t *v = ev_engine_value(d, k);
-        if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
+        if (ev_engine_set(o, key, len, ev_engine_value(d, k))) {
             json_decref(o);
             o = NULL;
         }
@@ -906,7 +912,7 @@ static int replay_row(const store_row *row, void *arg) {
         json_decref(apply_command(e, row->seq, at, ev));
     } else if (row->type >= 0 && row->type < EV_NTYPES) {
         cm_event *cm = row->kind ? stored_commerce(e, (cm_kind)row->kind, scanned, ptok, ev) : NULL;
-        apply_event(e, row->seq, (ev_type)row->type, row->ts_ms, ev, cm);
+        apply_event(e, row->seq, (ev_type)row->type, row->ts_ms, row->message_id, ev, cm);
         cm_event_free(cm);
     }
     json_decref(ev);

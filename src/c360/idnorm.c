@@ -795,17 +795,16 @@ static void take_external(extractor *x, const json_t *e, size_t i) {
     take_text(x, IDN_EXTERNAL, joined, tn + 1 + n, path);
 }
 
-void idn_extract(const json_t *event, const char *default_country, idn_list *out) {
+void idn_extract(const json_t *event, bool group, const char *default_country, idn_list *out) {
     memset(out, 0, sizeof *out);
     if (!json_is_object(event)) return;
     extractor x = {out, default_country};
-    enum { USER, ANON, TYPE, TRAITS, CONTEXT, NREAD };
-    static const char *const read[NREAD] = {"userId", "anonymousId", "type", "traits", "context"};
+    enum { USER, ANON, TRAITS, CONTEXT, NREAD };
+    static const char *const read[NREAD] = {"userId", "anonymousId", "traits", "context"};
     const json_t *m[NREAD];
     jpick(event, read, NREAD, m);
     take(&x, IDN_USER_ID, m[USER], "userId");
     take(&x, IDN_ANONYMOUS_ID, m[ANON], "anonymousId");
-    bool group = json_is_string(m[TYPE]) && strcmp(json_string_value(m[TYPE]), "group") == 0;
     if (!group) take_traits(&x, m[TRAITS], "traits");
     const json_t *ctx = m[CONTEXT];
     if (!json_is_object(ctx)) return;

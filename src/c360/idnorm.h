@@ -170,8 +170,9 @@ typedef struct idn_list {
  *   1. userId, anonymousId (strings; a whole number is taken as its decimal string);
  *   2. email, phone and the handle types, each from traits.<name> and then context.traits.<name>,
  *      where <name> is the type's name or, for x, "twitter" as well: "traits.email",
- *      "context.traits.whatsapp". traits is skipped for group events (they are the group's traits:
- *      a company's email is not the person's); context.traits is the person's on every event;
+ *      "context.traits.whatsapp". traits is skipped when group is true, for a group call (they are
+ *      the group's traits: a company's email is not the person's); context.traits is the person's
+ *      on every event;
  *   3. context.externalIds[]: each {"id", "type", "collection", "encoding"}; type is looked up with
  *      idn_type_lookup() ("email", "phone", "user_id", ...), and any other type becomes an external
  *      id "<type>:<id>". Entries whose collection is other than "users" (Segment's "accounts" are
@@ -181,7 +182,8 @@ typedef struct idn_list {
  * invited), not necessarily the person's. Neither is alias's previousId: it names another profile
  * to merge with, which the identity graph handles as an instruction. A field that is absent or
  * null is skipped; one of the wrong type counts as invalid. Never fails: out always describes what
- * was found (out->n may be 0). */
-void idn_extract(const json_t *event, const char *default_country, idn_list *out);
+ * was found (out->n may be 0). The event's type is the caller's to give (group), not read from
+ * event: the engine's tree of an event does not keep it (ev.h). */
+void idn_extract(const json_t *event, bool group, const char *default_country, idn_list *out);
 
 #endif

@@ -385,6 +385,16 @@ json_t *ev_engine_value(const js_doc *d, uint32_t key) {
     return js_to_json(d, key + 1);
 }
 
+int ev_engine_set(json_t *tree, const char *key, size_t len, json_t *v) {
+    if (!v) return -1;
+    if (json_is_object(v) && json_object_size(v) == 0 && len == 7 &&
+        memcmp(key, "context", 7) == 0) {
+        json_decref(v);
+        return 0;
+    }
+    return json_object_setn_new_nocheck(tree, key, len, v) ? -1 : 0;
+}
+
 int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out,
                  ev_error *err) {
     memset(out, 0, sizeof *out);
@@ -540,9 +550,13 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
         if (!ev_engine_member(key, strlen(key))) json_object_del(o, key);
     }
     json_t *ctx = json_object_get(o, "context");
-    if (json_is_object(ctx) && json_object_set_new(o, "context", engine_context(ctx))) {
-        ev_error_set(err, "internal", "context", "out of memory");
-        goto fail;
+    if (json_is_object(ctx)) {
+        json_t *kept = engine_context(ctx); /* before the delete: it shares ctx's members */
+        json_object_del(o, "context");
+        if (ev_engine_set(o, "context", 7, kept)) {
+            ev_error_set(err, "internal", "context", "out of memory");
+            goto fail;
+        }
     }
     out->json = o;
     return 0;
@@ -608,7 +622,7 @@ static const struct {
     uint8_t len;
     bool engine;
 } fast_keys[FK_N] = {
-    [FK_TYPE] = {"type", 4, true},
+    [FK_TYPE] = {"type", 4, false},
     [FK_WRITE_KEY] = {"writeKey", 8, false},
     [FK_KIND] = {"kind", 4, false},
     [FK_USER] = {"userId", 6, true},
@@ -622,7 +636,7 @@ static const struct {
     [FK_INTEGRATIONS] = {"integrations", 12, false},
     [FK_NAME] = {"name", 4, false},
     [FK_CATEGORY] = {"category", 8, false},
-    [FK_MESSAGE_ID] = {"messageId", 9, true},
+    [FK_MESSAGE_ID] = {"messageId", 9, false},
     [FK_TIMESTAMP] = {"timestamp", 9, false},
     [FK_ORIGINAL] = {"originalTimestamp", 17, false},
     [FK_SENT_AT] = {"sentAt", 6, false},
@@ -697,7 +711,7 @@ static void put_tree(fast_out *f, const char *key, size_t len, json_t *v) {
         json_decref(v);
         return;
     }
-    if (!v || json_object_setn_new_nocheck(f->o, key, len, v)) f->rc = BUF_NOMEM;
+    if (ev_engine_set(f->o, key, len, v)) f->rc = BUF_NOMEM;
 }
 
 /* Member m (a key token, of class k) copied from the text, and kept in the tree if the engine

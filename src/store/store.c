@@ -478,6 +478,7 @@ static int each_record(const evlog_rec *r, void *arg) {
         .kind = r->kind,
         .user_id = r->user_id,
         .anonymous_id = r->anonymous_id,
+        .message_id = r->message_id,
         .body = r->body,
         .body_len = r->body_len,
     };

@@ -89,6 +89,7 @@ typedef struct store_row {
     int64_t seq, ts_ms;
     int type, kind;
     const char *user_id, *anonymous_id; /* NULL when absent */
+    const char *message_id;             /* NULL when absent (an engine command) */
     const char *body;
     size_t body_len;
 } store_row;

@@ -95,8 +95,7 @@ static void check_fast(const char *text, size_t len, int type, const ev_envelope
         CHECK(strlen(fast.message_id) == 36 && strlen(slow->message_id) == 36);
         char *at = strstr(fast.body, fast.message_id);
         CHECK(at != NULL);
-        memcpy(at, slow->message_id, 36);
-        json_object_set_new(fast.json, "messageId", json_string(slow->message_id));
+        memcpy(at, slow->message_id, 36); /* the engine's tree has no messageId (ev.h) */
     }
     if (strcmp(fast.body, slow->body) != 0)
         fprintf(stderr, "fast:   %s\njansson: %s\n", fast.body, slow->body);

@@ -84,7 +84,7 @@ static void check_extract(const uint8_t *data, size_t size, const char *cc) {
     json_t *ev = json_loadb((const char *)data, size, JSON_ALLOW_NUL, NULL);
     if (!ev) return;
     idn_list l;
-    idn_extract(ev, cc, &l);
+    idn_extract(ev, size % 2 == 0, cc, &l); /* a group call or not, by the length */
     CHECK(l.n >= 0 && l.n <= IDN_EVENT_MAX && l.dropped >= 0 && l.junk >= 0 && l.invalid >= 0);
     if (l.invalid) CHECK(l.first_invalid.code != NULL);
     for (int i = 0; i < l.n; i++) {

@@ -693,6 +693,41 @@ static void expect_record(const consent_record *r, consent_channel ch, const cha
     assert_string_equal(r->actor, "customer");
 }
 
+/* consent_from_event() as the engine calls it, with the event's type and messageId beside it:
+ * here read from the test's event itself. */
+static int from_event(const json_t *ev, int64_t at, consent_ledger *l, consent_ignored *ig) {
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    return consent_from_event(ev, type && strcmp(type, "identify") == 0,
+                              json_string_value(json_object_get(ev, "messageId")), at, l, ig);
+}
+
+/* What decides is the type and messageId given, not members of the event (the engine's tree of an
+ * event has neither). */
+static void test_event_type_given(void **state) {
+    (void)state;
+    consent_ledger *l = consent_ledger_new();
+    json_t *ev = parse("{\"type\":\"track\",\"messageId\":\"in-body\","
+                       "\"traits\":{\"sms_opt_in\":true}}");
+    assert_int_equal(consent_from_event(ev, true, "given", T0, l, NULL), 1);
+    assert_string_equal(consent_get(l, 0)->proof, "given");
+    assert_int_equal(consent_from_event(ev, false, "given", T0, l, NULL), 0);
+    json_decref(ev);
+    ev = parse("{\"type\":\"identify\",\"traits\":{\"sms_opt_in\":false}}");
+    assert_int_equal(consent_from_event(ev, false, NULL, T0, l, NULL), 0);
+    /* No proof: none given, an empty one, or one too long to keep. */
+    char *huge = malloc(CONSENT_PROOF_MAX + 2);
+    memset(huge, 'm', CONSENT_PROOF_MAX + 1);
+    huge[CONSENT_PROOF_MAX + 1] = '\0';
+    const char *proofs[] = {NULL, "", huge};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(consent_from_event(ev, true, proofs[i], T0 + (int64_t)i, l, NULL), 1);
+        assert_null(consent_get(l, consent_count(l) - 1)->proof);
+    }
+    free(huge);
+    json_decref(ev);
+    consent_ledger_free(l);
+}
+
 static void test_event_traits(void **state) {
     (void)state;
     consent_ledger *l = consent_ledger_new();
@@ -706,7 +741,7 @@ static void test_event_traits(void **state) {
                        "\"whatsapp\":[true],"
                        "\"push\":{\"Bad-Name\":true,\"marketing\":1}},"
                        "\"email_opt_in\":false,\"sms_opt_in\":\"yes\",\"unsubscribed\":true}}");
-    assert_int_equal(consent_from_event(ev, T0, l, &ig), 6);
+    assert_int_equal(from_event(ev, T0, l, &ig), 6);
     json_decref(ev);
     expect_record(consent_get(l, 0), CONSENT_EMAIL, "marketing", CONSENT_GRANTED, "identify");
     assert_string_equal(consent_get(l, 0)->proof, "m-7");
@@ -733,18 +768,18 @@ static void test_event_context_traits(void **state) {
     consent_ledger *l = consent_ledger_new();
     json_t *ev = parse("{\"type\":\"identify\",\"anonymousId\":\"a\","
                        "\"context\":{\"traits\":{\"sms_opt_in\":true}}}");
-    assert_int_equal(consent_from_event(ev, T0, l, NULL), 1);
+    assert_int_equal(from_event(ev, T0, l, NULL), 1);
     json_decref(ev);
     expect_record(consent_get(l, 0), CONSENT_SMS, "marketing", CONSENT_GRANTED, "identify");
     assert_null(consent_get(l, 0)->proof);
     ev = parse(
         "{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\","
         "\"traits\":{\"unsubscribed\":true},\"context\":{\"traits\":{\"email_opt_in\":true}}}");
-    assert_int_equal(consent_from_event(ev, T0, l, NULL), 0);
+    assert_int_equal(from_event(ev, T0, l, NULL), 0);
     json_decref(ev);
     /* unsubscribed: false says nothing. */
     ev = parse("{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{\"unsubscribed\":false}}");
-    assert_int_equal(consent_from_event(ev, T0, l, NULL), 0);
+    assert_int_equal(from_event(ev, T0, l, NULL), 0);
     json_decref(ev);
     assert_int_equal(consent_count(l), 1);
     consent_ledger_free(l);
@@ -759,7 +794,7 @@ static void test_event_categories(void **state) {
               "\"context\":{\"consent\":{\"categoryPreferences\":{\"Advertising\":true,"
               "\"Analytics\":false,\"Functional\":true,\"Targeting\":false,\"SocialMedia\":true,"
               "\"Data_Sharing\":true,\"C0002\":\"yes\"}}}}");
-    assert_int_equal(consent_from_event(ev, T0, l, &ig), 3);
+    assert_int_equal(from_event(ev, T0, l, &ig), 3);
     json_decref(ev);
     /* Advertising true but Targeting false: one record for (web, marketing), denied. */
     expect_record(consent_get(l, 0), CONSENT_WEB, "marketing", CONSENT_DENIED, "cmp");
@@ -784,7 +819,7 @@ static void test_event_repeated(void **state) {
     json_t *ev = parse(text);
     for (int i = 0; i < 5; i++) {
         consent_ledger *tmp = consent_ledger_new();
-        assert_int_equal(consent_from_event(ev, T0 + i * MIN, tmp, NULL), 1);
+        assert_int_equal(from_event(ev, T0 + i * MIN, tmp, NULL), 1);
         assert_int_equal(consent_apply(profile, tmp, CONSENT_SKIP_UNCHANGED), i == 0 ? 1 : 0);
         consent_ledger_free(tmp);
     }
@@ -807,7 +842,7 @@ static void test_event_hostile(void **state) {
     }
     json_t *ev = json_pack("{s:s,s:s,s:{s:{s:o}}}", "type", "identify", "userId", "u", "traits",
                            "consent", "email", purposes);
-    assert_int_equal(consent_from_event(ev, T0, l, &ig), 32);
+    assert_int_equal(from_event(ev, T0, l, &ig), 32);
     assert_int_equal(ig.n, 8);
     json_decref(ev);
     /* 100 records over 9 channels and 12 purposes: CONSENT_EVENT_MAX are taken. */
@@ -826,7 +861,7 @@ static void test_event_hostile(void **state) {
     }
     ev = json_pack("{s:s,s:s,s:{s:o}}", "type", "identify", "userId", "u", "traits", "consent",
                    consent);
-    assert_int_equal(consent_from_event(ev, T0, m, &ig), CONSENT_EVENT_MAX);
+    assert_int_equal(from_event(ev, T0, m, &ig), CONSENT_EVENT_MAX);
     assert_int_equal(ig.n, 9 * 12 - CONSENT_EVENT_MAX);
     json_decref(ev);
     /* Wrong shapes everywhere: nothing taken, nothing crashes. */
@@ -843,14 +878,14 @@ static void test_event_hostile(void **state) {
     size_t before = consent_count(m);
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         json_t *v = parse(odd[i]);
-        assert_int_equal(consent_from_event(v, T0, m, &ig), 0);
+        assert_int_equal(from_event(v, T0, m, &ig), 0);
         json_decref(v);
     }
     assert_int_equal(consent_count(m), before);
-    assert_int_equal(consent_from_event(NULL, T0, m, &ig), 0);
+    assert_int_equal(from_event(NULL, T0, m, &ig), 0);
     /* A time outside the years 1..9999 is not a time a record can carry. */
     json_t *v = parse("{\"type\":\"identify\",\"traits\":{\"unsubscribed\":true}}");
-    assert_int_equal(consent_from_event(v, INT64_MAX, m, &ig), 0);
+    assert_int_equal(from_event(v, INT64_MAX, m, &ig), 0);
     assert_int_equal(ig.n, 1);
     json_decref(v);
     consent_ledger_free(m);
@@ -875,6 +910,7 @@ int main(void) {
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_limits),
         cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_event_type_given),
         cmocka_unit_test(test_event_traits),
         cmocka_unit_test(test_event_context_traits),
         cmocka_unit_test(test_event_categories),

@@ -77,13 +77,12 @@ static void same_as_fast(const char *text, int type, const ev_envelope *env, con
     assert_true(same_str(fast.anonymous_id, slow->anonymous_id));
     assert_true(cm_event_equal(fast.commerce, slow->commerce));
     if (strcmp(fast.message_id, slow->message_id) != 0) {
-        /* Both made one: put the slow path's into the fast path's body and tree. */
+        /* Both made one: put the slow path's into the fast path's body (the tree has none). */
         assert_int_equal(strlen(fast.message_id), 36);
         assert_int_equal(strlen(slow->message_id), 36);
         char *at = strstr(fast.body, fast.message_id);
         assert_non_null(at);
         memcpy(at, slow->message_id, 36);
-        json_object_set_new(fast.json, "messageId", json_string(slow->message_id));
     }
     if (strcmp(fast.body, slow->body) != 0)
         fail_msg("the fast path wrote\n%s\nthe jansson path\n%s\nfor %s", fast.body, slow->body,
@@ -951,7 +950,8 @@ static void test_fast_path(void **state) {
 }
 
 /* The engine's tree holds what the engine reads, and no more: the same from both paths (ok()
- * compares them), from the event's own context, a batch's, and the two merged. */
+ * compares them), from the event's own context, a batch's, and the two merged. The type and the
+ * messageId are not in it: they come beside it (ev_event.type, .message_id). */
 static void test_engine_tree(void **state) {
     (void)state;
     json_t *bctx = parse("{\"device\":{\"type\":\"mobile\"},\"os\":{\"name\":\"iOS\"},"
@@ -967,20 +967,21 @@ static void test_engine_tree(void **state) {
         "\"externalIds\":[],\"app\":{\"name\":\"A\"}}}";
     const ev_envelope *envs[] = {&env, &benv};
     const char *want[] = {
-        "{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "{\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
         "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
         "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
-        "\"app\":{\"name\":\"A\"}},\"messageId\":\"m\"}",
+        "\"app\":{\"name\":\"A\"}}}",
         /* Merged: the event's traits win; the batch adds device, not os. */
-        "{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "{\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
         "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
         "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
-        "\"app\":{\"name\":\"A\"},\"device\":{\"type\":\"mobile\"}},\"messageId\":\"m\"}",
+        "\"app\":{\"name\":\"A\"},\"device\":{\"type\":\"mobile\"}}}",
     };
     for (size_t i = 0; i < 2; i++) {
         ev_event ev;
         ok(text, EV_TRACK, envs[i], &ev);
-        json_object_set_new(ev.json, "messageId", json_string("m")); /* made up: differs */
+        assert_int_equal(ev.type, EV_TRACK);
+        assert_int_equal(strlen(ev.message_id), 36); /* made up */
         json_t *w = parse(want[i]);
         if (!json_equal(ev.json, w)) {
             char *got = json_dumps(ev.json, JSON_SORT_KEYS);
@@ -1000,6 +1001,24 @@ static void test_engine_tree(void **state) {
     json_decref(w);
     assert_non_null(strstr(ev.body, "\"os\":{\"name\":\"iOS\"}"));
     ev_event_free(&ev);
+    /* A context with nothing the engine reads (a server-side SDK's) is left out of the tree, on
+     * its own and merged with such a batch context; the body keeps it. */
+    json_t *lib = parse("{\"library\":{\"name\":\"analytics-node\"},\"os\":{\"name\":\"x\"}}");
+    ev_envelope lenv = env_at(RECEIVED);
+    lenv.context = lib;
+    const ev_envelope *plain[] = {&env, &lenv};
+    for (size_t i = 0; i < 2; i++) {
+        ok("{\"userId\":\"u3\",\"event\":\"x\",\"context\":{\"library\":{\"name\":\"n\"},"
+           "\"ip\":\"1.2.3.4\"}}",
+           EV_TRACK, plain[i], &ev);
+        assert_null(json_object_get(ev.json, "context"));
+        assert_non_null(strstr(ev.body, "\"ip\":\"1.2.3.4\""));
+        ev_event_free(&ev);
+    }
+    ok("{\"userId\":\"u3\",\"event\":\"x\"}", EV_TRACK, &lenv, &ev);
+    assert_null(json_object_get(ev.json, "context"));
+    ev_event_free(&ev);
+    json_decref(lib);
     json_decref(bctx);
 }
 

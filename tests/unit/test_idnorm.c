@@ -393,7 +393,7 @@ static void test_extract_identify(void **state) {
         "{\"id\":\"5d41402abc4b2a76b9719d911017c592\",\"type\":\"email\",\"encoding\":\"md5\"},"
         "{\"id\":1254459154682919,\"type\":\"psid\"}]}}");
     idn_list l;
-    idn_extract(ev, "DE", &l);
+    idn_extract(ev, false, "DE", &l);
     const int types[] = {IDN_USER_ID,   IDN_EMAIL, IDN_PHONE,    IDN_WHATSAPP,
                          IDN_MESSENGER, IDN_X,     IDN_EXTERNAL, IDN_ANONYMOUS_ID};
     const char *const values[] = {
@@ -413,10 +413,15 @@ static void test_extract_group(void **state) {
                        "\"traits\":{\"email\":\"office@acme.de\"},"
                        "\"context\":{\"traits\":{\"email\":\"ada@acme.de\"}}}");
     idn_list l;
-    idn_extract(ev, NULL, &l);
+    idn_extract(ev, true, NULL, &l);
     const int types[] = {IDN_USER_ID, IDN_EMAIL};
     const char *const values[] = {"42", "ada@acme.de"};
     expect_ids(&l, types, values, 2);
+    /* Any other call's traits are the person's, and come first. */
+    idn_extract(ev, false, NULL, &l);
+    const int all_types[] = {IDN_USER_ID, IDN_EMAIL, IDN_EMAIL};
+    const char *const all_values[] = {"42", "office@acme.de", "ada@acme.de"};
+    expect_ids(&l, all_types, all_values, 3);
     json_decref(ev);
 }
 
@@ -430,7 +435,7 @@ static void test_extract_junk_and_invalid(void **state) {
               "{\"type\":\"crm\",\"id\":[1]},{\"type\":\"crm\"},"
               "{\"type\":\"crm\",\"id\":\"test\"},{\"type\":\"e\\u0000mail\",\"id\":\"x\"}]}}");
     idn_list l;
-    idn_extract(ev, "US", &l);
+    idn_extract(ev, false, "US", &l);
     const int types[] = {IDN_ANONYMOUS_ID};
     const char *const values[] = {"a-7"};
     expect_ids(&l, types, values, 1);
@@ -456,7 +461,7 @@ static void test_extract_cap(void **state) {
     json_t *ev = json_pack("{s:s, s:s, s:s, s:{s:o}}", "type", "track", "userId", "u9",
                            "anonymousId", "anon-9", "context", "externalIds", ext);
     idn_list l;
-    idn_extract(ev, NULL, &l);
+    idn_extract(ev, false, NULL, &l);
     assert_int_equal(l.n, IDN_EVENT_MAX);
     assert_int_equal(l.dropped, 6); /* the anonymous id and externals c15..c19 */
     assert_int_equal(l.ids[0].type, IDN_USER_ID);
@@ -484,21 +489,21 @@ static void test_extract_hostile(void **state) {
     json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:o}, s:{s:o}}", "type", "identify", "userId", huge,
                            "traits", "email", huge, "phone", deep, "context", "externalIds", ext);
     idn_list l;
-    idn_extract(ev, "DE", &l);
+    idn_extract(ev, false, "DE", &l);
     assert_int_equal(l.n, 0);
     assert_int_equal(l.invalid, 3 + 64);
     assert_string_equal(l.first_invalid.field, "userId");
     json_decref(ev);
     free(huge);
     /* Not an object, and objects without anything. */
-    idn_extract(NULL, NULL, &l);
+    idn_extract(NULL, false, NULL, &l);
     assert_int_equal(l.n, 0);
     json_t *arr = parse("[1,2]");
-    idn_extract(arr, NULL, &l);
+    idn_extract(arr, false, NULL, &l);
     assert_int_equal(l.n + l.invalid + l.junk, 0);
     json_decref(arr);
     json_t *odd = parse("{\"context\":[],\"traits\":\"x\"}");
-    idn_extract(odd, NULL, &l);
+    idn_extract(odd, false, NULL, &l);
     assert_int_equal(l.n + l.invalid + l.junk, 0);
     json_decref(odd);
 }
