@@ -725,14 +725,13 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
 }
 
 /* Member k with the string s[0..n) as its value. s is text engaged made (a time, a type or kind
- * name, a made-up messageId), which needs no escaping: it is copied as it is. */
+ * name, a made-up messageId), which needs no escaping: it is copied as it is. None of these is in
+ * the engine's tree: the type and messageId travel beside it (ev.h). */
 static void put_text(fast_out *f, int k, const char *s, size_t n) {
     put_key(f, fast_keys[k].name, fast_keys[k].len);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
     if (!f->rc) f->rc = buf_append(&f->b, s, n);
     if (!f->rc) f->rc = buf_putc(&f->b, '"');
-    if (fast_keys[k].engine)
-        put_tree(f, fast_keys[k].name, fast_keys[k].len, f->rc ? NULL : json_stringn_nocheck(s, n));
 }
 
 static void put_time(fast_out *f, int k, int64_t ms) {
