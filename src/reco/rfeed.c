@@ -114,8 +114,7 @@ static void *feed_main(void *arg) {
         for (size_t i = 0; i < c->len; i += OP_WORDS + (c->w[i] >> 16))
             make(f->reco, c->w + i);
         pthread_mutex_lock(&f->lock);
-        c->len = 0;
-        c->next = f->spare;
+        c->next = f->spare; /* room() empties it when it takes it again */
         f->spare = c;
         pthread_cond_signal(&f->emptied);
     }
