@@ -866,7 +866,7 @@ static json_t *scanned_event(engine *e, const store_row *row, uint32_t *props) {
             continue;
         }
         if (!ev_engine_member(key, len)) continue;
-        if (ev_engine_set(o, key, len, ev_engine_value(d, k))) {
+        if (ev_engine_put(o, d, k)) {
             json_decref(o);
             o = NULL;
         }

@@ -23,7 +23,9 @@
  * when there is no `order_id`; `coupon_id` stands in for `coupon` on events that only carry that.
  *
  * Ownership: a cm_event owns all its memory (strings are copies), released by cm_event_free(); it
- * keeps no reference to the JSON it was parsed from. Thread-safe: the tables are read-only. */
+ * keeps no reference to the JSON it was parsed from. Only cm_parse() and cm_parse_tokens() make
+ * one: its strings and single product live in memory of its own, not an allocation each, so none
+ * of its pointers may be freed or replaced on their own. Thread-safe: the tables are read-only. */
 #ifndef ENGAGED_COMMERCE_H
 #define ENGAGED_COMMERCE_H
 

@@ -361,28 +361,36 @@ static json_t *engine_context(const json_t *ctx) {
     return o;
 }
 
-/* The same from object token obj of d. */
-static json_t *engine_context_tok(const js_doc *d, uint32_t obj) {
-    json_t *o = json_object();
-    for (uint32_t i = 0, k = obj + 1; o && i < d->tok[obj].count; i++, k = d->tok[k + 1].next) {
+/* The same from object token obj of d: 0 with *out the tree, or NULL when obj has none of the
+ * members (then nothing is made: the context of server-side SDKs has none, and an object made only
+ * to be dropped was two allocations and two frees per event); -1 when memory runs out. */
+static int engine_context_tok(const js_doc *d, uint32_t obj, json_t **out) {
+    *out = NULL;
+    for (uint32_t i = 0, k = obj + 1; i < d->tok[obj].count; i++, k = d->tok[k + 1].next) {
         const char *key = d->text + d->tok[k].start;
         size_t len = d->tok[k].len;
         if (!ev_engine_context_member(key, len)) continue;
         json_t *v = js_to_json(d, k + 1);
-        if (!v || json_object_setn_new_nocheck(o, key, len, v)) {
-            json_decref(o);
-            o = NULL;
+        if ((!*out && !(*out = json_object())) || !v ||
+            json_object_setn_new_nocheck(*out, key, len, v)) {
+            if (v && !*out) json_decref(v);
+            json_decref(*out);
+            *out = NULL;
+            return -1;
         }
     }
-    return o;
+    return 0;
 }
 
-json_t *ev_engine_value(const js_doc *d, uint32_t key) {
+int ev_engine_put(json_t *tree, const js_doc *d, uint32_t key) {
     const char *k = d->text + d->tok[key].start;
     size_t len = d->tok[key].len;
-    if (len == 7 && memcmp(k, "context", 7) == 0 && d->tok[key + 1].kind == JS_OBJECT)
-        return engine_context_tok(d, key + 1);
-    return js_to_json(d, key + 1);
+    if (len == 7 && memcmp(k, "context", 7) == 0 && d->tok[key + 1].kind == JS_OBJECT) {
+        json_t *ctx;
+        if (engine_context_tok(d, key + 1, &ctx)) return -1;
+        return ctx ? ev_engine_set(tree, k, len, ctx) : 0;
+    }
+    return ev_engine_set(tree, k, len, js_to_json(d, key + 1));
 }
 
 int ev_engine_set(json_t *tree, const char *key, size_t len, json_t *v) {
@@ -721,7 +729,7 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
     size_t len = d->tok[m].len;
     put_key(f, key, len);
     if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
-    if (fast_keys[k].engine) put_tree(f, key, len, f->rc ? NULL : ev_engine_value(d, m));
+    if (fast_keys[k].engine && !f->rc && ev_engine_put(f->o, d, m)) f->rc = BUF_NOMEM;
 }
 
 /* Member k with the string s[0..n) as its value. s is text engaged made (a time, a type or kind
@@ -760,7 +768,10 @@ static void put_merged(fast_out *f, const js_doc *d, uint32_t m, int k, const js
     size_t len = fast_keys[k].len;
     put_key(f, key, len);
     bool keep = fast_keys[k].engine; /* context is; integrations is not */
-    json_t *tree = keep ? engine_context_tok(d, obj) : NULL;
+    /* The batch's members may add what the event's own context lacks, so the tree is made here
+     * even when it stays empty; ev_engine_set() leaves an empty one out. */
+    json_t *tree = NULL;
+    if (keep && !engine_context_tok(d, obj, &tree) && !tree) tree = json_object();
     if (keep && !tree && !f->rc) f->rc = BUF_NOMEM;
     if (!f->rc) f->rc = buf_putc(&f->b, '{');
     bool first = true;

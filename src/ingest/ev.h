@@ -119,16 +119,17 @@ bool ev_engine_member(const char *key, size_t len);
 /* Whether the engine reads member key of an event's context: traits, externalIds, consent,
  * channel, app, userAgent, page, device. */
 bool ev_engine_context_member(const char *key, size_t len);
-/* The engine's tree of the value of member key (a key token of d, whose member
- * ev_engine_member() names): the value as jansson reads it, a context keeping only the members
- * the engine reads. NULL when memory runs out. */
-json_t *ev_engine_value(const js_doc *d, uint32_t key);
 /* Sets member key (len bytes) of an engine's tree to v, taking the reference in every case (v
  * NULL: making it ran out of memory). A context left empty (none of the members the engine reads)
  * is left out instead: the engine reads an absent one the same, and server-side SDKs send only
  * context.library, so an empty one would be three allocations for nothing. 0, or -1 when memory
  * runs out. */
 int ev_engine_set(json_t *tree, const char *key, size_t len, json_t *v);
+/* The same for member key (a key token of d, whose member ev_engine_member() names) with its
+ * value as jansson reads it, a context keeping only the members the engine reads; a context with
+ * none of them is left out without making anything. 0, or -1 when memory runs out (tree as it
+ * was). */
+int ev_engine_put(json_t *tree, const js_doc *d, uint32_t key);
 
 /* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's
  * "type" field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no

@@ -623,6 +623,68 @@ static void test_tokens_match_tree(void **state) {
     js_free(&d);
 }
 
+/* An event's strings share memory it owns (commerce.c): many, and longer than a block, must each
+ * stay whole, by both paths. */
+static void test_text_memory(void **state) {
+    (void)state;
+    enum { N = 40, LONG = 1500 };
+    size_t cap = N * (LONG + 400) + 64;
+    char *text = malloc(cap), *p = text;
+    p += sprintf(p, "{\"order_id\":\"o-memory\",\"products\":[");
+    for (int i = 0; i < N; i++) {
+        /* Names of growing length; every 10th product id longer than a block. */
+        p += sprintf(p, "%s{\"product_id\":\"", i ? "," : "");
+        int idlen = i % 10 == 9 ? LONG : 6;
+        for (int j = 0; j < idlen; j++)
+            *p++ = (char)('a' + (i + j) % 26);
+        p += sprintf(p, "\",\"name\":\"");
+        for (int j = 0; j < i * 7; j++)
+            *p++ = (char)('A' + (i * 3 + j) % 26);
+        p += sprintf(p, "\",\"category\":\"c%d\"}", i);
+    }
+    strcpy(p, "]}");
+    size_t len = strlen(text);
+    assert_true(len < cap);
+
+    js_doc d;
+    js_init(&d, 0);
+    char *wrapped = malloc(len + 32);
+    int n = sprintf(wrapped, "{\"properties\":%s}", text);
+    assert_int_equal(js_parse(&d, wrapped, (size_t)n, EV_MAX_DEPTH), 0);
+    cm_event *fast = NULL;
+    assert_int_equal(cm_parse_tokens(&d, 2, CM_ORDER_COMPLETED, &fast), 0);
+    cm_event *slow = ok(text, CM_ORDER_COMPLETED, NULL);
+    const cm_event *both[] = {fast, slow};
+    for (int b = 0; b < 2; b++) {
+        const cm_event *e = both[b];
+        assert_string_equal(e->order_id, "o-memory");
+        assert_int_equal(e->nproducts, N);
+        for (int i = 0; i < N; i++) {
+            const cm_product *pr = &e->products[i];
+            int idlen = i % 10 == 9 ? LONG : 6;
+            assert_int_equal(strlen(pr->product_id), idlen);
+            for (int j = 0; j < idlen; j++)
+                assert_int_equal(pr->product_id[j], 'a' + (i + j) % 26);
+            if (i == 0) {
+                assert_null(pr->name); /* "": absent */
+            } else {
+                assert_int_equal(strlen(pr->name), i * 7);
+                for (int j = 0; j < i * 7; j++)
+                    assert_int_equal(pr->name[j], 'A' + (i * 3 + j) % 26);
+            }
+            char cat[16];
+            snprintf(cat, sizeof cat, "c%d", i);
+            assert_string_equal(pr->category, cat);
+        }
+    }
+    assert_true(cm_event_equal(fast, slow));
+    cm_event_free(fast);
+    cm_event_free(slow);
+    js_free(&d);
+    free(wrapped);
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup_names),      cmocka_unit_test(test_kind_names),
@@ -630,7 +692,7 @@ int main(void) {
         cmocka_unit_test(test_single_product),    cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_product_limit),     cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_bad_arguments),     cmocka_unit_test(test_numeric_string_length),
-        cmocka_unit_test(test_tokens_match_tree),
+        cmocka_unit_test(test_tokens_match_tree), cmocka_unit_test(test_text_memory),
     };
     return cmocka_run_group_tests_name("commerce", tests, NULL, NULL);
 }
