@@ -16,6 +16,7 @@
 #include "expr/expr.h"
 #include "reco/reco.h"
 #include "reco/rfeed.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/hash.h"
 #include "util/jscan.h"
@@ -117,6 +118,7 @@ struct engine {
     size_t nreplay_deletes, areplay_deletes;
     bool replaying;
     js_doc scan; /* replay's token array (util/jscan.h), reused for every stored event */
+    buf name;    /* replay's decoded track name, likewise */
 };
 
 /* The roots every decision expression may name (docs/expressions.md). */
@@ -249,12 +251,26 @@ static void fail_oom(const char *what) {
     abort();
 }
 
-/* Identifiers of an event, for the graph: idn_extract()'s list plus an alias's previousId, which
- * names the identity to join (a known anonymousId or userId; unknown, it is taken as an
+/* An event as the engine applies it: what every event has, as text beside the engine's tree of
+ * the rest (ingest/ev.h), and its typed e-commerce fields. Live, from an ev_event; in replay, from
+ * a stored record and its body. */
+typedef struct applied {
+    int64_t seq, ts;
+    ev_type type;
+    const char *message_id;
+    const char *user_id, *anonymous_id; /* NULL when absent */
+    const char *name;                   /* a track's `event`; NULL for the other types */
+    const json_t *tree;                 /* the other members the engine reads; NULL for none */
+    const cm_event *cm;                 /* NULL for none */
+} applied;
+
+/* Identifiers of an event, for the graph: idn_extract_ids()'s list plus an alias's previousId,
+ * which names the identity to join (a known anonymousId or userId; unknown, it is taken as an
  * anonymousId, as Segment does). */
-static size_t event_idents(engine *e, const json_t *ev, ev_type type, idn_list *list,
-                           idg_ident *ids) {
-    idn_extract(ev, type == EV_GROUP, e->country, list);
+static size_t event_idents(engine *e, const applied *a, idn_list *list, idg_ident *ids) {
+    const json_t *ev = a->tree;
+    ev_type type = a->type;
+    idn_extract_ids(a->user_id, a->anonymous_id, ev, type == EV_GROUP, e->country, list);
     size_t n = 0;
     for (int i = 0; i < list->n; i++)
         ids[n++] = (idg_ident){list->ids[i].type, list->ids[i].value};
@@ -460,21 +476,22 @@ static void reco_learn(engine *e, uint32_t slot, const cm_event *cm, int64_t ts,
     }
 }
 
-/* Applies the event of log record seq: its type, time and messageId, the engine's tree of it
- * (ev.h: the members the engine reads) and its typed e-commerce fields (cm; NULL for none). */
-static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const char *message_id,
-                        const json_t *ev, const cm_event *cm) {
+/* Applies the event of log record a->seq. */
+static void apply_event(engine *e, const applied *a) {
     e->events_applied++;
     idn_list list;
     idg_ident ids[IDG_MAX_IDENTS];
-    size_t n = event_idents(e, ev, type, &list, ids);
+    size_t n = event_idents(e, a, &list, ids);
     if (n == 0) {
         e->unattributed++; /* every identifier was junk: it links nobody */
         return;
     }
-    const char *name = json_string_value(json_object_get(ev, "event"));
+    int64_t seq = a->seq, ts = a->ts;
+    ev_type type = a->type;
+    const json_t *ev = a->tree;
+    const cm_event *cm = a->cm;
     idg_result r;
-    if (idg_resolve(e->graph, ids, n, seq, ts, ev_type_name(type), name, &r))
+    if (idg_resolve(e->graph, ids, n, seq, ts, ev_type_name(type), a->name, &r))
         fail_oom("resolving identities");
     for (size_t i = 0; i < r.nmerged; i++) {
         prof *from = slot_prof(e, r.merged[i].from);
@@ -519,7 +536,7 @@ static void apply_event(engine *e, int64_t seq, ev_type type, int64_t ts, const 
     prof_event pe = {seq, ts, type, cm, ev, e->names, e->products};
     if (prof_fold(p, &pe)) fail_oom("folding an event");
     rfm_update(e, p, +1);
-    fold_consent(e, r.slot, ev, type, message_id, ts);
+    fold_consent(e, r.slot, ev, type, a->message_id, ts);
     /* Products named in events teach the catalogue what it lacks (never a price it has). */
     for (size_t i = 0; cm && i < cm->nproducts; i++)
         if (cat_observe(e->catalog, &cm->products[i], cm->currency[0] ? cm->currency : NULL, ts) ==
@@ -592,7 +609,11 @@ static int refold_row(const store_row *row, void *arg) {
     }
     idn_list list;
     idg_ident ids[IDG_MAX_IDENTS];
-    size_t n = event_idents(a->e, ev, (ev_type)row->type, &list, ids);
+    applied ap = {.type = (ev_type)row->type,
+                  .user_id = row->user_id,
+                  .anonymous_id = row->anonymous_id,
+                  .tree = ev};
+    size_t n = event_idents(a->e, &ap, &list, ids);
     /* The event goes with the side that holds its best identifier still in the graph. */
     prof *to = a->keep_p;
     for (size_t i = 0; i < n; i++) {
@@ -839,39 +860,55 @@ void eng_apply(void *arg, ev_event *events, size_t n) {
         if (ev->command)
             ev->result = apply_command(e, ev->seq, ev->received_ms, ev->json);
         else
-            apply_event(e, ev->seq, ev->type, ev->timestamp_ms, ev->message_id, ev->json,
-                        ev->commerce);
+            apply_event(e, &(applied){.seq = ev->seq,
+                                      .ts = ev->timestamp_ms,
+                                      .type = ev->type,
+                                      .message_id = ev->message_id,
+                                      .user_id = ev->user_id,
+                                      .anonymous_id = ev->anonymous_id,
+                                      .name = ev->event_name,
+                                      .tree = ev->json,
+                                      .cm = ev->commerce});
     }
     pthread_rwlock_unlock(&e->lock);
 }
 
 /* ---- Replay ---- */
 
-/* A stored event as apply_event() reads it, from the scanned body: the members the engine reads
- * (ev_engine_member()), and in *props the token of the properties (0 when absent) for an
- * e-commerce event's typing. That is what the live path hands over too (ev.h's out->json), and it
- * spares replay most of jansson's parsing: a stored body is mostly properties. NULL when the body
- * does not scan (the caller then parses it with jansson) or memory ran out. */
-static json_t *scanned_event(engine *e, const store_row *row, uint32_t *props) {
+/* A stored event as apply_event() reads it, from the scanned body: in *tree the members the
+ * engine reads (ev_engine_member(); NULL for none), in *name a track's name (decoded into
+ * e->name), and in *props the token of the properties (0 when absent) for an e-commerce event's
+ * typing. That is what the live path hands over too (ev.h), and it spares replay most of jansson's
+ * parsing: a stored body is mostly properties. -1 when the body does not scan (the caller then
+ * parses it with jansson) or memory ran out. */
+static int scanned_event(engine *e, const store_row *row, json_t **tree, const char **name,
+                         uint32_t *props) {
     js_doc *d = &e->scan;
+    *tree = NULL;
+    *name = NULL;
     *props = 0;
     if (js_parse(d, row->body, row->body_len, EV_MAX_DEPTH) || d->tok[0].kind != JS_OBJECT)
-        return NULL;
-    json_t *o = json_object();
-    for (uint32_t i = 0, k = 1; o && i < d->tok[0].count; i++, k = d->tok[k + 1].next) {
+        return -1;
+    for (uint32_t i = 0, k = 1; i < d->tok[0].count; i++, k = d->tok[k + 1].next) {
         const char *key = d->text + d->tok[k].start;
         size_t len = d->tok[k].len;
         if (len == 10 && memcmp(key, "properties", 10) == 0) {
             *props = k + 1;
-            continue;
-        }
-        if (!ev_engine_member(key, len)) continue;
-        if (ev_engine_put(o, d, k)) {
-            json_decref(o);
-            o = NULL;
+        } else if (len == 5 && memcmp(key, "event", 5) == 0) {
+            if (row->type != EV_TRACK || d->tok[k + 1].kind != JS_STRING) continue;
+            buf_reset(&e->name);
+            if (buf_reserve(&e->name, d->tok[k + 1].len)) goto fail;
+            js_string(d, k + 1, e->name.data);
+            *name = e->name.data;
+        } else if (ev_engine_member(key, len) && ev_engine_put(tree, d, k)) {
+            goto fail;
         }
     }
-    return o;
+    return 0;
+fail:
+    json_decref(*tree);
+    *tree = NULL;
+    return -1;
 }
 
 /* The typed e-commerce fields of a stored event of kind k: from the tokens when the body scanned
@@ -895,10 +932,11 @@ static cm_event *stored_commerce(engine *e, cm_kind k, bool scanned, uint32_t pt
 static int replay_row(const store_row *row, void *arg) {
     engine *e = arg;
     json_t *ev = NULL;
+    const char *name = NULL;
     uint32_t ptok = 0;
-    if (row->type >= 0 && row->type < EV_NTYPES) ev = scanned_event(e, row, &ptok);
-    bool scanned = ev != NULL;
-    if (!ev) {
+    bool scanned =
+        row->type >= 0 && row->type < EV_NTYPES && scanned_event(e, row, &ev, &name, &ptok) == 0;
+    if (!scanned) {
         json_error_t je;
         if (!(ev = json_loadb(row->body, row->body_len, 0, &je))) {
             log_warn("engine: log record %" PRId64 " is not JSON (%s); skipped", row->seq, je.text);
@@ -912,7 +950,17 @@ static int replay_row(const store_row *row, void *arg) {
         json_decref(apply_command(e, row->seq, at, ev));
     } else if (row->type >= 0 && row->type < EV_NTYPES) {
         cm_event *cm = row->kind ? stored_commerce(e, (cm_kind)row->kind, scanned, ptok, ev) : NULL;
-        apply_event(e, row->seq, (ev_type)row->type, row->ts_ms, row->message_id, ev, cm);
+        if (!scanned && row->type == EV_TRACK)
+            name = json_string_value(json_object_get(ev, "event"));
+        apply_event(e, &(applied){.seq = row->seq,
+                                  .ts = row->ts_ms,
+                                  .type = (ev_type)row->type,
+                                  .message_id = row->message_id,
+                                  .user_id = row->user_id,
+                                  .anonymous_id = row->anonymous_id,
+                                  .name = name,
+                                  .tree = ev,
+                                  .cm = cm});
         cm_event_free(cm);
     }
     json_decref(ev);
@@ -989,6 +1037,7 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
     }
     e->replaying = false;
     js_free(&e->scan); /* only replay scans */
+    buf_free(&e->name);
     free(e->replay_deletes);
     e->replay_deletes = NULL;
     e->nreplay_deletes = e->areplay_deletes = 0;
@@ -1003,6 +1052,7 @@ fail:
 void eng_close(engine *e) {
     if (!e) return;
     js_free(&e->scan);
+    buf_free(&e->name);
     for (size_t i = 0; i < e->nprofs; i++) {
         prof_free(e->profs[i]);
         consent_ledger_free(e->consents[i]);

@@ -795,6 +795,22 @@ static void take_external(extractor *x, const json_t *e, size_t i) {
     take_text(x, IDN_EXTERNAL, joined, tn + 1 + n, path);
 }
 
+/* What idn_extract() reads beyond userId and anonymousId: traits (not for a group call) and
+ * context. */
+static void extract_rest(extractor *x, const json_t *traits, const json_t *ctx, bool group) {
+    if (!group) take_traits(x, traits, "traits");
+    if (!json_is_object(ctx)) return;
+    static const char *const ctx_read[2] = {"traits", "externalIds"};
+    const json_t *c[2];
+    jpick(ctx, ctx_read, 2, c);
+    take_traits(x, c[0], "context.traits");
+    const json_t *ext = c[1];
+    if (!json_is_array(ext)) return;
+    size_t n = json_array_size(ext);
+    for (size_t i = 0; i < n && i < EXTERNAL_IDS_MAX; i++)
+        take_external(x, json_array_get(ext, i), i);
+}
+
 void idn_extract(const json_t *event, bool group, const char *default_country, idn_list *out) {
     memset(out, 0, sizeof *out);
     if (!json_is_object(event)) return;
@@ -805,16 +821,20 @@ void idn_extract(const json_t *event, bool group, const char *default_country, i
     jpick(event, read, NREAD, m);
     take(&x, IDN_USER_ID, m[USER], "userId");
     take(&x, IDN_ANONYMOUS_ID, m[ANON], "anonymousId");
-    if (!group) take_traits(&x, m[TRAITS], "traits");
-    const json_t *ctx = m[CONTEXT];
-    if (!json_is_object(ctx)) return;
-    static const char *const ctx_read[2] = {"traits", "externalIds"};
-    const json_t *c[2];
-    jpick(ctx, ctx_read, 2, c);
-    take_traits(&x, c[0], "context.traits");
-    const json_t *ext = c[1];
-    if (!json_is_array(ext)) return;
-    size_t n = json_array_size(ext);
-    for (size_t i = 0; i < n && i < EXTERNAL_IDS_MAX; i++)
-        take_external(&x, json_array_get(ext, i), i);
+    extract_rest(&x, m[TRAITS], m[CONTEXT], group);
+}
+
+void idn_extract_ids(const char *user_id, const char *anonymous_id, const json_t *event, bool group,
+                     const char *default_country, idn_list *out) {
+    memset(out, 0, sizeof *out);
+    extractor x = {out, default_country};
+    if (user_id) take_text(&x, IDN_USER_ID, user_id, strlen(user_id), "userId");
+    if (anonymous_id)
+        take_text(&x, IDN_ANONYMOUS_ID, anonymous_id, strlen(anonymous_id), "anonymousId");
+    if (!json_is_object(event)) return;
+    enum { TRAITS, CONTEXT, NREAD };
+    static const char *const read[NREAD] = {"traits", "context"};
+    const json_t *m[NREAD];
+    jpick(event, read, NREAD, m);
+    extract_rest(&x, m[TRAITS], m[CONTEXT], group);
 }

@@ -185,5 +185,11 @@ typedef struct idn_list {
  * was found (out->n may be 0). The event's type is the caller's to give (group), not read from
  * event: the engine's tree of an event does not keep it (ev.h). */
 void idn_extract(const json_t *event, bool group, const char *default_country, idn_list *out);
+/* The same with userId and anonymousId given beside the event, as text (as ev_event and a stored
+ * record hold them: a number as its decimal string; NULL when absent), as the engine hands an
+ * event over (ingest/ev.h: its tree leaves them out). event may be NULL (nothing else to read);
+ * its own userId and anonymousId, if any, are not read. */
+void idn_extract_ids(const char *user_id, const char *anonymous_id, const json_t *event, bool group,
+                     const char *default_country, idn_list *out);
 
 #endif

@@ -201,6 +201,11 @@ static int normalize_id(json_t *o, const char *key, const char **text, ev_error 
         ev_error_set(err, "invalid_field", key, "%s must be at most %d bytes", key, EV_ID_MAX);
         return -1;
     }
+    /* Ids travel as C strings (the store, the engine): a NUL would cut one short. */
+    if (memchr(json_string_value(v), '\0', json_string_length(v))) {
+        ev_error_set(err, "invalid_field", key, "%s must not contain a NUL character", key);
+        return -1;
+    }
     *text = json_string_value(v);
     return 0;
 }
@@ -382,7 +387,7 @@ static int engine_context_tok(const js_doc *d, uint32_t obj, json_t **out) {
     return 0;
 }
 
-int ev_engine_put(json_t *tree, const js_doc *d, uint32_t key) {
+int ev_engine_put(json_t **tree, const js_doc *d, uint32_t key) {
     const char *k = d->text + d->tok[key].start;
     size_t len = d->tok[key].len;
     if (len == 7 && memcmp(k, "context", 7) == 0 && d->tok[key + 1].kind == JS_OBJECT) {
@@ -393,14 +398,18 @@ int ev_engine_put(json_t *tree, const js_doc *d, uint32_t key) {
     return ev_engine_set(tree, k, len, js_to_json(d, key + 1));
 }
 
-int ev_engine_set(json_t *tree, const char *key, size_t len, json_t *v) {
+int ev_engine_set(json_t **tree, const char *key, size_t len, json_t *v) {
     if (!v) return -1;
     if (json_is_object(v) && json_object_size(v) == 0 && len == 7 &&
         memcmp(key, "context", 7) == 0) {
         json_decref(v);
         return 0;
     }
-    return json_object_setn_new_nocheck(tree, key, len, v) ? -1 : 0;
+    if (!*tree && !(*tree = json_object())) {
+        json_decref(v);
+        return -1;
+    }
+    return json_object_setn_new_nocheck(*tree, key, len, v) ? -1 : 0;
 }
 
 int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *out,
@@ -540,11 +549,14 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
 
     if (serialise(o, out, err)) goto fail;
 
-    /* Copy the ids last: until now they pointed into o. */
-    char **owned[2] = {&out->user_id, &out->anonymous_id};
-    for (size_t i = 0; i < 2; i++) {
-        if (ids[i] && !(*owned[i] = strdup(ids[i]))) {
-            ev_error_set(err, "internal", identity_fields[i], "out of memory");
+    /* Copy the ids and the name last: until now they pointed into o. */
+    const char *texts[3] = {ids[0], ids[1],
+                            t == EV_TRACK ? json_string_value(json_object_get(o, "event")) : NULL};
+    char **owned[3] = {&out->user_id, &out->anonymous_id, &out->event_name};
+    static const char *const text_names[3] = {"userId", "anonymousId", "event"};
+    for (size_t i = 0; i < 3; i++) {
+        if (texts[i] && !(*owned[i] = strdup(texts[i]))) {
+            ev_error_set(err, "internal", text_names[i], "out of memory");
             goto fail;
         }
     }
@@ -561,12 +573,16 @@ int ev_normalize(const json_t *raw, int type, const ev_envelope *env, ev_event *
     if (json_is_object(ctx)) {
         json_t *kept = engine_context(ctx); /* before the delete: it shares ctx's members */
         json_object_del(o, "context");
-        if (ev_engine_set(o, "context", 7, kept)) {
+        if (ev_engine_set(&o, "context", 7, kept)) {
             ev_error_set(err, "internal", "context", "out of memory");
             goto fail;
         }
     }
-    out->json = o;
+    if (json_object_size(o) > 0) {
+        out->json = o;
+    } else {
+        json_decref(o); /* nothing the engine reads beyond what comes beside the tree */
+    }
     return 0;
 
 fail:
@@ -579,6 +595,7 @@ void ev_event_free(ev_event *e) {
     if (!e) return;
     free(e->user_id);
     free(e->anonymous_id);
+    free(e->event_name);
     free(e->body);
     cm_event_free(e->commerce);
     json_decref(e->json);
@@ -633,9 +650,9 @@ static const struct {
     [FK_TYPE] = {"type", 4, false},
     [FK_WRITE_KEY] = {"writeKey", 8, false},
     [FK_KIND] = {"kind", 4, false},
-    [FK_USER] = {"userId", 6, true},
-    [FK_ANON] = {"anonymousId", 11, true},
-    [FK_EVENT] = {"event", 5, true},
+    [FK_USER] = {"userId", 6, false},
+    [FK_ANON] = {"anonymousId", 11, false},
+    [FK_EVENT] = {"event", 5, false},
     [FK_GROUP] = {"groupId", 7, false},
     [FK_PREVIOUS] = {"previousId", 10, true},
     [FK_PROPERTIES] = {"properties", 10, false},
@@ -696,7 +713,7 @@ static bool fast_text(const js_doc *d, uint32_t v, char *out, size_t *n) {
  * the event outgrows EV_MAX_BYTES, or out of memory); every later call is then a no-op. */
 typedef struct fast_out {
     buf b;
-    json_t *o;
+    json_t *o; /* NULL until a member the engine reads is put */
     int rc;
     bool first;
 } fast_out;
@@ -719,7 +736,7 @@ static void put_tree(fast_out *f, const char *key, size_t len, json_t *v) {
         json_decref(v);
         return;
     }
-    if (ev_engine_set(f->o, key, len, v)) f->rc = BUF_NOMEM;
+    if (ev_engine_set(&f->o, key, len, v)) f->rc = BUF_NOMEM;
 }
 
 /* Member m (a key token, of class k) copied from the text, and kept in the tree if the engine
@@ -729,7 +746,7 @@ static void put_tok(fast_out *f, const js_doc *d, uint32_t m, int k) {
     size_t len = d->tok[m].len;
     put_key(f, key, len);
     if (!f->rc) f->rc = js_write(&f->b, d, m + 1);
-    if (fast_keys[k].engine && !f->rc && ev_engine_put(f->o, d, m)) f->rc = BUF_NOMEM;
+    if (fast_keys[k].engine && !f->rc && ev_engine_put(&f->o, d, m)) f->rc = BUF_NOMEM;
 }
 
 /* Member k with the string s[0..n) as its value. s is text engaged made (a time, a type or kind
@@ -869,7 +886,8 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
             drop[id_keys[i]] = true;
             continue;
         }
-        if (d->tok[v].kind != JS_STRING || !fast_text(d, v, text, &n) || n > EV_ID_MAX)
+        if (d->tok[v].kind != JS_STRING || !fast_text(d, v, text, &n) || n > EV_ID_MAX ||
+            memchr(text, '\0', n))
             goto decline;
         if (n == 0) {
             drop[id_keys[i]] = true;
@@ -887,8 +905,12 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
     if (need_key[t]) {
         uint32_t v = VAL(need_key[t]);
         if (!tok_is(d, v, JS_STRING) || !fast_text(d, v, text, &n) || n == 0) goto decline;
-        if (type_needs[t].is_id && n > EV_ID_MAX) goto decline;
-        if (t == EV_TRACK) kind = cm_kind_lookup(text);
+        if (type_needs[t].is_id && (n > EV_ID_MAX || memchr(text, '\0', n))) goto decline;
+        if (t == EV_TRACK) {
+            kind = cm_kind_lookup(text);
+            if (!(out->event_name = malloc(n + 1))) goto decline;
+            memcpy(out->event_name, text, n + 1);
+        }
     }
 
     static const int object_keys[] = {FK_PROPERTIES, FK_TRAITS, FK_CONTEXT, FK_INTEGRATIONS};
@@ -961,8 +983,7 @@ int ev_normalize_text(const js_doc *d, uint32_t tok, int type, const ev_envelope
     }
 
     /* Pass 2: the body and the engine's tree. */
-    fast_out f = {.b = BUF_INIT(EV_MAX_BYTES), .o = json_object(), .first = true};
-    if (!f.o) f.rc = BUF_NOMEM;
+    fast_out f = {.b = BUF_INIT(EV_MAX_BYTES), .first = true}; /* f.o: made when needed */
     /* Room for the event as sent and the members added to it, so the body is not regrown as it is
      * written (the regrowing cost more than the writing: callgrind). */
     size_t room = d->tok[tok].len + EV_ADDED_BYTES;

@@ -96,40 +96,44 @@ typedef struct ev_event {
     char message_id[EV_MESSAGE_ID_MAX + 1];
     char *user_id;      /* NULL when absent */
     char *anonymous_id; /* NULL when absent */
+    char *event_name;   /* a track's `event`, decoded; NULL for the other types */
     cm_event *commerce; /* typed e-commerce fields; NULL unless a track event of a known kind */
     char *body;         /* the normalised event as compact JSON, NUL-terminated */
     size_t body_len;
-    json_t *json; /* the members of the body the engine reads (ev_engine_member()), parsed; it
-                     reads the e-commerce fields from commerce */
+    json_t *json; /* the other members of the body the engine reads (ev_engine_member()), parsed;
+                     NULL when the event has none (most track events); it reads the e-commerce
+                     fields from commerce */
     /* Set by the log: */
     int64_t seq;    /* the event's place in the log once stored; 0 for a duplicate */
     bool command;   /* a log record that is an engine command (body {"op":...}), not an event */
     json_t *result; /* a command's outcome, set by the engine when it applied it */
 } ev_event;
 
-/* Whether the engine reads member key (len bytes) of a stored event: userId, anonymousId,
- * previousId, event, channel, traits and context; and of context, only the members
- * ev_engine_context_member() names. Only these are kept in ev_event.json, and replay builds only
- * these: a tree is the costliest part of handing an event over (making and freeing it), and the
- * rest (properties, integrations, times, SDK metadata such as context.library) is read from the
- * stored body by whoever needs it. The type and the messageId, which every event has, are handed
- * over beside the tree (ev_event.type and .message_id; a stored record's type and message id):
- * as members they cost three allocations each, a tenth of the tree. */
+/* Whether the engine reads member key (len bytes) of a stored event in its tree: previousId,
+ * channel, traits and context; and of context, only the members ev_engine_context_member()
+ * names. Only these are kept in ev_event.json, and replay builds only these: a tree is the
+ * costliest part of handing an event over (making and freeing it), and the rest (properties,
+ * integrations, times, SDK metadata such as context.library) is read from the stored body by
+ * whoever needs it. What every event has is handed over beside the tree, as text: the type, the
+ * messageId, the ids and a track's name (ev_event.type, .message_id, .user_id, .anonymous_id,
+ * .event_name; a stored record's type, message id and ids, and the name from its body). As
+ * members they cost three allocations each, and a track event of a server-side SDK has no other:
+ * it then needs no tree at all. */
 bool ev_engine_member(const char *key, size_t len);
 /* Whether the engine reads member key of an event's context: traits, externalIds, consent,
  * channel, app, userAgent, page, device. */
 bool ev_engine_context_member(const char *key, size_t len);
-/* Sets member key (len bytes) of an engine's tree to v, taking the reference in every case (v
- * NULL: making it ran out of memory). A context left empty (none of the members the engine reads)
- * is left out instead: the engine reads an absent one the same, and server-side SDKs send only
- * context.library, so an empty one would be three allocations for nothing. 0, or -1 when memory
- * runs out. */
-int ev_engine_set(json_t *tree, const char *key, size_t len, json_t *v);
+/* Sets member key (len bytes) of the engine's tree *tree to v, taking the reference in every case
+ * (v NULL: making it ran out of memory); the tree is made with its first member (*tree NULL). A
+ * context left empty (none of the members the engine reads) is left out instead: the engine reads
+ * an absent one the same, and server-side SDKs send only context.library, so an empty one would be
+ * three allocations for nothing. 0, or -1 when memory runs out. */
+int ev_engine_set(json_t **tree, const char *key, size_t len, json_t *v);
 /* The same for member key (a key token of d, whose member ev_engine_member() names) with its
  * value as jansson reads it, a context keeping only the members the engine reads; a context with
- * none of them is left out without making anything. 0, or -1 when memory runs out (tree as it
- * was). */
-int ev_engine_put(json_t *tree, const js_doc *d, uint32_t key);
+ * none of them is left out without making anything. 0, or -1 when memory runs out (*tree as it
+ * was, or newly made and empty). */
+int ev_engine_put(json_t **tree, const js_doc *d, uint32_t key);
 
 /* Validates and normalises raw. type is the endpoint's type, or EV_NTYPES to read it from raw's
  * "type" field (as in a batch). Returns 0 and fills *out, or -1 and fills *err (then *out needs no

@@ -7,7 +7,9 @@
  * an email one '@' and no upper-case letter, a handle [a-z0-9._], an id the input itself) and is
  * stable: normalising it again gives 0 and the same bytes, and a phone number needs no country
  * any more. An input that starts with '{' is also read as a JSON event for idn_extract(): at most
- * IDN_EVENT_MAX identifiers, in priority order, no duplicates, each one stable. */
+ * IDN_EVENT_MAX identifiers, in priority order, no duplicates, each one stable; and, when its ids
+ * are ones ingestion takes (strings without NUL, whole numbers), idn_extract_ids() with them as
+ * text beside the rest of the event finds the same list. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +98,33 @@ static void check_extract(const uint8_t *data, size_t size, const char *cc) {
             CHECK(l.ids[j].type != l.ids[i].type || strcmp(l.ids[j].value, l.ids[i].value) != 0);
         check_stable(l.ids[i].type, l.ids[i].value, cc);
     }
+    /* The same with the ids beside the tree, as the engine hands an event over. */
+    static const char *const keys[2] = {"userId", "anonymousId"};
+    char texts[2][EV_NUMBER_TEXT_LEN];
+    const char *ids[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        const json_t *v = json_object_get(ev, keys[k]);
+        if (!v || json_is_null(v)) continue;
+        if (json_is_string(v)) {
+            if (memchr(json_string_value(v), '\0', json_string_length(v))) goto done;
+            ids[k] = json_string_value(v);
+        } else if (ev_number_text(v, texts[k])) {
+            ids[k] = texts[k];
+        } else {
+            goto done; /* ingestion refuses it */
+        }
+    }
+    json_t *rest = json_copy(ev);
+    if (!rest) goto done;
+    json_object_del(rest, keys[0]);
+    json_object_del(rest, keys[1]);
+    idn_list b;
+    idn_extract_ids(ids[0], ids[1], rest, size % 2 == 0, cc, &b);
+    CHECK(b.n == l.n && b.dropped == l.dropped && b.junk == l.junk && b.invalid == l.invalid);
+    for (int i = 0; i < l.n; i++)
+        CHECK(b.ids[i].type == l.ids[i].type && strcmp(b.ids[i].value, l.ids[i].value) == 0);
+    json_decref(rest);
+done:
     json_decref(ev);
 }
 

@@ -19,7 +19,7 @@
 
 static json_t *parse(const char *text) {
     json_error_t e;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     if (!v) fail_msg("test JSON does not parse: %s: %s", e.text, text);
     return v;
 }
@@ -53,6 +53,7 @@ static int run_fast(const char *text, int type, const ev_envelope *env, ev_event
             assert_null(fast->json);
             assert_null(fast->user_id);
             assert_null(fast->anonymous_id);
+            assert_null(fast->event_name);
             assert_null(fast->commerce);
         }
     }
@@ -75,6 +76,7 @@ static void same_as_fast(const char *text, int type, const ev_envelope *env, con
     assert_int_equal(fast.received_ms, slow->received_ms);
     assert_true(same_str(fast.user_id, slow->user_id));
     assert_true(same_str(fast.anonymous_id, slow->anonymous_id));
+    assert_true(same_str(fast.event_name, slow->event_name));
     assert_true(cm_event_equal(fast.commerce, slow->commerce));
     if (strcmp(fast.message_id, slow->message_id) != 0) {
         /* Both made one: put the slow path's into the fast path's body (the tree has none). */
@@ -88,7 +90,7 @@ static void same_as_fast(const char *text, int type, const ev_envelope *env, con
         fail_msg("the fast path wrote\n%s\nthe jansson path\n%s\nfor %s", fast.body, slow->body,
                  text);
     assert_int_equal(fast.body_len, slow->body_len);
-    if (!json_equal(fast.json, slow->json)) {
+    if ((fast.json || slow->json) && !json_equal(fast.json, slow->json)) {
         char *a = json_dumps(fast.json, JSON_SORT_KEYS),
              *b = json_dumps(slow->json, JSON_SORT_KEYS);
         fail_msg("engine trees differ:\n%s\n%s", a, b);
@@ -121,6 +123,7 @@ static ev_error bad(const char *text, int type, const ev_envelope *env) {
     assert_null(ev.body);
     assert_null(ev.user_id);
     assert_null(ev.anonymous_id);
+    assert_null(ev.event_name);
     assert_null(ev.commerce);
     assert_non_null(err.code);
     /* What the jansson path refuses, the fast path declines (so the error is worded there). */
@@ -416,6 +419,12 @@ static void test_errors(void **state) {
         {"{\"userId\":\"\",\"anonymousId\":null}", EV_PAGE, "missing_field", "userId",
          "userId or anonymousId is required"},
         {"{\"userId\":true}", EV_PAGE, "invalid_field", "userId", "userId must be a string"},
+        {"{\"userId\":\"a\\u0000b\"}", EV_PAGE, "invalid_field", "userId",
+         "userId must not contain a NUL character"},
+        {"{\"anonymousId\":\"\\u0000\"}", EV_PAGE, "invalid_field", "anonymousId",
+         "anonymousId must not contain a NUL character"},
+        {"{\"userId\":\"u\",\"previousId\":\"p\\u0000\"}", EV_ALIAS, "invalid_field", "previousId",
+         "previousId must not contain a NUL character"},
         {"{\"userId\":{\"id\":1}}", EV_PAGE, "invalid_field", "userId", "userId must be a string"},
         {"{\"userId\":1.5}", EV_PAGE, "invalid_field", "userId",
          "userId must be a string or a whole number"},
@@ -950,8 +959,10 @@ static void test_fast_path(void **state) {
 }
 
 /* The engine's tree holds what the engine reads, and no more: the same from both paths (ok()
- * compares them), from the event's own context, a batch's, and the two merged. The type and the
- * messageId are not in it: they come beside it (ev_event.type, .message_id). */
+ * compares them), from the event's own context, a batch's, and the two merged. The type, the
+ * messageId, the ids and a track's name are not in it: they come beside it (ev_event.type,
+ * .message_id, .user_id, .anonymous_id, .event_name), and an event with nothing else the engine
+ * reads has no tree at all. */
 static void test_engine_tree(void **state) {
     (void)state;
     json_t *bctx = parse("{\"device\":{\"type\":\"mobile\"},\"os\":{\"name\":\"iOS\"},"
@@ -967,12 +978,12 @@ static void test_engine_tree(void **state) {
         "\"externalIds\":[],\"app\":{\"name\":\"A\"}}}";
     const ev_envelope *envs[] = {&env, &benv};
     const char *want[] = {
-        "{\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "{\"channel\":\"email\","
         "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
         "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
         "\"app\":{\"name\":\"A\"}}}",
         /* Merged: the event's traits win; the batch adds device, not os. */
-        "{\"userId\":\"u1\",\"event\":\"Signed Up\",\"channel\":\"email\","
+        "{\"channel\":\"email\","
         "\"context\":{\"page\":{\"path\":\"/\"},\"userAgent\":\"Mozilla\",\"traits\":{\"email\":"
         "\"own@x.test\"},\"consent\":{\"categoryPreferences\":{\"ads\":true}},\"externalIds\":[],"
         "\"app\":{\"name\":\"A\"},\"device\":{\"type\":\"mobile\"}}}",
@@ -982,6 +993,9 @@ static void test_engine_tree(void **state) {
         ok(text, EV_TRACK, envs[i], &ev);
         assert_int_equal(ev.type, EV_TRACK);
         assert_int_equal(strlen(ev.message_id), 36); /* made up */
+        assert_string_equal(ev.user_id, "u1");
+        assert_null(ev.anonymous_id);
+        assert_string_equal(ev.event_name, "Signed Up");
         json_t *w = parse(want[i]);
         if (!json_equal(ev.json, w)) {
             char *got = json_dumps(ev.json, JSON_SORT_KEYS);
@@ -1011,12 +1025,39 @@ static void test_engine_tree(void **state) {
         ok("{\"userId\":\"u3\",\"event\":\"x\",\"context\":{\"library\":{\"name\":\"n\"},"
            "\"ip\":\"1.2.3.4\"}}",
            EV_TRACK, plain[i], &ev);
-        assert_null(json_object_get(ev.json, "context"));
+        assert_null(ev.json); /* nothing else the engine reads: no tree */
         assert_non_null(strstr(ev.body, "\"ip\":\"1.2.3.4\""));
         ev_event_free(&ev);
     }
     ok("{\"userId\":\"u3\",\"event\":\"x\"}", EV_TRACK, &lenv, &ev);
-    assert_null(json_object_get(ev.json, "context"));
+    assert_null(ev.json);
+    assert_string_equal(ev.event_name, "x");
+    ev_event_free(&ev);
+    /* The name is a track's only, decoded; the ids as text, a number's as its digits. */
+    const struct {
+        const char *json;
+        int type;
+        const char *user, *anon, *name;
+    } beside[] = {
+        {"{\"userId\":\"u\\u00e9\",\"event\":\"Caf\\u00e9 \\\"Visited\\\"\"}", EV_TRACK,
+         "u\xc3\xa9", NULL, "Caf\xc3\xa9 \"Visited\""},
+        {"{\"userId\":42,\"anonymousId\":\"a1\",\"event\":\"x\"}", EV_TRACK, "42", "a1", "x"},
+        {"{\"anonymousId\":\"a2\",\"event\":\"ignored\"}", EV_PAGE, NULL, "a2", NULL},
+        {"{\"userId\":\"u\",\"previousId\":\"old\"}", EV_ALIAS, "u", NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof beside / sizeof *beside; i++) {
+        ok(beside[i].json, beside[i].type, &env, &ev);
+        assert_true(same_str(ev.user_id, beside[i].user));
+        assert_true(same_str(ev.anonymous_id, beside[i].anon));
+        assert_true(same_str(ev.event_name, beside[i].name));
+        assert_null(json_object_get(ev.json, "userId"));
+        assert_null(json_object_get(ev.json, "anonymousId"));
+        assert_null(json_object_get(ev.json, "event"));
+        ev_event_free(&ev);
+    }
+    /* previousId stays in the tree: the engine reads it from there. */
+    ok("{\"userId\":\"u\",\"previousId\":\"old\"}", EV_ALIAS, &env, &ev);
+    assert_string_equal(json_string_value(json_object_get(ev.json, "previousId")), "old");
     ev_event_free(&ev);
     json_decref(lib);
     json_decref(bctx);

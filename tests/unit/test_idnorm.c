@@ -508,19 +508,81 @@ static void test_extract_hostile(void **state) {
     json_decref(odd);
 }
 
+/* The engine hands userId and anonymousId over beside its tree of an event, as text (ingest/ev.h):
+ * idn_extract_ids() with them and the tree without them finds what idn_extract() finds in the
+ * whole event, for ids given as strings and as numbers, with traits, context, junk and the cap. */
+static void test_extract_ids_beside(void **state) {
+    (void)state;
+    static const char *const events[] = {
+        "{\"anonymousId\":\"3f1c2e8a-5b7d\",\"userId\":\"u1\",\"traits\":{\"email\":\" "
+        "Ada@Shop.DE\",\"phone\":\"0171 3859246\",\"twitter\":\"@Ada\"},\"context\":{\"traits\":"
+        "{\"email\":\"ada@shop.de\",\"whatsapp\":\"4917138592461\"},\"externalIds\":[{\"id\":"
+        "\"GA1.2.3\",\"type\":\"ga_client_id\",\"collection\":\"users\",\"encoding\":\"none\"}]}}",
+        "{\"userId\":42,\"traits\":{\"email\":\"office@acme.de\"}}",
+        "{\"userId\":\"null\",\"anonymousId\":\"a-7\",\"traits\":{\"email\":\"not-an-email\"}}",
+        "{\"userId\":\"Ada@Shop.de\",\"anonymousId\":\"  \"}",
+        "{\"anonymousId\":\"only-anon\",\"context\":{\"externalIds\":[{\"id\":\"c1\",\"type\":"
+        "\"crm\"},{\"id\":\"c2\",\"type\":\"crm\"},{\"id\":\"c3\",\"type\":\"crm\"},{\"id\":\"c4\","
+        "\"type\":\"crm\"},{\"id\":\"c5\",\"type\":\"crm\"},{\"id\":\"c6\",\"type\":\"crm\"},{"
+        "\"id\":"
+        "\"c7\",\"type\":\"crm\"},{\"id\":\"c8\",\"type\":\"crm\"},{\"id\":\"c9\",\"type\":\"crm\"}"
+        ","
+        "{\"id\":\"c10\",\"type\":\"crm\"},{\"id\":\"c11\",\"type\":\"crm\"},{\"id\":\"c12\","
+        "\"type\":\"crm\"},{\"id\":\"c13\",\"type\":\"crm\"},{\"id\":\"c14\",\"type\":\"crm\"},"
+        "{\"id\":\"c15\",\"type\":\"crm\"},{\"id\":\"c16\",\"type\":\"crm\"}]}}",
+        "{\"userId\":\"u2\"}",
+    };
+    for (size_t i = 0; i < sizeof events / sizeof *events; i++) {
+        json_t *ev = parse(events[i]);
+        for (int group = 0; group < 2; group++) {
+            idn_list whole, beside;
+            idn_extract(ev, group, "DE", &whole);
+            json_t *rest = json_deep_copy(ev);
+            char texts[2][EV_NUMBER_TEXT_LEN + 64];
+            const char *ids[2] = {NULL, NULL};
+            static const char *const keys[2] = {"userId", "anonymousId"};
+            for (int k = 0; k < 2; k++) {
+                const json_t *v = json_object_get(ev, keys[k]);
+                if (json_is_string(v)) {
+                    snprintf(texts[k], sizeof texts[k], "%s", json_string_value(v));
+                    ids[k] = texts[k];
+                } else if (v) {
+                    assert_true(ev_number_text(v, texts[k]));
+                    ids[k] = texts[k];
+                }
+                json_object_del(rest, keys[k]);
+            }
+            idn_extract_ids(ids[0], ids[1], json_object_size(rest) ? rest : NULL, group, "DE",
+                            &beside);
+            assert_int_equal(beside.n, whole.n);
+            assert_true(beside.n > 0);
+            for (int j = 0; j < whole.n; j++) {
+                assert_int_equal(beside.ids[j].type, whole.ids[j].type);
+                assert_string_equal(beside.ids[j].value, whole.ids[j].value);
+            }
+            assert_int_equal(beside.dropped, whole.dropped);
+            assert_int_equal(beside.junk, whole.junk);
+            assert_int_equal(beside.invalid, whole.invalid);
+            if (whole.invalid)
+                assert_string_equal(beside.first_invalid.field, whole.first_invalid.field);
+            /* The tree's own ids, if any, are not read. */
+            json_object_set_new(rest, "userId", json_string("someone-else"));
+            idn_extract_ids(ids[0], ids[1], rest, group, "DE", &beside);
+            assert_int_equal(beside.n, whole.n);
+            json_decref(rest);
+        }
+        json_decref(ev);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_cases),
-        cmocka_unit_test(test_types),
-        cmocka_unit_test(test_countries),
-        cmocka_unit_test(test_boundaries),
-        cmocka_unit_test(test_output_buffer),
-        cmocka_unit_test(test_length_not_nul),
-        cmocka_unit_test(test_extract_identify),
-        cmocka_unit_test(test_extract_group),
-        cmocka_unit_test(test_extract_junk_and_invalid),
-        cmocka_unit_test(test_extract_cap),
-        cmocka_unit_test(test_extract_hostile),
+        cmocka_unit_test(test_table_cases),        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_countries),          cmocka_unit_test(test_boundaries),
+        cmocka_unit_test(test_output_buffer),      cmocka_unit_test(test_length_not_nul),
+        cmocka_unit_test(test_extract_identify),   cmocka_unit_test(test_extract_group),
+        cmocka_unit_test(test_extract_ids_beside), cmocka_unit_test(test_extract_junk_and_invalid),
+        cmocka_unit_test(test_extract_cap),        cmocka_unit_test(test_extract_hostile),
     };
     return cmocka_run_group_tests_name("idnorm", tests, NULL, NULL);
 }
