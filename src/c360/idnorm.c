@@ -33,19 +33,21 @@ static const idn_type types[IDN_NTYPES] = {
  * value's surrounding whitespace removed, ignoring ASCII case. "0", "1" and "-1" are the ids of
  * test accounts and the defaults of integer columns; "[object Object]" is JavaScript's
  * String({}); "(null)" and "<nil>" are what C's printf and Go's fmt print for a null pointer. */
-static const char *const junk_common[] = {
-    "",          "null",
-    "undefined", "none",
-    "nil",       "anonymous",
-    "unknown",   "n/a",
-    "na",        "0",
-    "-1",        "1",
-    "test",      "guest",
-    "user",      "[object object]",
-    "nan",       "false",
-    "true",      "(null)",
-    "<nil>",     "00000000-0000-0000-0000-000000000000",
+/* clang-format off */
+#define JUNK(w) {w, sizeof w - 1}
+static const struct {
+    const char *word;
+    size_t len; /* compared first: most values match no entry's length */
+} junk_common[] = {
+    JUNK(""), JUNK("null"), JUNK("undefined"), JUNK("none"),
+    JUNK("nil"), JUNK("anonymous"), JUNK("unknown"), JUNK("n/a"),
+    JUNK("na"), JUNK("0"), JUNK("-1"), JUNK("1"),
+    JUNK("test"), JUNK("guest"), JUNK("user"), JUNK("[object object]"),
+    JUNK("nan"), JUNK("false"), JUNK("true"), JUNK("(null)"),
+    JUNK("<nil>"), JUNK("00000000-0000-0000-0000-000000000000"),
 };
+#undef JUNK
+/* clang-format on */
 
 /* Email addresses that forms and test scripts put in when they have none. Lower-case. */
 static const char *const junk_email_address[] = {
@@ -214,7 +216,8 @@ static bool has_prefix(const char *s, size_t n, const char *p) {
 /* The entry of junk_common that s[0..n) (already trimmed) matches, or NULL. */
 static const char *junk_word(const char *s, size_t n) {
     for (size_t i = 0; i < NELEMS(junk_common); i++)
-        if (eq_nocase(s, n, junk_common[i])) return junk_common[i];
+        if (junk_common[i].len == n && eq_nocase(s, n, junk_common[i].word))
+            return junk_common[i].word;
     return NULL;
 }
 
