@@ -12,6 +12,7 @@
 #include "util/clock.h"
 #include "util/hash.h"
 #include "util/log.h"
+#include "util/vec.h"
 
 /* How often the dedup set drops ids older than the window. */
 #define PRUNE_INTERVAL_MS (10 * 60 * 1000)
@@ -38,6 +39,10 @@ struct commit {
         ev_event *event;
     } * undo;
     size_t nundo, undo_cap;
+    /* The messageId hashes of the open group's events, in order: computed in a first pass so that
+     * each event's dedup slot can be fetched some events before it is written. */
+    uint64_t *hashes;
+    size_t hashes_cap;
 
     /* The applier: applies durable groups to the engine and reports them, while the committer goes
      * on writing and syncing the next group. */
@@ -179,6 +184,10 @@ static void maybe_prune(commit *c) {
 
 /* ---- Writing ---- */
 
+/* How many events ahead of the one being written its dedup slot is fetched: enough to cover a
+ * miss (some hundred ns) with the work of writing the events in between. */
+#define PREFETCH_AHEAD 8
+
 static int remember(commit *c, uint64_t h, int64_t seq, ev_event *e) {
     if (c->nundo == c->undo_cap) {
         size_t cap = c->undo_cap ? c->undo_cap * 2 : 1024;
@@ -192,8 +201,8 @@ static int remember(commit *c, uint64_t h, int64_t seq, ev_event *e) {
     return 0;
 }
 
-static int write_event(commit *c, ev_event *e, bool *dup) {
-    uint64_t h = hash64(e->message_id, strlen(e->message_id));
+/* Writes e, whose messageId hashes to h. */
+static int write_event(commit *c, ev_event *e, uint64_t h, bool *dup) {
     e->seq = 0;
     *dup = is_duplicate(c, e->message_id, h);
     if (*dup) return 0;
@@ -272,12 +281,28 @@ static void index_people(commit *c) {
 static void commit_group(commit *c, commit_req *group) {
     uint64_t t0 = clock_mono_ns();
     c->nundo = 0;
-    int rc = 0;
+    /* The hashes first, each event's dedup slot then fetched PREFETCH_AHEAD events before it is
+     * written: the misses overlap instead of each stalling in turn. */
+    size_t n = 0;
+    for (commit_req *r = group; r; r = r->next)
+        n += r->nevents;
+    int rc = vec_reserve((void **)&c->hashes, &c->hashes_cap, n, sizeof *c->hashes);
+    if (rc) log_error("commit: out of memory hashing a group's messageIds");
+    n = 0;
+    for (commit_req *r = group; r && !rc; r = r->next)
+        for (size_t i = 0; i < r->nevents; i++) {
+            const char *id = r->events[i].message_id;
+            c->hashes[n] = hash64(id, strlen(id));
+            if (n < PREFETCH_AHEAD) dedup_prefetch(c->dedup, c->hashes[n]);
+            n++;
+        }
+    size_t k = 0;
     for (commit_req *r = group; r && !rc; r = r->next) {
         r->stored = r->duplicates = 0;
-        for (size_t i = 0; i < r->nevents && !rc; i++) {
+        for (size_t i = 0; i < r->nevents && !rc; i++, k++) {
+            if (k + PREFETCH_AHEAD < n) dedup_prefetch(c->dedup, c->hashes[k + PREFETCH_AHEAD]);
             bool dup;
-            rc = write_event(c, &r->events[i], &dup);
+            rc = write_event(c, &r->events[i], c->hashes[k], &dup);
             if (dup)
                 r->duplicates++;
             else
@@ -453,6 +478,7 @@ void commit_stop(commit *c) {
     dedup_free(c->dedup);
     buf_free(&c->scratch);
     free(c->undo);
+    free(c->hashes);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->apply_wake);

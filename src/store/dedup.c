@@ -85,6 +85,10 @@ int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *ar
     return 0;
 }
 
+void dedup_prefetch(const dedup *d, uint64_t hash) {
+    __builtin_prefetch(&d->slots[hash & d->mask]);
+}
+
 /* Empties slot i and shifts later members of its probe run back, keeping every run contiguous. */
 static void delete_at(dedup *d, size_t i) {
     size_t j = i;

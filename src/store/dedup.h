@@ -30,6 +30,11 @@ int dedup_reserve(dedup *d, size_t n);
 /* Calls match(seq, arg) for each entry with this hash until it returns nonzero; returns that value,
  * or 0 when none matched. O(1) expected. */
 int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *arg), void *arg);
+/* Starts loading the slot where the probe for hash begins, so that a dedup_find() or
+ * dedup_add() of it soon after need not wait for memory: the table is tens of megabytes at a day's
+ * ids, and each event's probe is a miss (perf: the committer's largest single cost). The committer
+ * issues it some events ahead of writing them. O(1); the set is unchanged. */
+void dedup_prefetch(const dedup *d, uint64_t hash);
 /* Removes the entry (hash, seq), if present; used to undo adds of a transaction that failed. */
 void dedup_remove(dedup *d, uint64_t hash, int64_t seq);
 /* Drops every entry whose seq is below min_seq (those older than the window). O(capacity). */
