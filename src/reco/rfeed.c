@@ -103,6 +103,7 @@ static void make(reco *r, const uint32_t *w) {
 
 static void *feed_main(void *arg) {
     rfeed *f = arg;
+    pthread_setname_np(pthread_self(), "engaged-rfeed"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&f->lock);
     for (;;) {
         while (!f->head && !f->stop)

@@ -109,6 +109,7 @@ struct commit_preload {
 
 static void *preload_main(void *arg) {
     commit_preload *p = arg;
+    pthread_setname_np(pthread_self(), "engaged-preload"); /* for top -H, perf and gdb */
     uint64_t t0 = clock_mono_ns();
     p->rc = load_indexes(p->store, p->window_ms, p->dedup);
     if (p->rc) snprintf(p->err, sizeof p->err, "%s", store_errmsg());
@@ -244,6 +245,7 @@ static void finish_group(commit *c, commit_req *group, int status) {
 /* The applier thread: applies each durable group in log order and reports it. */
 static void *apply_main(void *arg) {
     commit *c = arg;
+    pthread_setname_np(pthread_self(), "engaged-apply"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&c->lock);
     for (;;) {
         while (!c->apply_head && !c->apply_stop)
@@ -347,6 +349,7 @@ static void commit_group(commit *c, commit_req *group) {
 
 static void *commit_main(void *arg) {
     commit *c = arg;
+    pthread_setname_np(pthread_self(), "engaged-commit"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&c->lock);
     for (;;) {
         /* At most one durable group waits for the applier: while one does, requests accumulate

@@ -245,6 +245,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
 
 static void *helper_main(void *arg) {
     evlog *l = arg;
+    pthread_setname_np(pthread_self(), "engaged-fill"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&l->lock);
     for (;;) {
         while (!l->stop && l->want <= l->ready)
