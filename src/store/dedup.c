@@ -1,28 +1,48 @@
 #include "store/dedup.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
-/* Slots with seq == EMPTY are free. Deletion uses backward-shift (no tombstones), so lookups stay
- * short however many ids come and go. */
-#define EMPTY (-1)
+/* Slots with seq == EMPTY are free; seqs are >= 1, so a table is zeroed memory, which costs nothing
+ * up front (below). Deletion uses backward-shift (no tombstones), so lookups stay short however
+ * many ids come and go. The one exception is the table being emptied (old, below), whose moved and
+ * removed slots become MOVED: it only shrinks until it is freed, and its probe runs must stay whole
+ * for the entries not yet moved. */
+#define EMPTY 0
+#define MOVED (-1)
+
+/* Slots of the old table moved per dedup_add(). A resize starts when the tables hold 3/4 of the
+ * new table's half, so the move ends after old capacity / MOVE_PER_ADD adds, by when the new table
+ * is at most (3/4 + 1/8) / 2 full: it never has to grow while the old one still empties. */
+#define MOVE_PER_ADD 8
+
+/* The moved part of the old table is given back in pieces of this size (below). */
+#define RELEASE_BYTES (2u << 20)
 
 typedef struct slot {
     uint64_t hash;
     int64_t seq;
 } slot;
 
+/* Growing or pruning the table used to rebuild it at once, in the committer, with every event of
+ * the moment waiting: 80 ms at 1.5M ids, 300 ms at 6M (a scratch loop), and the prune did it every
+ * ten minutes. Now the rebuilt table starts empty and takes the new ids at once, while the
+ * previous one is emptied into it MOVE_PER_ADD slots per add, both searched meanwhile. */
 struct dedup {
-    slot *slots;
-    size_t mask; /* capacity - 1; capacity is a power of two */
-    size_t count;
+    slot *slots;                        /* the table ids are added to */
+    size_t mask;                        /* its capacity - 1; capacity is a power of two */
+    size_t count;                       /* its entries */
+    slot *old;                          /* the table being emptied into slots, or NULL */
+    size_t old_mask, old_count, cursor; /* old's slots below cursor have been moved */
+    size_t released;                    /* old's slots below this have been given back */
+    int64_t floor; /* entries below this seq are pruned: never found, never moved */
 };
 
+/* A table of cap empty slots. Zeroed memory: a large one comes from fresh pages that the kernel
+ * zero-fills as they are first touched, so making a 256 MB table does not stop for writing it. */
 static slot *alloc_slots(size_t cap) {
-    slot *s = malloc(cap * sizeof *s);
-    if (s)
-        for (size_t i = 0; i < cap; i++)
-            s[i].seq = EMPTY;
-    return s;
+    return calloc(cap, sizeof(slot));
 }
 
 dedup *dedup_new(void) {
@@ -34,12 +54,14 @@ dedup *dedup_new(void) {
         return NULL;
     }
     d->mask = 1023;
+    d->floor = INT64_MIN;
     return d;
 }
 
 void dedup_free(dedup *d) {
     if (!d) return;
     free(d->slots);
+    free(d->old);
     free(d);
 }
 
@@ -51,14 +73,51 @@ static void insert_slot(slot *slots, size_t mask, uint64_t hash, int64_t seq) {
     slots[i].seq = seq;
 }
 
-static int resize(dedup *d, size_t cap) {
+/* Moves up to n slots of the old table into the current one (pruned entries are dropped), and
+ * frees the old table once it is empty. */
+static void move_some(dedup *d, size_t n) {
+    if (!d->old) return;
+    size_t cap = d->old_mask + 1, end = n < cap - d->cursor ? d->cursor + n : cap;
+    for (; d->cursor < end; d->cursor++) {
+        slot *s = &d->old[d->cursor];
+        if (s->seq <= 0) continue; /* EMPTY, MOVED */
+        if (s->seq >= d->floor) {
+            insert_slot(d->slots, d->mask, s->hash, s->seq);
+            d->count++;
+        }
+        s->seq = MOVED;
+        d->old_count--;
+    }
+    if (d->cursor == cap) {
+        free(d->old);
+        d->old = NULL;
+        d->old_count = d->cursor = d->released = 0;
+    } else if ((d->cursor - d->released) * sizeof(slot) >= RELEASE_BYTES) {
+        /* The moved part's pages go back as the move goes, not all at the end: freeing a 256 MB
+         * table at once took 23 ms (munmap of every page), a stop like the one the move avoids.
+         * Madvised pages read as zero if touched again; only the free below touches them. */
+        uintptr_t from = (uintptr_t)(d->old + d->released), to = (uintptr_t)(d->old + d->cursor);
+        uintptr_t page = 4096;
+        from = (from + page - 1) & ~(page - 1);
+        to &= ~(page - 1);
+        if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+        d->released = d->cursor;
+    }
+}
+
+/* Makes an empty table of cap slots current, the current one to be emptied into it. Any table
+ * still being emptied is emptied first. 0, or -1 (nothing changed). */
+static int start_move(dedup *d, size_t cap) {
     slot *n = alloc_slots(cap);
     if (!n) return -1;
-    for (size_t i = 0; i <= d->mask; i++)
-        if (d->slots[i].seq != EMPTY) insert_slot(n, cap - 1, d->slots[i].hash, d->slots[i].seq);
-    free(d->slots);
+    move_some(d, SIZE_MAX);
+    d->old = d->slots;
+    d->old_mask = d->mask;
+    d->old_count = d->count;
+    d->cursor = 0;
     d->slots = n;
     d->mask = cap - 1;
+    d->count = 0;
     return 0;
 }
 
@@ -66,22 +125,18 @@ int dedup_reserve(dedup *d, size_t n) {
     size_t cap = d->mask + 1;
     while (n * 4 > cap * 3)
         cap *= 2;
-    return cap == d->mask + 1 ? 0 : resize(d, cap);
-}
-
-int dedup_add(dedup *d, uint64_t hash, int64_t seq) {
-    if ((d->count + 1) * 4 > (d->mask + 1) * 3 && resize(d, (d->mask + 1) * 2)) return -1;
-    insert_slot(d->slots, d->mask, hash, seq);
-    d->count++;
+    if (cap == d->mask + 1) return 0;
+    if (start_move(d, cap)) return -1;
+    move_some(d, SIZE_MAX); /* at start, before serving: at once */
     return 0;
 }
 
-int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *arg), void *arg) {
-    for (size_t i = hash & d->mask; d->slots[i].seq != EMPTY; i = (i + 1) & d->mask) {
-        if (d->slots[i].hash != hash) continue;
-        int r = match(d->slots[i].seq, arg);
-        if (r) return r;
-    }
+int dedup_add(dedup *d, uint64_t hash, int64_t seq) {
+    move_some(d, MOVE_PER_ADD);
+    if ((d->count + d->old_count + 1) * 4 > (d->mask + 1) * 3 && start_move(d, (d->mask + 1) * 2))
+        return -1;
+    insert_slot(d->slots, d->mask, hash, seq);
+    d->count++;
     return 0;
 }
 
@@ -89,7 +144,35 @@ void dedup_prefetch(const dedup *d, uint64_t hash) {
     __builtin_prefetch(&d->slots[hash & d->mask]);
 }
 
-/* Empties slot i and shifts later members of its probe run back, keeping every run contiguous. */
+/* Probing the old table skips its moved part, [0, cursor): every entry there is gone, and once its
+ * pages are given back they read as empty, which would cut short a run that goes on past the
+ * cursor. An entry with the hash sought can only be in its home's run, so going on from the
+ * cursor finds it; n bounds the walk to the slots not yet moved. */
+static size_t old_skip(const dedup *d, size_t i) {
+    return i < d->cursor ? d->cursor : i;
+}
+
+#define FOR_OLD_PROBE(d, hash, i)                                                                  \
+    for (size_t n_ = (d)->old ? (d)->old_mask + 1 - (d)->cursor : 0,                               \
+                i = old_skip((d), (hash) & (d)->old_mask);                                         \
+         n_-- > 0 && (d)->old[i].seq != EMPTY; i = old_skip((d), (i + 1) & (d)->old_mask))
+
+int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *arg), void *arg) {
+    for (size_t i = hash & d->mask; d->slots[i].seq != EMPTY; i = (i + 1) & d->mask) {
+        if (d->slots[i].hash != hash || d->slots[i].seq < d->floor) continue;
+        int r = match(d->slots[i].seq, arg);
+        if (r) return r;
+    }
+    FOR_OLD_PROBE(d, hash, i) {
+        if (d->old[i].hash != hash || d->old[i].seq < d->floor) continue; /* MOVED is below */
+        int r = match(d->old[i].seq, arg);
+        if (r) return r;
+    }
+    return 0;
+}
+
+/* Empties slot i of the current table and shifts later members of its probe run back, keeping
+ * every run contiguous. */
 static void delete_at(dedup *d, size_t i) {
     size_t j = i;
     for (;;) {
@@ -117,29 +200,30 @@ void dedup_remove(dedup *d, uint64_t hash, int64_t seq) {
             return;
         }
     }
+    FOR_OLD_PROBE(d, hash, i) {
+        if (d->old[i].hash == hash && d->old[i].seq == seq) {
+            d->old[i].seq = MOVED; /* the run stays whole for the others */
+            d->old_count--;
+            return;
+        }
+    }
 }
 
 void dedup_prune(dedup *d, int64_t min_seq) {
-    /* Rebuilding is simpler than deleting in place and costs the same O(capacity). */
-    size_t cap = d->mask + 1;
-    slot *old = d->slots;
-    slot *n = alloc_slots(cap);
-    if (!n) return; /* keep the larger set: pruning is an optimisation, never a correctness need */
-    size_t kept = 0;
-    for (size_t i = 0; i < cap; i++)
-        if (old[i].seq != EMPTY && old[i].seq >= min_seq) {
-            insert_slot(n, cap - 1, old[i].hash, old[i].seq);
-            kept++;
-        }
-    free(old);
-    d->slots = n;
-    d->count = kept;
+    if (min_seq <= d->floor) return;
+    d->floor = min_seq; /* from now on they are not found */
+    /* Their slots are reclaimed by moving the table into one of the same size, which drops them.
+     * Only from a table at most half full: the move ends after capacity / MOVE_PER_ADD adds, so
+     * the table cannot reach 3/4 and need to grow meanwhile. A fuller one keeps them until it
+     * grows, and the growing move drops them; so does a move already under way. If the memory is
+     * not there, the larger set stays: pruning is an optimisation, never a correctness need. */
+    if (!d->old && d->count * 2 <= d->mask + 1) start_move(d, d->mask + 1);
 }
 
 size_t dedup_count(const dedup *d) {
-    return d->count;
+    return d->count + d->old_count;
 }
 
 size_t dedup_bytes(const dedup *d) {
-    return (d->mask + 1) * sizeof(slot) + sizeof *d;
+    return (d->mask + 1 + (d->old ? d->old_mask + 1 : 0)) * sizeof(slot) + sizeof *d;
 }

@@ -9,6 +9,11 @@
  * table kept at most 3/4 full (about 21-43 bytes per id). A hash match is only a candidate: the
  * committer confirms it against the stored message_id, so a hash collision can never drop an event.
  *
+ * No call stops to rebuild the table. Growing and pruning make a new table that takes the new ids
+ * at once, and the previous one is moved into it 8 slots per dedup_add(), both searched meanwhile:
+ * rebuilding at once held the committer, and every event waiting on it, for 300 ms at 6M ids.
+ * While a move lasts (capacity / 8 adds) both tables are held.
+ *
  * Not thread-safe: the committer thread owns it. */
 #ifndef ENGAGED_DEDUP_H
 #define ENGAGED_DEDUP_H
@@ -21,11 +26,11 @@ typedef struct dedup dedup;
 dedup *dedup_new(void);
 void dedup_free(dedup *d);
 
-/* Adds (hash, seq); seq >= 0 (store seqs are rowids, >= 1). Returns 0, or -1 when memory runs out
- * (the set is unchanged). O(1) amortised.
- */
+/* Adds (hash, seq); seq >= 1 (store seqs start at 1), and not below a pruned bound. Returns 0,
+ * or -1 when memory runs out (the set is unchanged). O(1): a probe, plus moving at most 8 slots. */
 int dedup_add(dedup *d, uint64_t hash, int64_t seq);
-/* Makes room for n ids in all without growing (used before loading a known number). 0 or -1. */
+/* Makes room for n ids in all without growing (used before loading a known number, at start). It
+ * rebuilds at once: O(capacity). 0 or -1. */
 int dedup_reserve(dedup *d, size_t n);
 /* Calls match(seq, arg) for each entry with this hash until it returns nonzero; returns that value,
  * or 0 when none matched. O(1) expected. */
@@ -37,10 +42,13 @@ int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *ar
 void dedup_prefetch(const dedup *d, uint64_t hash);
 /* Removes the entry (hash, seq), if present; used to undo adds of a transaction that failed. */
 void dedup_remove(dedup *d, uint64_t hash, int64_t seq);
-/* Drops every entry whose seq is below min_seq (those older than the window). O(capacity). */
+/* Drops every entry whose seq is below min_seq (those older than the window): from now on they are
+ * not found. Their slots are reclaimed by a move into a table of the same size when the table is at
+ * most half full, else by the move that grows it. O(1). */
 void dedup_prune(dedup *d, int64_t min_seq);
+/* The ids held: pruned ones still count until a move has dropped them. */
 size_t dedup_count(const dedup *d);
-/* Bytes of memory the table holds. */
+/* Bytes of memory the tables hold. */
 size_t dedup_bytes(const dedup *d);
 
 #endif

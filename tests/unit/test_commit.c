@@ -478,9 +478,10 @@ static void test_window_prune_while_running(void **state) {
     /* The committer prunes every 10 minutes (commit.c); cross that, then commit once. */
     clock_advance_ms(11 * 60 * 1000);
     SUBMIT(f->c, 0, 1, 0, "b");
-    /* The prune after that commit dropped "a" (received 11 minutes ago), not "b". */
+    /* The prune after that commit dropped "a" (received 11 minutes ago), not "b". The old "a"
+     * still counts among the ids held until the table's compaction passes it (dedup.h). */
     SUBMIT(f->c, 0, 1, 1, "a", "b");
-    expect_stats(f->c, 3, 3, 1, 0, 2);
+    expect_stats(f->c, 3, 3, 1, 0, 3);
     assert_int_equal(store_count_events(f->s), 3); /* a, b, a */
 }
 

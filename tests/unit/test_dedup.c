@@ -251,14 +251,23 @@ static void test_growth(void **state) {
     (void)state;
     dedup *d = dedup_new();
     size_t b0 = dedup_bytes(d);
-    /* 768 entries fit in 1024 slots at load 3/4; the 769th doubles the table. */
+    /* 768 entries fit in 1024 slots at load 3/4; the 769th starts a table twice the size, into
+     * which the first is moved 8 slots per add: both are held until then, and every entry is found
+     * all along. */
     for (int64_t s = 1; s <= 768; s++)
         assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
     assert_int_equal(dedup_bytes(d), b0);
     assert_int_equal(dedup_add(d, 769 * 0x9e3779b97f4a7c15ull, 769), 0);
-    assert_int_equal(dedup_bytes(d), b0 + CAP0 * 16);
+    assert_int_equal(dedup_bytes(d), b0 + 2 * CAP0 * 16);
+    for (int64_t s = 770; s <= 769 + CAP0 / 8; s++) {
+        for (int64_t t = 1; t < s; t += 37)
+            assert_true(has(d, (uint64_t)t * 0x9e3779b97f4a7c15ull, t));
+        assert_int_equal(dedup_count(d), (size_t)s - 1);
+        assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
+    }
+    assert_int_equal(dedup_bytes(d), b0 + CAP0 * 16); /* the first table is gone */
     /* Far past several doublings, everything is still there. */
-    for (int64_t s = 770; s <= 20000; s++)
+    for (int64_t s = 770 + CAP0 / 8; s <= 20000; s++)
         assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
     assert_int_equal(dedup_count(d), 20000);
     /* 20000 / 0.75 = 26667 slots needed: 32768. */
@@ -272,31 +281,114 @@ static void test_growth(void **state) {
 static void test_prune(void **state) {
     (void)state;
     dedup *d = dedup_new();
-    /* Shared hashes, so pruning has to rebuild runs, not just drop entries. */
+    /* Shared hashes, so pruning has to rebuild runs, not just drop entries. 1000 entries grow the
+     * table to 2048 slots (and the move into it is over long before the last add). */
     for (int64_t s = 1; s <= 1000; s++)
         assert_int_equal(dedup_add(d, (uint64_t)(s % 37), s), 0);
     size_t bytes = dedup_bytes(d);
+    assert_true(bytes >= 2048 * 16 && bytes < 2048 * 16 + 1024); /* one table */
     dedup_prune(d, INT64_MIN);
     assert_int_equal(dedup_count(d), 1000);
-    dedup_prune(d, 1);
-    assert_int_equal(dedup_count(d), 1000);
+    assert_int_equal(dedup_bytes(d), bytes); /* nothing below INT64_MIN: no move */
     dedup_prune(d, 500);
-    assert_int_equal(dedup_count(d), 501); /* 500..1000: min_seq itself is kept */
+    /* Pruned entries are not found from now on (500..1000 are: min_seq itself is kept)... */
     for (int64_t s = 1; s <= 1000; s++)
         if (has(d, (uint64_t)(s % 37), s) != (s >= 500))
             fail_msg("seq %lld after prune(500)", (long long)s);
+    /* ...and leave the count as the table is moved into one of the same size, 8 slots per add. */
+    assert_int_equal(dedup_count(d), 1000);
+    assert_int_equal(dedup_bytes(d), 2 * bytes - (bytes - 2048 * 16));
+    for (int64_t s = 1001; s <= 1000 + 2048 / 8; s++) {
+        assert_int_equal(dedup_add(d, (uint64_t)(s % 37), s), 0);
+        assert_true(has(d, (uint64_t)(s % 37), s));
+        assert_true(has(d, (uint64_t)(750 % 37), 750));
+        assert_false(has(d, (uint64_t)(250 % 37), 250));
+    }
+    assert_int_equal(dedup_count(d), 501 + 256);
     assert_int_equal(dedup_bytes(d), bytes); /* pruning never shrinks the table */
     /* Still a working set afterwards. */
-    assert_int_equal(dedup_add(d, 5, 2000), 0);
-    assert_true(has(d, 5, 2000));
     dedup_remove(d, (uint64_t)(700 % 37), 700);
     assert_false(has(d, (uint64_t)(700 % 37), 700));
-    assert_int_equal(dedup_count(d), 501);
-    dedup_prune(d, INT64_MAX);
-    assert_int_equal(dedup_count(d), 0);
-    assert_false(has(d, 5, 2000));
-    assert_int_equal(dedup_add(d, 5, 3000), 0);
-    assert_int_equal(dedup_count(d), 1);
+    assert_int_equal(dedup_count(d), 500 + 256);
+    /* A lower bound than before changes nothing; the last one prunes everything. */
+    dedup_prune(d, 400);
+    assert_true(has(d, (uint64_t)(600 % 37), 600));
+    dedup_prune(d, 2000);
+    for (int64_t s = 1; s <= 1256; s++)
+        assert_false(has(d, (uint64_t)(s % 37), s));
+    for (int64_t s = 2000; s < 2000 + 2048 / 8; s++)
+        assert_int_equal(dedup_add(d, 5, s), 0);
+    assert_int_equal(dedup_count(d), 256);
+    dedup_free(d);
+}
+
+/* A table more than half full is not moved by a prune (the move could not end before the table
+ * had to grow); its pruned entries are dropped by the move that grows it. */
+static void test_prune_full_table(void **state) {
+    (void)state;
+    dedup *d = dedup_new();
+    for (int64_t s = 1; s <= 700; s++) /* 700 of 1024 slots */
+        assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
+    size_t bytes = dedup_bytes(d);
+    dedup_prune(d, 401);
+    assert_int_equal(dedup_bytes(d), bytes); /* no move */
+    assert_int_equal(dedup_count(d), 700);   /* held until the table grows */
+    for (int64_t s = 1; s <= 700; s++)
+        assert_true(has(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s) == (s >= 401));
+    /* 69 more reach 3/4 and grow the table; the move drops the 400 pruned. */
+    for (int64_t s = 701; s <= 769 + 2048 / 8; s++)
+        assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
+    assert_int_equal(dedup_count(d), 769 + 2048 / 8 - 400);
+    for (int64_t s = 1; s <= 769 + 2048 / 8; s++)
+        assert_true(has(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s) == (s >= 401));
+    dedup_free(d);
+}
+
+/* A table large enough that the move gives its moved part's pages back (2 MB at a time, dedup.c):
+ * runs that cross the move's cursor must still be found, and removed, in the part not yet moved.
+ * 8 entries share each hash, so runs are long; and 900 share one whose home is 600 slots (more
+ * than two pages) before the half of the 262,144-slot table, so one run surely spans released
+ * pages and the cursor when the move is half done, wherever the allocator put the table. */
+#define LONG_HASH ((uint64_t)(131072 - 600))
+static uint64_t large_hash(int64_t s) {
+    return s <= 900 ? LONG_HASH : (uint64_t)(s % 24576) * 0x9e3779b97f4a7c15ull;
+}
+
+static void test_large_move(void **state) {
+    (void)state;
+    enum { N = 262144 };
+    dedup *d = dedup_new();
+    /* Add until the 262,144-slot table is full and its move begins: two tables held. */
+    int64_t s = 1;
+    size_t before = 0;
+    for (;; s++) {
+        before = dedup_bytes(d);
+        assert_int_equal(dedup_add(d, large_hash(s), s), 0);
+        if (before >= (size_t)N * 16 && dedup_bytes(d) > before) break;
+    }
+    assert_int_equal(s, N / 4 * 3 + 1);
+    size_t two = dedup_bytes(d);
+    /* Half the move (N / 2 slots at 8 per add), past the first 2 MB given back. */
+    int64_t half = s + N / 16;
+    for (s++; s <= half; s++)
+        assert_int_equal(dedup_add(d, large_hash(s), s), 0);
+    for (int64_t t = 1; t < s; t++)
+        if (!has(d, large_hash(t), t))
+            fail_msg("seq %lld lost half way through the move", (long long)t);
+    /* Remove every 7th entry, wherever it is now, and check each one once more. */
+    int64_t removed_below = s;
+    for (int64_t t = 1; t < s; t += 7)
+        dedup_remove(d, large_hash(t), t);
+    for (int64_t t = 1; t < s; t++)
+        if (has(d, large_hash(t), t) != ((t - 1) % 7 != 0))
+            fail_msg("seq %lld after removing every 7th", (long long)t);
+    /* The rest of the move; then one table, and the same answers. */
+    for (; s <= half + N / 16; s++)
+        assert_int_equal(dedup_add(d, large_hash(s), s), 0);
+    assert_true(dedup_bytes(d) < two && dedup_bytes(d) >= (size_t)2 * N * 16);
+    for (int64_t t = 1; t < s; t++)
+        if (has(d, large_hash(t), t) != (t >= removed_below || (t - 1) % 7 != 0))
+            fail_msg("seq %lld after the move", (long long)t);
     dedup_free(d);
 }
 
@@ -317,8 +409,10 @@ typedef struct entry {
     int64_t seq;
 } entry;
 
+/* Every live entry is found. The count may still hold pruned entries not yet dropped by a move
+ * (dedup.h), never fewer than the live ones. */
 static void check_all(const dedup *d, const entry *ref, size_t n, int op) {
-    if (dedup_count(d) != n) fail_msg("op %d: count %zu, reference has %zu", op, dedup_count(d), n);
+    if (dedup_count(d) < n) fail_msg("op %d: count %zu, reference has %zu", op, dedup_count(d), n);
     for (size_t i = 0; i < n; i++)
         if (!has(d, ref[i].hash, ref[i].seq))
             fail_msg("op %d: (%llx, %lld) lost", op, (unsigned long long)ref[i].hash,
@@ -355,18 +449,23 @@ static void test_randomized(void **state) {
             if (has(d, e.hash, e.seq)) fail_msg("op %d: removed entry still found", op);
         } else if (kind < 99) {
             /* Remove something absent: a seq never used, or a live seq under another hash. */
+            size_t before = dedup_count(d);
             dedup_remove(d, h, next_seq + 1000000);
             entry e = ref[next_rand() % n];
             dedup_remove(d, e.hash ^ (1ull << 50), e.seq);
-            if (dedup_count(d) != n)
+            if (dedup_count(d) != before)
                 fail_msg("op %d: removing an absent entry changed the count", op);
         } else {
             /* Prune a random slice of the oldest. */
             min_seq += (int64_t)(next_rand() % (uint64_t)(next_seq - min_seq + 1) / 8);
             dedup_prune(d, min_seq);
             size_t k = 0;
-            for (size_t i = 0; i < n; i++)
-                if (ref[i].seq >= min_seq) ref[k++] = ref[i];
+            for (size_t i = 0; i < n; i++) {
+                if (ref[i].seq >= min_seq)
+                    ref[k++] = ref[i];
+                else if (has(d, ref[i].hash, ref[i].seq))
+                    fail_msg("op %d: a pruned entry is still found", op);
+            }
             n = k;
             prunes++;
         }
@@ -393,6 +492,8 @@ int main(void) {
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_prune_full_table),
+        cmocka_unit_test(test_large_move),
         cmocka_unit_test(test_randomized),
     };
     return cmocka_run_group_tests_name("dedup", tests, NULL, NULL);
