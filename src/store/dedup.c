@@ -36,7 +36,9 @@ struct dedup {
     slot *old;                          /* the table being emptied into slots, or NULL */
     size_t old_mask, old_count, cursor; /* old's slots below cursor have been moved */
     size_t released;                    /* old's slots below this have been given back */
-    int64_t floor; /* entries below this seq are pruned: never found, never moved */
+    int64_t floor;   /* entries below this seq are pruned: never found, never moved */
+    int64_t max_seq; /* the largest seq added: the floor never passes it, or later adds would
+                        be pruned as they came */
 };
 
 /* A table of cap empty slots. Zeroed memory: a large one comes from fresh pages that the kernel
@@ -131,12 +133,19 @@ int dedup_reserve(dedup *d, size_t n) {
     return 0;
 }
 
+bool dedup_step(dedup *d, size_t n) {
+    if (!d->old) return false;
+    move_some(d, n);
+    return true;
+}
+
 int dedup_add(dedup *d, uint64_t hash, int64_t seq) {
     move_some(d, MOVE_PER_ADD);
     if ((d->count + d->old_count + 1) * 4 > (d->mask + 1) * 3 && start_move(d, (d->mask + 1) * 2))
         return -1;
     insert_slot(d->slots, d->mask, hash, seq);
     d->count++;
+    if (seq > d->max_seq) d->max_seq = seq;
     return 0;
 }
 
@@ -210,6 +219,9 @@ void dedup_remove(dedup *d, uint64_t hash, int64_t seq) {
 }
 
 void dedup_prune(dedup *d, int64_t min_seq) {
+    /* "Everything" (the committer passes INT64_MAX for a window with no events) is everything
+     * added so far. */
+    if (min_seq > d->max_seq) min_seq = d->max_seq + 1;
     if (min_seq <= d->floor) return;
     d->floor = min_seq; /* from now on they are not found */
     /* Their slots are reclaimed by moving the table into one of the same size, which drops them.

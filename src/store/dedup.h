@@ -18,6 +18,7 @@
 #ifndef ENGAGED_DEDUP_H
 #define ENGAGED_DEDUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,9 +43,14 @@ int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *ar
 void dedup_prefetch(const dedup *d, uint64_t hash);
 /* Removes the entry (hash, seq), if present; used to undo adds of a transaction that failed. */
 void dedup_remove(dedup *d, uint64_t hash, int64_t seq);
+/* Moves up to n slots of a table being emptied (above); returns whether there was one. For idle
+ * time: at a few ids a second a move driven by adds alone would last hours, both tables held and
+ * searched all the while, so the committer calls this whenever it waits for requests. */
+bool dedup_step(dedup *d, size_t n);
 /* Drops every entry whose seq is below min_seq (those older than the window): from now on they are
- * not found. Their slots are reclaimed by a move into a table of the same size when the table is at
- * most half full, else by the move that grows it. O(1). */
+ * not found. Ids added later are not affected, whatever min_seq (INT64_MAX: drop all so far). Their
+ * slots are reclaimed by a move into a table of the same size when the table is at most half full,
+ * else by the move that grows it. O(1). */
 void dedup_prune(dedup *d, int64_t min_seq);
 /* The ids held: pruned ones still count until a move has dropped them. */
 size_t dedup_count(const dedup *d);

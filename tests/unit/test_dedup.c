@@ -344,6 +344,38 @@ static void test_prune_full_table(void **state) {
     dedup_free(d);
 }
 
+/* Pruning everything (the committer passes INT64_MAX when no event is in the window) drops what is
+ * there, not the ids added afterwards. */
+static void test_prune_everything(void **state) {
+    (void)state;
+    dedup *d = dedup_new();
+    for (int64_t s = 1; s <= 10; s++)
+        assert_int_equal(dedup_add(d, (uint64_t)s, s), 0);
+    dedup_prune(d, INT64_MAX);
+    for (int64_t s = 1; s <= 10; s++)
+        assert_false(has(d, (uint64_t)s, s));
+    for (int64_t s = 11; s <= 20; s++) {
+        assert_int_equal(dedup_add(d, (uint64_t)s, s), 0);
+        assert_true(has(d, (uint64_t)s, s));
+    }
+    dedup_prune(d, INT64_MAX);
+    assert_false(has(d, 20, 20));
+    assert_int_equal(dedup_add(d, 21, 21), 0);
+    assert_true(has(d, 21, 21));
+    while (dedup_step(d, 100))
+        ;
+    /* The move under way dropped 1..10; 11..20 had been moved before the second prune, and are
+     * held (not found) until the next one. */
+    assert_int_equal(dedup_count(d), 11);
+    dedup_prune(d, INT64_MAX); /* now up to 21 */
+    assert_false(has(d, 21, 21));
+    while (dedup_step(d, 100))
+        ;
+    assert_int_equal(dedup_count(d), 0);
+    assert_false(dedup_step(d, 100)); /* nothing left to move */
+    dedup_free(d);
+}
+
 /* A table large enough that the move gives its moved part's pages back (2 MB at a time, dedup.c):
  * runs that cross the move's cursor must still be found, and removed, in the part not yet moved.
  * 8 entries share each hash, so runs are long; and 900 share one whose home is 600 slots (more
@@ -493,6 +525,7 @@ int main(void) {
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_prune),
         cmocka_unit_test(test_prune_full_table),
+        cmocka_unit_test(test_prune_everything),
         cmocka_unit_test(test_large_move),
         cmocka_unit_test(test_randomized),
     };
