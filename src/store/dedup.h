@@ -10,9 +10,9 @@
  * committer confirms it against the stored message_id, so a hash collision can never drop an event.
  *
  * No call stops to rebuild the table. Growing and pruning make a new table that takes the new ids
- * at once, and the previous one is moved into it 8 slots per dedup_add(), both searched meanwhile:
- * rebuilding at once held the committer, and every event waiting on it, for 300 ms at 6M ids.
- * While a move lasts (capacity / 8 adds) both tables are held.
+ * at once, and the previous one is moved into it 8 slots per dedup_add() and more whenever the
+ * committer is idle (dedup_step()), both searched meanwhile: rebuilding at once held the committer,
+ * and every event waiting on it, for 300 ms at 6M ids. While a move lasts both tables are held.
  *
  * Not thread-safe: the committer thread owns it. */
 #ifndef ENGAGED_DEDUP_H
