@@ -5,7 +5,7 @@
  * client's side):
  *   - type is one of identify, track, page, screen, group, alias;
  *   - userId or anonymousId (string, or a number taken as its decimal string; non-empty, <= 255
- * bytes);
+ * bytes, no NUL character);
  *   - track needs a non-empty `event`; alias needs `previousId`; group needs `groupId`;
  *   - properties / traits / context / integrations, when present, are objects;
  *   - messageId, when present, a non-empty string of at most EV_MESSAGE_ID_MAX bytes; absent, one
