@@ -378,12 +378,11 @@ static int take_text(cm_event *e, const json_t *v, char **dst) {
     return 0;
 }
 
-/* Checks, coerces (in obj) and stores one field into the struct at base: the value at[0] of its
- * name, or at[1] of its v1 name when the first is absent or null. Returns 0, or -1 with *err
- * filled. */
+/* Checks, coerces (in obj, counted in e->coerced) and stores one field into the struct at base (e
+ * or one of its products, whose text e owns): the value at[0] of its name, or at[1] of its v1 name
+ * when the first is absent or null. Returns 0, or -1 with *err filled. */
 static int coerce_field(cm_event *e, json_t *obj, const cm_field *f, json_t *const at[2],
-                        void *base, unsigned *has, unsigned *coerced, const char *prefix,
-                        ev_error *err) {
+                        void *base, unsigned *has, const char *prefix, ev_error *err) {
     const char *key = f->key;
     json_t *v = at[0];
     if ((!v || json_is_null(v)) && f->alt) {
@@ -403,7 +402,7 @@ static int coerce_field(cm_event *e, json_t *obj, const cm_field *f, json_t *con
             json_t *s = json_string(digits);
             if (!s || json_object_set_new(obj, key, s)) goto nomem;
             v = s;
-            ++*coerced;
+            ++e->coerced;
         }
         if (!json_is_string(v)) break;
         if (take_text(e, v, (char **)(void *)member)) goto nomem;
@@ -417,7 +416,7 @@ static int coerce_field(cm_event *e, json_t *obj, const cm_field *f, json_t *con
                    cm_parse_decimal(json_string_value(v), json_string_length(v), &d)) {
             json_t *r = json_real(d);
             if (!r || json_object_set_new(obj, key, r)) goto nomem;
-            ++*coerced;
+            ++e->coerced;
         } else {
             break;
         }
@@ -441,7 +440,7 @@ static int coerce_field(cm_event *e, json_t *obj, const cm_field *f, json_t *con
             if (!count_value(d, &c)) break;
             json_t *i = json_integer(c);
             if (!i || json_object_set_new(obj, key, i)) goto nomem;
-            ++*coerced;
+            ++e->coerced;
         }
         memcpy(member, &c, sizeof c);
         *has |= f->has;
@@ -462,7 +461,7 @@ static int coerce_field(cm_event *e, json_t *obj, const cm_field *f, json_t *con
         code[3] = '\0';
         if (memcmp(code, s, 3) != 0) {
             if (json_string_set(v, code)) goto nomem;
-            ++*coerced;
+            ++e->coerced;
         }
         memcpy(member, code, sizeof code);
         return 0;
@@ -495,7 +494,7 @@ _Static_assert(NFIELDS(event_fields) <= CM_FIELDS_MAX && NFIELDS(product_fields)
                "a field table outgrew CM_FIELDS_MAX");
 
 static int coerce_all(cm_event *e, json_t *obj, const cm_field *fields, size_t n, void *base,
-                      unsigned *has, unsigned *coerced, const char *prefix, ev_error *err) {
+                      unsigned *has, const char *prefix, ev_error *err) {
     json_t *at[CM_FIELDS_MAX][2] = {{NULL}};
     if (json_object_size(obj) <= CM_SCAN_MEMBERS) {
         const char *k;
@@ -518,14 +517,13 @@ static int coerce_all(cm_event *e, json_t *obj, const cm_field *fields, size_t n
     }
     /* Coercing replaces values in obj, but only the one of the field at hand. */
     for (size_t i = 0; i < n; i++)
-        if (coerce_field(e, obj, &fields[i], at[i], base, has, coerced, prefix, err)) return -1;
+        if (coerce_field(e, obj, &fields[i], at[i], base, has, prefix, err)) return -1;
     return 0;
 }
 
 static int parse_product(cm_event *e, json_t *obj, cm_product *p, const char *prefix,
                          ev_error *err) {
-    if (obj && coerce_all(e, obj, product_fields, NFIELDS(product_fields), p, &p->has, &e->coerced,
-                          prefix, err))
+    if (obj && coerce_all(e, obj, product_fields, NFIELDS(product_fields), p, &p->has, prefix, err))
         return -1;
     if (!(p->has & CM_HAS_QUANTITY)) p->quantity = 1;
     return 0;
@@ -582,7 +580,7 @@ int cm_parse(json_t *properties, cm_kind k, cm_event **out, ev_error *err) {
         return -1;
     }
     if (properties && coerce_all(e, properties, event_fields, NFIELDS(event_fields), e, &e->has,
-                                 &e->coerced, "properties", err))
+                                 "properties", err))
         goto fail;
     switch (kinds[k].shape) {
     case SHAPE_NONE:
