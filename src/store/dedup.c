@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Slots with seq == EMPTY are free; seqs are >= 1, so a table is zeroed memory, which costs nothing
  * up front (below). Deletion uses backward-shift (no tombstones), so lookups stay short however
@@ -28,7 +29,8 @@ typedef struct slot {
 /* Growing or pruning the table used to rebuild it at once, in the committer, with every event of
  * the moment waiting: 80 ms at 1.5M ids, 300 ms at 6M (a scratch loop), and the prune did it every
  * ten minutes. Now the rebuilt table starts empty and takes the new ids at once, while the
- * previous one is emptied into it MOVE_PER_ADD slots per add, both searched meanwhile. */
+ * previous one is emptied into it MOVE_PER_ADD slots per add, and more when the committer is idle
+ * (dedup_step()), both searched meanwhile. */
 struct dedup {
     slot *slots;                        /* the table ids are added to */
     size_t mask;                        /* its capacity - 1; capacity is a power of two */
@@ -99,7 +101,7 @@ static void move_some(dedup *d, size_t n) {
          * table at once took 23 ms (munmap of every page), a stop like the one the move avoids.
          * Madvised pages read as zero if touched again; only the free below touches them. */
         uintptr_t from = (uintptr_t)(d->old + d->released), to = (uintptr_t)(d->old + d->cursor);
-        uintptr_t page = 4096;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         from = (from + page - 1) & ~(page - 1);
         to &= ~(page - 1);
         if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
