@@ -3,9 +3,10 @@
  * Every stored event (and every engine command) is one record in arrival order, numbered by a dense
  * seq starting at 1. A group of records is written with one pwrite(2) and made durable with one
  * fdatasync(2); nothing is ever copied again (no checkpoints), which is what keeps a commit's cost
- * flat. Segment files are zero-filled ahead of use by a helper thread, so a commit overwrites
- * blocks the file system already has and fdatasync flushes data only, not a journal of new extents
- * (measured on this machine's ext4: p50 145 µs against 349 µs for appending; docs/architecture.md).
+ * flat. Segment files are zero-filled ahead of use by a helper thread (O_DIRECT, past the page
+ * cache), so a commit overwrites blocks the file system already has and fdatasync flushes data
+ * only, not a journal of new extents (measured on this machine's ext4: p50 145 µs against 349 µs
+ * for appending; docs/architecture.md). Commits write whole pages, so none is read first.
  *
  * On disk: DIR/NNNNNNNN.log, numbered from 1, each a run of records followed by zeros. A record is
  * a 56-byte header and a payload, padded with zeros to a multiple of 8 bytes. Header fields, in the
