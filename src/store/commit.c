@@ -43,6 +43,9 @@ struct commit {
      * each event's dedup slot can be fetched some events before it is written. */
     uint64_t *hashes;
     size_t hashes_cap;
+    /* The open group's ids, for the person index (index_people()). */
+    pindex_entry *people;
+    size_t people_cap;
 
     /* The applier: applies durable groups to the engine and reports them, while the committer goes
      * on writing and syncing the next group. */
@@ -269,17 +272,21 @@ static void *apply_main(void *arg) {
 /* Adds the group's stored events to the person index. If memory runs out the index would be
  * incomplete, and queries by person would silently miss events: stop instead. */
 static void index_people(commit *c) {
-    pindex *people = store_people(c->store);
+    size_t n = 0;
+    if (vec_reserve((void **)&c->people, &c->people_cap, 2 * c->nundo, sizeof *c->people)) goto oom;
     for (size_t i = 0; i < c->nundo; i++) {
         const ev_event *e = c->undo[i].event;
-        if ((e->user_id &&
-             pindex_add(people, PINDEX_USER, e->user_id, strlen(e->user_id), c->undo[i].seq)) ||
-            (e->anonymous_id && pindex_add(people, PINDEX_ANON, e->anonymous_id,
-                                           strlen(e->anonymous_id), c->undo[i].seq))) {
-            log_error("commit: out of memory indexing people; stopping");
-            abort();
-        }
+        if (e->user_id)
+            c->people[n++] =
+                (pindex_entry){PINDEX_USER, e->user_id, strlen(e->user_id), c->undo[i].seq, 0};
+        if (e->anonymous_id)
+            c->people[n++] = (pindex_entry){PINDEX_ANON, e->anonymous_id, strlen(e->anonymous_id),
+                                            c->undo[i].seq, 0};
     }
+    if (!pindex_add_many(store_people(c->store), c->people, n)) return;
+oom:
+    log_error("commit: out of memory indexing people; stopping");
+    abort();
 }
 
 /* Writes the group and makes it durable (one write, one fdatasync: evlog_commit). On failure
@@ -498,6 +505,7 @@ void commit_stop(commit *c) {
     buf_free(&c->scratch);
     free(c->undo);
     free(c->hashes);
+    free(c->people);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->apply_wake);

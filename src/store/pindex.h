@@ -28,6 +28,19 @@ void pindex_free(pindex *p);
  * Returns 0, or -1 when memory runs out (the index is then incomplete: the caller stops using it).
  */
 int pindex_add(pindex *p, pindex_kind kind, const char *id, size_t len, int64_t seq);
+/* One id of one event, for pindex_add_many(). */
+typedef struct pindex_entry {
+    pindex_kind kind;
+    const char *id;
+    size_t len;
+    int64_t seq;
+    uint64_t hash; /* set by pindex_add_many() */
+} pindex_entry;
+/* pindex_add() of each entry in order, under one hold of the lock. Each entry's slot and then its
+ * person's id and seqs are fetched some entries ahead, so that the cache misses of a large index
+ * overlap instead of each stalling in turn: the committer's group of a batch. Returns 0, or -1 when
+ * memory runs out (entries from the failed one on are not added). */
+int pindex_add_many(pindex *p, pindex_entry *v, size_t n);
 /* Copies into out (room for max) the seqs of id greater than after, in increasing order; returns
  * how many. O(log n + returned) for a person with n events. */
 size_t pindex_get(pindex *p, pindex_kind kind, const char *id, size_t len, int64_t after,

@@ -79,6 +79,44 @@ static void test_many_people(void **state) {
     pindex_free(p);
 }
 
+/* pindex_add_many() builds the same index as pindex_add() one entry at a time: batches of every
+ * size from 1 to 257, people new and known, both kinds, the same person several times in one
+ * batch, and the table growing in the middle of a batch (from 1,024 slots to 16,384). */
+static void test_add_many(void **state) {
+    (void)state;
+    pindex *one = pindex_new(), *many = pindex_new();
+    enum { N = 30000, PEOPLE = 9001 };
+    static char ids[N][24];
+    static pindex_entry v[N];
+    for (int64_t seq = 1; seq <= N; seq++) {
+        uint64_t x = (uint64_t)seq * 0x9e3779b97f4a7c15ull;
+        int who = (int)((x >> 20) % PEOPLE);
+        pindex_kind kind = who % 3 ? PINDEX_USER : PINDEX_ANON;
+        snprintf(ids[seq - 1], sizeof ids[0], "p%d", who);
+        v[seq - 1] = (pindex_entry){kind, ids[seq - 1], strlen(ids[seq - 1]), seq, 0};
+        assert_int_equal(pindex_add(one, kind, v[seq - 1].id, v[seq - 1].len, seq), 0);
+    }
+    for (size_t at = 0, size = 1; at < N; at += size, size = size % 257 + 1)
+        assert_int_equal(pindex_add_many(many, v + at, at + size <= N ? size : N - at), 0);
+    assert_int_equal(pindex_people(many), pindex_people(one));
+    assert_int_equal(pindex_bytes(many), pindex_bytes(one));
+    static int64_t a[N], b[N];
+    char id[24];
+    for (int who = 0; who < PEOPLE; who++) {
+        snprintf(id, sizeof id, "p%d", who);
+        pindex_kind kind = who % 3 ? PINDEX_USER : PINDEX_ANON;
+        size_t na = pindex_get(one, kind, id, strlen(id), 0, a, N);
+        size_t nb = pindex_get(many, kind, id, strlen(id), 0, b, N);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+        assert_int_equal(pindex_get(many, kind == PINDEX_USER ? PINDEX_ANON : PINDEX_USER, id,
+                                    strlen(id), 0, b, N),
+                         0);
+    }
+    pindex_free(one);
+    pindex_free(many);
+}
+
 typedef struct job {
     pindex *p;
     int done;
@@ -115,9 +153,8 @@ static void test_concurrent_readers(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_and_get),
-        cmocka_unit_test(test_binary_ids),
-        cmocka_unit_test(test_many_people),
+        cmocka_unit_test(test_add_and_get),        cmocka_unit_test(test_binary_ids),
+        cmocka_unit_test(test_many_people),        cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_concurrent_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
