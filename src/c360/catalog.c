@@ -1239,6 +1239,27 @@ static bool prod_same(const cat_product *a, const cat_product *b) {
 
 /* ---- the catalogue's index ---- */
 
+uint64_t cat_hash(const char *id, size_t len) {
+    return hash64(id, len);
+}
+
+void cat_prefetch(const cat *c, uint64_t hash, int stage) {
+    if (!c->nslots) return;
+    const uint32_t *slot = &c->slots[hash & (c->nslots - 1)];
+    if (stage == 0) {
+        __builtin_prefetch(slot);
+        return;
+    }
+    if (!*slot) return;
+    cat_product *const *p = &c->prods[*slot - 1];
+    if (stage == 1)
+        __builtin_prefetch(p);
+    else if (stage == 2)
+        __builtin_prefetch(*p);
+    else if ((*p)->hash == hash)
+        __builtin_prefetch((*p)->c.id);
+}
+
 static cat_product *find(const cat *c, const char *id, size_t len) {
     if (!c->nslots) return NULL;
     uint64_t h = hash64(id, len);

@@ -196,6 +196,12 @@ int cat_observe_json(cat *c, const json_t *product, int64_t now_ms);
 
 /* The product with this id, or NULL. O(1): one hash and, on average, one comparison. */
 const cat_product *cat_get(const cat *c, const char *id, size_t len);
+/* Fetching ahead, as idg_prefetch() does for identities: cat_hash() is the id's hash, and
+ * cat_prefetch() fetches one level of its lookup per stage (0: the slot, 1: the product's place
+ * among the ordinals, 2: the product, 3: its id). Each stage reads what the one before fetched;
+ * only reads, and a stale fetch is wasted, never wrong. */
+uint64_t cat_hash(const char *id, size_t len);
+void cat_prefetch(const cat *c, uint64_t hash, int stage);
 /* Products ever created (archived ones included: they are never removed). */
 size_t cat_count(const cat *c);
 /* Products are numbered densely from 0 in creation order, and the number never changes: a dense

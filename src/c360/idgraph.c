@@ -112,6 +112,25 @@ static uint64_t node_hash(int type, const char *value) {
     return h ^ ((uint64_t)type * 0x9E3779B97F4A7C15ull);
 }
 
+uint64_t idg_hash(int type, const char *value) {
+    return node_hash(type, value);
+}
+
+void idg_prefetch(const idg *g, uint64_t hash, int stage) {
+    if (!g->nbuckets) return;
+    const uint32_t *b = &g->buckets[hash & (g->nbuckets - 1)];
+    if (stage == 0) {
+        __builtin_prefetch(b);
+        return;
+    }
+    if (*b == IDG_NONE) return;
+    const node *n = &g->nodes[*b];
+    if (stage == 1)
+        __builtin_prefetch(n);
+    else if (n->value != VALUE_NONE)
+        __builtin_prefetch(node_value(g, n));
+}
+
 static uint32_t find_node(const idg *g, int type, const char *value) {
     if (!g->nbuckets) return IDG_NONE;
     uint32_t i = g->buckets[node_hash(type, value) & (g->nbuckets - 1)];

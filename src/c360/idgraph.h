@@ -84,6 +84,14 @@ int idg_resolve(idg *g, const idg_ident *ids, size_t n, int64_t seq, int64_t ts_
 
 /* The live slot holding an identifier, or IDG_NONE. */
 uint32_t idg_lookup(const idg *g, int type, const char *value);
+/* Fetching ahead: a caller about to resolve many identifiers (the engine, a request's events) can
+ * have each one's lookup fetched into the cache some identifiers early, one level at a time, so
+ * that the misses of a large graph overlap instead of each stalling in turn. idg_hash() is the
+ * identifier's hash; idg_prefetch() with stage 0 fetches its bucket, 1 (later, once the bucket is
+ * in) the first node of the chain, 2 that node's value. Only reads the graph; any stage may be
+ * skipped or the graph changed in between: the fetch is then wasted, never wrong. */
+uint64_t idg_hash(int type, const char *value);
+void idg_prefetch(const idg *g, uint64_t hash, int stage);
 /* The live slot for a profile id (a slot's id_seq), following merges; IDG_NONE if unknown or
  * erased. */
 uint32_t idg_slot_by_id(const idg *g, int64_t id);

@@ -193,6 +193,37 @@ static char *many(const char *prefix, int n) {
     return buf_detach(&b, NULL);
 }
 
+/* ---- fetching ahead ---- */
+
+/* cat_prefetch() only reads: every stage, for ids present and unknown, on an empty catalogue and
+ * a grown one, leaves every lookup as it was (and, under ASan, reads nothing it must not). */
+static void test_prefetch(void **state) {
+    (void)state;
+    cat *c = cat_new(&OPT);
+    for (int stage = 0; stage < 4; stage++)
+        cat_prefetch(c, cat_hash("none", 4), stage);
+    char text[64], id[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(text, sizeof text, "[{\"id\":\"p%d\",\"price\":%d}]", i, i + 1);
+        upsert(c, text, T1, NULL);
+    }
+    for (int i = 0; i < 320; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        for (int stage = 0; stage < 4; stage++)
+            cat_prefetch(c, cat_hash(id, strlen(id)), stage);
+        const cat_product *p = cat_get(c, id, strlen(id));
+        if (i < 300) {
+            cat_info info;
+            cat_product_info(p, &info);
+            assert_string_equal(info.id, id);
+            assert_true(info.price == i + 1);
+        } else {
+            assert_null(p);
+        }
+    }
+    cat_free(c);
+}
+
 /* ---- upsert ---- */
 
 static void test_upsert_normalises(void **state) {
@@ -1580,6 +1611,7 @@ static void test_replay_determinism(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_upsert_normalises),
         cmocka_unit_test(test_upsert_replaces_whole),
         cmocka_unit_test(test_updated_at_tracks_content),

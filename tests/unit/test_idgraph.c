@@ -159,6 +159,34 @@ static void test_erase(void **state) {
     idg_free(g);
 }
 
+/* Fetching ahead only reads: every stage, for identifiers present, erased and unknown, on an empty
+ * graph and a grown one, leaves every lookup as it was (and, under ASan, reads nothing it must
+ * not). */
+static void test_prefetch(void **state) {
+    (void)state;
+    idg *g = graph();
+    for (int stage = 0; stage < 3; stage++)
+        idg_prefetch(g, idg_hash(U, "nobody"), stage);
+    idg_result r;
+    char u[32];
+    for (int i = 1; i <= 3000; i++) {
+        snprintf(u, sizeof u, "user-%d", i);
+        resolve(g, i, &r, 1, U, u);
+    }
+    idg_erase(g, idg_lookup(g, U, "user-7"));
+    for (int i = 1; i <= 3100; i++) {
+        snprintf(u, sizeof u, "user-%d", i);
+        for (int stage = 0; stage < 3; stage++)
+            idg_prefetch(g, idg_hash(U, u), stage);
+        uint32_t slot = idg_lookup(g, U, u);
+        if (i == 7 || i > 3000)
+            assert_int_equal(slot, IDG_NONE);
+        else
+            assert_int_equal(idg_slot_id(g, slot), i);
+    }
+    idg_free(g);
+}
+
 /* Many customers: every lookup finds its own; the table grows past its first size. */
 static void test_many(void **state) {
     (void)state;
@@ -231,6 +259,7 @@ static void test_link_ids(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_anonymous_then_login),
+        cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_merge_keeps_older_id),
         cmocka_unit_test(test_shared_device_not_merged),
         cmocka_unit_test(test_unmerge),
