@@ -5,7 +5,8 @@
 #
 #   track    POST /v1/track, one ~300-byte Segment track event per request, 32 keep-alive
 #            connections: events/s, p50/p99 — beside nginx answering `return 204` to the same wrk
-#            script in the same run (runs alternate engaged / nginx).
+#            script in the same run, and beside build/bench_ceiling (bench/ceiling.c), the least a
+#            server that answers only once the body is synced can do (runs take turns).
 #   batch    POST /v1/batch, 100 events per request, at 8 and 32 connections: durable events/s.
 #   memory   load 1M events through /v1/batch, restart, read VmRSS/VmHWM; RSS per million events
 #            and on-disk bytes per event.
@@ -313,6 +314,34 @@ stop_nginx() {
   forget_pid "$NGX_PID"
 }
 
+# ---- the ceiling ---------------------------------------------------------------------------------
+
+# bench_ceiling (bench/ceiling.c): the least a server that answers only once a request is on disk
+# can do, on this machine and disk. Built beside engaged; the track section runs it when present.
+CEIL_BIN=$(dirname "$BIN")/bench_ceiling
+CEIL_PID='' CEIL_PORT=''
+start_ceiling() {
+  CEIL_PORT=$(free_port)
+  mkdir -p "$TMP/ceiling"
+  "$CEIL_BIN" "$CEIL_PORT" "$TMP/ceiling" >"$TMP/ceiling.log" 2>&1 &
+  CEIL_PID=$!
+  PIDS+=("$CEIL_PID")
+  local i
+  for i in $(seq 3000); do # it zero-fills 256 MiB first
+    (exec 3<>"/dev/tcp/127.0.0.1/$CEIL_PORT") 2>/dev/null && return 0
+    kill -0 "$CEIL_PID" 2>/dev/null || break
+    sleep 0.01
+  done
+  echo "bench: bench_ceiling did not start:" >&2
+  cat "$TMP/ceiling.log" >&2
+  return 1
+}
+stop_ceiling() {
+  kill -TERM "$CEIL_PID" 2>/dev/null || true
+  wait "$CEIL_PID" 2>/dev/null || true
+  forget_pid "$CEIL_PID"
+}
+
 # ---- wrk -----------------------------------------------------------------------------------------
 
 # run_wrk NAME CONNS DURATION_S SCRIPT PORT ARGS... — runs wrk, measuring the CPU of the server
@@ -444,12 +473,16 @@ machine_info() {
 # ---- track ---------------------------------------------------------------------------------------
 
 bench_track() {
-  say "track: POST /v1/track, $TRACK_CONNS connections, $RUNS x ${DURATION}s each for engaged and nginx"
+  local servers="engaged nginx" ceiling=0
+  [ -x "$CEIL_BIN" ] && servers="engaged nginx ceiling" ceiling=1
+  say "track: POST /v1/track, $TRACK_CONNS connections, $RUNS x ${DURATION}s each for ${servers// /, }"
   local data=$TMP/track-data
   start_engaged "$data" "$TMP/engaged-track.log"
   start_nginx
+  ((ceiling)) && start_ceiling
   local i who order e_rps=() n_rps=() e_p50=() e_p99=() n_p50=() n_p99=() ratios=() e_cpu=() n_cpu=() loads=()
   local e_eff=() n_eff=() others=() bad=0 acc0 acc1 dup0 dup1 sent=0 st_ok st_bad st_other
+  local c_rps=() c_p50=() c_p99=() c_eff=() c_ratios=()
   emit "## 1. Single-event POST /v1/track, $TRACK_CONNS keep-alive connections (engaged vs nginx \`return 204\`)"
   emit ""
   emit "| run | server | req/s | p50 ms | p99 ms | max ms | non-2xx | sock err | srv cores | req per srv CPU-s | wrk cores | other cores | load |"
@@ -459,10 +492,17 @@ bench_track() {
   run_wrk track-warm-e "$TRACK_CONNS" "$WARMUP" track.lua "$ENG_PORT" "w$STAMP" "$WRITE_KEY" /v1/track
   read -r -a SRV_PIDS <<<"$(nginx_pids)"
   run_wrk track-warm-n "$TRACK_CONNS" "$WARMUP" track.lua "$NGX_PORT" "w$STAMP" "$WRITE_KEY" /v1/track
+  if ((ceiling)); then
+    SRV_PIDS=("$CEIL_PID")
+    run_wrk track-warm-c "$TRACK_CONNS" "$WARMUP" track.lua "$CEIL_PORT" "w$STAMP" "$WRITE_KEY" /v1/track
+  fi
   fetch_metrics
   acc0=$(metric engaged_events_accepted_total) dup0=$(metric engaged_events_duplicate_total)
+  local -a rota
+  read -r -a rota <<<"$servers"
   for i in $(seq "$RUNS"); do
-    if ((i % 2)); then order="engaged nginx"; else order="nginx engaged"; fi
+    # Each run starts with the next server in turn, so none always follows the same one.
+    order="${rota[*]:$(((i - 1) % ${#rota[@]}))} ${rota[*]:0:$(((i - 1) % ${#rota[@]}))}"
     for who in $order; do
       if [ "$who" = engaged ]; then
         SRV_PIDS=("$ENG_PID")
@@ -471,6 +511,12 @@ bench_track() {
         e_cpu+=("${W[srv_cores]}")
         e_eff+=("$(calc "sprintf(\"%.0f\", ${W[rps]} / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")")
         sent=$((sent + ${W[requests]}))
+        bad=$((bad + ${W[err_status]}))
+      elif [ "$who" = ceiling ]; then
+        SRV_PIDS=("$CEIL_PID")
+        run_wrk "track-c$i" "$TRACK_CONNS" "$DURATION" track.lua "$CEIL_PORT" "t$STAMP$i" "$WRITE_KEY" /v1/track
+        c_rps+=("${W[rps]}") c_p50+=("$(us2ms "${W[p50_us]}")") c_p99+=("$(us2ms "${W[p99_us]}")")
+        c_eff+=("$(calc "sprintf(\"%.0f\", ${W[rps]} / (${W[srv_cores]} > 0 ? ${W[srv_cores]} : 1))")")
         bad=$((bad + ${W[err_status]}))
       else
         read -r -a SRV_PIDS <<<"$(nginx_pids)"
@@ -484,11 +530,13 @@ bench_track() {
       say "  run $i $who: ${W[rps]} req/s, p50 $(us2ms "${W[p50_us]}") ms, p99 $(us2ms "${W[p99_us]}") ms (load ${W[load]}, other jobs ${W[other_cores]} cores)"
     done
     ratios+=("$(calc "sprintf(\"%.3f\", ${e_rps[-1]} / ${n_rps[-1]})")")
+    ((ceiling)) && c_ratios+=("$(calc "sprintf(\"%.3f\", ${c_rps[-1]} / ${n_rps[-1]})")")
   done
   fetch_metrics
   acc1=$(metric engaged_events_accepted_total) dup1=$(metric engaged_events_duplicate_total)
   read -r st_ok st_bad st_other <<<"$(route_statuses /v1/track)"
   stop_nginx
+  ((ceiling)) && stop_ceiling
   stop_engaged
   local me mn ratio p99 verdict
   me=$(median "${e_rps[@]}") mn=$(median "${n_rps[@]}")
@@ -497,6 +545,11 @@ bench_track() {
   emit ""
   emit "Medians over $RUNS runs: engaged **$me events/s** (p50 $(median "${e_p50[@]}") ms, p99 **$p99 ms**, $(median "${e_eff[@]}") req per server CPU-second, server used $(median "${e_cpu[@]}") cores); nginx **$mn req/s** (p50 $(median "${n_p50[@]}") ms, p99 $(median "${n_p99[@]}") ms, $(median "${n_eff[@]}") req per server CPU-second, $(median "${n_cpu[@]}") cores)."
   emit "Ratio of medians engaged/nginx: **$ratio** (per-run pairs: ${ratios[*]}). Load average during the runs: $(minmax "${loads[@]}")."
+  local mc=''
+  if ((ceiling)); then
+    mc=$(median "${c_rps[@]}")
+    emit "The ceiling (\`bench/ceiling.c\`: read the request, one pwrite and one fdatasync per group, answer; nothing else): **$mc req/s** (p50 $(median "${c_p50[@]}") ms, p99 $(median "${c_p99[@]}") ms, $(median "${c_eff[@]}") req per server CPU-second) = **$(calc "sprintf(\"%.3f\", $mc / $mn)") × nginx** (per run: ${c_ratios[*]}); engaged reaches **$(calc "sprintf(\"%.3f\", $me / $mc)") ×** the ceiling."
+  fi
   emit "Server-side check: engaged stored $((acc1 - acc0)) events during the measured runs, wrk got $sent answers ($((acc1 - acc0 - sent)) more stored than answered: requests in flight when wrk stopped), $((dup1 - dup0)) counted as duplicates; /v1/track status counts since start: 2xx $st_ok, non-2xx $st_bad, unanswered (client gone) $st_other; error lines in the server log: $(errors_in_log "$TMP/engaged-track.log")."
   emit ""
   [ "$bad" = 0 ] || problem "track: $bad non-2xx answers from engaged"
@@ -507,6 +560,7 @@ bench_track() {
   SUMMARY+=("| track events/s vs nginx \`return 204\` ($TRACK_CONNS conns) | ≥ 0.6 × nginx | $me vs $mn req/s = **${ratio} ×** | $verdict | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   local ee ne
   ee=$(median "${e_eff[@]}") ne=$(median "${n_eff[@]}")
+  ((ceiling)) && SUMMARY+=("| track: the ceiling of a durable answer on this machine (\`bench/ceiling.c\`) | — | $mc req/s = **$(calc "sprintf(\"%.3f\", $mc / $mn)") ×** nginx; engaged **$(calc "sprintf(\"%.3f\", $me / $mc)") ×** the ceiling | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   SUMMARY+=("| track, requests per server CPU-second (load-independent view) | — | engaged $ee vs nginx $ne = **$(calc "sprintf(\"%.3f\", $ee / $ne)") ×** | measured | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
   verdict=$(calc "($p99 <= 5 ? \"met\" : \"NOT met\")")
   SUMMARY+=("| track p99 latency ($TRACK_CONNS conns) | ≤ 5 ms | **$p99 ms** (p50 $(median "${e_p50[@]}") ms) | $verdict | $(minmax "${loads[@]}") | $(minmax "${others[@]}") |")
