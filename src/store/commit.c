@@ -367,11 +367,12 @@ static void *commit_main(void *arg) {
          * into the next group instead of going out in many small writes and syncs. */
         for (bool moving = true; (!c->head || c->apply_head) && !(c->stopping && !c->head);) {
             if (moving) {
-                /* Idle: move a piece of the dedup table (dedup.h), so that a move ends soon
-                 * however few ids arrive to drive it; then look at the queue again, which may
-                 * have changed meanwhile, before waiting. */
+                /* Idle: move a piece of the dedup table (dedup.h) and of the person index
+                 * (pindex.h), so that a move ends soon however few ids arrive to drive it; then
+                 * look at the queue again, which may have changed meanwhile, before waiting. */
                 pthread_mutex_unlock(&c->lock);
-                moving = dedup_step(c->dedup, IDLE_MOVE_SLOTS);
+                moving = pindex_step(store_people(c->store), IDLE_MOVE_SLOTS);
+                moving = dedup_step(c->dedup, IDLE_MOVE_SLOTS) || moving;
                 if (moving) atomic_store(&c->stats.dedup_ids, dedup_count(c->dedup));
                 pthread_mutex_lock(&c->lock);
             } else {

@@ -7,13 +7,16 @@
  * (docs/benchmarks.md). Here an event costs one append to an in-memory array.
  *
  * The index is rebuilt from the store at start (store_index_load, one scan) and then grows with
- * every committed event. Memory: about 8 bytes per event per id plus some 80 bytes per person.
+ * every committed event. Growing never stops to rebuild the table: a grown table takes new people
+ * at once while the previous one is moved into it a few slots per add (pindex_step()). Memory:
+ * about 8 bytes per event per id plus some 80 bytes per person.
  *
  * Thread-safety: one writer (the committer) and any number of readers; a readers-writer lock,
  * held for the length of one append or one copy. */
 #ifndef ENGAGED_PINDEX_H
 #define ENGAGED_PINDEX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +48,10 @@ int pindex_add_many(pindex *p, pindex_entry *v, size_t n);
  * how many. O(log n + returned) for a person with n events. */
 size_t pindex_get(pindex *p, pindex_kind kind, const char *id, size_t len, int64_t after,
                   int64_t *out, size_t max);
+/* Moves up to n slots of a table being emptied after a growth (pindex.c); returns whether there
+ * was one. For idle time: at a few people a second a move driven by adds alone would last long,
+ * both tables held and searched all the while, so the committer calls this whenever it waits. */
+bool pindex_step(pindex *p, size_t n);
 /* People indexed and bytes held, for metrics and the benchmarks. */
 size_t pindex_people(pindex *p);
 size_t pindex_bytes(pindex *p);
