@@ -212,6 +212,20 @@ static bool fill_behind(evlog *l, size_t done, size_t size) {
     return p > FILL_FROM && done < (uint64_t)size * (p - FILL_FROM) / (FILL_BY - FILL_FROM);
 }
 
+/* Writes the zeros of one fill step at off. An O_DIRECT write that the file system refuses (EINVAL:
+ * it wants a larger alignment than a page, or none of it) is made buffered, as is the rest of the
+ * segment. 0, or -1 with errno. */
+static int fill_step(int fd, uint64_t off) {
+    if (!pwrite_full(fd, zeros, FILL_STEP, off)) return 0;
+    int err = errno, flags = fcntl(fd, F_GETFL);
+    if (err != EINVAL || flags < 0 || !(flags & O_DIRECT) ||
+        fcntl(fd, F_SETFL, flags & ~O_DIRECT)) {
+        errno = err;
+        return -1;
+    }
+    return pwrite_full(fd, zeros, FILL_STEP, off);
+}
+
 /* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
  * place: a segment file that exists is whole. Returns 0 or an errno. */
 static int prepare_segment(evlog *l, uint32_t number) {
@@ -222,7 +236,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
      * back from there, which cost the fill thread about 1 µs of CPU per stored event, a sixth of
      * the server's (docs/benchmarks.md). The commits then write whole pages (evlog_commit()), so
      * the kernel never reads a page it does not have before overwriting it. File systems without
-     * O_DIRECT (tmpfs) get buffered writes. */
+     * O_DIRECT (tmpfs) get buffered writes (here, or in fill_step()). */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0640);
     if (fd < 0 && errno == EINVAL) fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return errno;
@@ -237,7 +251,7 @@ static int prepare_segment(evlog *l, uint32_t number) {
         uint64_t t0 = clock_mono_ns();
         if (atomic_load_explicit(&l->stop, memory_order_relaxed))
             err = ECANCELED; /* closing */
-        else if (pwrite_full(fd, zeros, FILL_STEP, off) || fdatasync(fd))
+        else if (fill_step(fd, off) || fdatasync(fd))
             err = errno ? errno : EIO;
         uint64_t took_us = (clock_mono_ns() - t0) / 1000;
         if (!err && !fill_behind(l, off + FILL_STEP, size))
