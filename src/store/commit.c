@@ -192,8 +192,9 @@ static void maybe_prune(commit *c) {
  * miss (some hundred ns) with the work of writing the events in between. */
 #define PREFETCH_AHEAD 8
 
-/* Slots of a dedup table being emptied that the committer moves each time it finds itself idle:
- * some 64 KB, a few tens of microseconds, so a request arriving meanwhile hardly waits. */
+/* Slots of a dedup table or person index being emptied that the committer moves each time it
+ * finds itself idle: some 64 KB of dedup slots (a few tens of microseconds) or 192 KB of people,
+ * so a request arriving meanwhile hardly waits. */
 #define IDLE_MOVE_SLOTS 4096
 
 static int remember(commit *c, uint64_t h, int64_t seq, ev_event *e) {

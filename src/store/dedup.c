@@ -2,8 +2,8 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+#include "util/pages.h"
 
 /* Slots with seq == EMPTY are free; seqs are >= 1, so a table is zeroed memory, which costs nothing
  * up front (below). Deletion uses backward-shift (no tombstones), so lookups stay short however
@@ -100,11 +100,7 @@ static void move_some(dedup *d, size_t n) {
         /* The moved part's pages go back as the move goes, not all at the end: freeing a 256 MB
          * table at once took 23 ms (munmap of every page), a stop like the one the move avoids.
          * Madvised pages read as zero if touched again; only the free below touches them. */
-        uintptr_t from = (uintptr_t)(d->old + d->released), to = (uintptr_t)(d->old + d->cursor);
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        from = (from + page - 1) & ~(page - 1);
-        to &= ~(page - 1);
-        if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+        pages_release(d->old + d->released, d->old + d->cursor);
         d->released = d->cursor;
     }
 }

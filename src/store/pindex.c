@@ -4,10 +4,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "util/hash.h"
+#include "util/pages.h"
 #include "util/vec.h"
 
 typedef struct person {
@@ -127,11 +126,7 @@ static void move_some(pindex *p, size_t n) {
         p->old = NULL;
         p->old_count = p->cursor = p->released = 0;
     } else if ((p->cursor - p->released) * sizeof *p->old >= RELEASE_BYTES) {
-        uintptr_t from = (uintptr_t)(p->old + p->released), to = (uintptr_t)(p->old + p->cursor);
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        from = (from + page - 1) & ~(page - 1);
-        to &= ~(page - 1);
-        if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+        pages_release(p->old + p->released, p->old + p->cursor);
         p->released = p->cursor;
     }
 }
