@@ -204,15 +204,15 @@ int pindex_add_many(pindex *p, pindex_entry *v, size_t n) {
     for (size_t i = 0; i < n; i++)
         v[i].hash = key_hash(v[i].kind, v[i].id, v[i].len);
     pthread_rwlock_wrlock(&p->lock);
-    for (size_t i = 0; i < n && i < FETCH_AHEAD; i++)
-        __builtin_prefetch(&p->slots[v[i].hash & p->mask]);
-    for (size_t i = 0; i < n && i < FETCH_AHEAD / 2; i++)
-        fetch_person(p, v[i].hash);
+    /* Entry i's slot is fetched at step i, its person at step i + FETCH_AHEAD / 2, and it is added
+     * at step i + FETCH_AHEAD. */
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (i + FETCH_AHEAD < n) __builtin_prefetch(&p->slots[v[i + FETCH_AHEAD].hash & p->mask]);
-        if (i + FETCH_AHEAD / 2 < n) fetch_person(p, v[i + FETCH_AHEAD / 2].hash);
-        rc = add_locked(p, v[i].hash, v[i].kind, v[i].id, v[i].len, v[i].seq);
+    for (size_t i = 0; i < n + FETCH_AHEAD && !rc; i++) {
+        if (i < n) __builtin_prefetch(&p->slots[v[i].hash & p->mask]);
+        size_t j = i - FETCH_AHEAD / 2, k = i - FETCH_AHEAD;
+        if (i >= FETCH_AHEAD / 2 && j < n) fetch_person(p, v[j].hash);
+        if (i >= FETCH_AHEAD && k < n)
+            rc = add_locked(p, v[k].hash, v[k].kind, v[k].id, v[k].len, v[k].seq);
     }
     pthread_rwlock_unlock(&p->lock);
     return rc;
