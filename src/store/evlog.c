@@ -51,7 +51,8 @@ typedef struct segment {
 struct evlog {
     char dir[PATH_MAX];
     size_t max_segment;
-    size_t page;    /* the system's page size: commits write whole pages (padded_len()) */
+    size_t page;    /* the system's page size: commits write whole pages (write_group()) */
+    bool buffered;  /* evlog_opts.buffered */
     uint32_t epoch; /* of the records this open writes */
     int lock_fd;    /* DIR/lock, flock()ed while the log is open: one writer per log */
 
@@ -77,7 +78,13 @@ struct evlog {
     int64_t *erase; /* seqs queued by evlog_erase() */
     size_t nerase, aerase;
     int64_t last_group_first; /* the first seq of the last group committed */
-    uint64_t sync_ns;         /* of the last commit */
+    /* The active segment opened with O_DIRECT, or -1 (opts.buffered, or a file system without
+     * it): commits are written through it from wbuf, which holds the segment's last partial page
+     * (carry bytes, the records before used) followed by the group (write_group()). */
+    int dfd;
+    char *wbuf; /* aligned to page */
+    size_t wbuf_cap, carry;
+    uint64_t sync_ns; /* of the last commit */
 
     /* The helper that zero-fills the next segment ahead of use. */
     pthread_t helper;
@@ -310,6 +317,54 @@ static int add_segment(evlog *l, uint32_t number) {
     return 0;
 }
 
+/* Opens the active segment for the writer's O_DIRECT writes (write_group()). The log stays
+ * buffered (dfd -1) when asked to, or when the file system refuses O_DIRECT (tmpfs before Linux
+ * 6.6). */
+static void open_direct(evlog *l) {
+    if (l->dfd >= 0) close(l->dfd);
+    l->dfd = -1;
+    if (l->buffered) return;
+    char path[PATH_MAX + 32];
+    segment_path(l, l->active + 1, "", path, sizeof path);
+    l->dfd = open(path, O_WRONLY | O_CLOEXEC | O_DIRECT);
+}
+
+/* Makes wbuf hold at least n bytes, keeping its first carry bytes. */
+static int reserve_wbuf(evlog *l, size_t n) {
+    if (n <= l->wbuf_cap) return 0;
+    size_t cap = l->wbuf_cap ? l->wbuf_cap : l->page;
+    while (cap < n)
+        cap *= 2;
+    void *p;
+    if (posix_memalign(&p, l->page, cap)) return fail("out of memory");
+    if (l->carry) memcpy(p, l->wbuf, l->carry);
+    free(l->wbuf);
+    l->wbuf = p;
+    l->wbuf_cap = cap;
+    return 0;
+}
+
+/* Reads the records of the active segment's last partial page into wbuf, for the next commit to
+ * write that page whole. */
+static int load_tail(evlog *l) {
+    l->carry = 0;
+    size_t carry = (size_t)(l->used % l->page);
+    if (reserve_wbuf(l, l->page)) return -1;
+    if (carry && pread_full(l->segs[l->active]->fd, l->wbuf, carry, l->used - carry) != (int)carry)
+        return fail("reading the log: %s", strerror(errno));
+    l->carry = carry;
+    return 0;
+}
+
+/* Zeroes [off, off + n) of the active segment in wbuf's copy of its last partial page, if they
+ * overlap: the next commit rewrites that page from the copy. */
+static void erase_in_tail(evlog *l, uint64_t off, size_t n) {
+    uint64_t from = l->used - l->carry, to = off + n;
+    if (off < from) off = from;
+    if (to > l->used) to = l->used;
+    if (off < to) memset(l->wbuf + (off - from), 0, (size_t)(to - off));
+}
+
 /* Moves the writer to the next segment, waiting for the helper to have prepared it. */
 static int next_segment(evlog *l) {
     uint32_t number = l->active + 2; /* the next segment's number (index + 1) */
@@ -328,6 +383,8 @@ static int next_segment(evlog *l) {
     if (atomic_load(&l->nsegs) < number && add_segment(l, number)) return -1;
     l->active = number - 1;
     l->used = 0;
+    l->carry = 0;
+    open_direct(l);
     atomic_store_explicit(&l->progress, 0, memory_order_relaxed);
     return 0;
 }
@@ -520,6 +577,7 @@ static int zero_payload(evlog *l, int64_t seq, bool *was_live, buf *scratch) {
     memset(p, 0, n);
     if (pwrite_full(s->fd, p, n, off + EVLOG_HEADER))
         return fail("erasing in the log: %s", strerror(errno));
+    if (i == l->active) erase_in_tail(l, off + EVLOG_HEADER, n);
     l->dirty[i] = true;
     return 0;
 }
@@ -665,6 +723,8 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
     if (l->max_segment < MIN_SEGMENT) l->max_segment = MIN_SEGMENT;
     long page = sysconf(_SC_PAGESIZE);
     l->page = page > 0 ? (size_t)page : 4096;
+    l->buffered = opts && opts->buffered;
+    l->dfd = l->lock_fd = -1; /* closed by evlog_close() when set */
     buf_init(&l->group, 0);
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
@@ -694,7 +754,8 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
         goto fail;
     }
     uint64_t t0 = clock_mono_ns();
-    if (recover(l) || bump_epoch(l, l->epoch)) goto fail;
+    if (recover(l) || bump_epoch(l, l->epoch) || load_tail(l)) goto fail;
+    open_direct(l);
     log_info("evlog: %lld records (%lld erased) in %u segments of %s, read in %.0f ms",
              (long long)atomic_load(&l->last), (long long)atomic_load(&l->erased),
              atomic_load(&l->nsegs), dir, (double)(clock_mono_ns() - t0) / 1e6);
@@ -727,6 +788,8 @@ void evlog_close(evlog *l) {
     }
     for (uint32_t c = 0; c < l->nchunks; c++)
         free(l->chunks[c]);
+    if (l->dfd >= 0) close(l->dfd);
+    free(l->wbuf);
     if (l->lock_fd >= 0) close(l->lock_fd); /* and the lock with it */
     free(l->group_off);
     free(l->erase);
@@ -852,18 +915,32 @@ static int append_internal(evlog *l) {
     return 0;
 }
 
-/* How many bytes of the group to write: its records, then the zeros to the end of their last page,
- * which are on disk already. A write that ends inside a page the page cache does not have makes
- * the kernel read that page first, and the fill (O_DIRECT) leaves none cached: so a commit
- * writes whole pages, and the only partial one, where the group starts, the previous commit left
- * cached. Never past the segment's end (a group larger than a segment grows it, unpadded). */
-static size_t padded_len(evlog *l, const segment *s) {
-    uint64_t end = l->used + l->group.len;
-    uint64_t padded = (end + l->page - 1) / l->page * l->page;
-    if (padded > s->size || padded == end || buf_reserve(&l->group, (size_t)(padded - end)))
-        return l->group.len;
-    memset(l->group.data + l->group.len, 0, (size_t)(padded - end));
-    return (size_t)(padded - l->used);
+/* Writes the group at used, in whole pages: from the start of used's page (the records before it
+ * come from wbuf's copy) to the end of the group's last page (zeros, as on disk already). Whole
+ * pages let the write bypass the page cache (O_DIRECT): copying each commit into fresh page-cache
+ * memory was a quarter of the server's CPU samples once a batch run had grown its cache for 30 s
+ * (docs/benchmarks.md), and the log's pages would crowd out the cache's useful ones. Without
+ * O_DIRECT, whole pages still spare the kernel reading a page before overwriting part of it. A
+ * group larger than its segment grows the file. Returns 0, or -1 with errno. */
+static int write_group(evlog *l, segment *s) {
+    size_t end = l->carry + l->group.len, len = (end + l->page - 1) / l->page * l->page;
+    if (reserve_wbuf(l, len)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(l->wbuf + l->carry, l->group.data, l->group.len);
+    memset(l->wbuf + end, 0, len - end);
+    uint64_t off = l->used - l->carry;
+    if (l->dfd >= 0 && pwrite_full(l->dfd, l->wbuf, len, off)) {
+        if (errno != EINVAL) return -1;
+        close(l->dfd); /* the file system wants another alignment: buffered from now on */
+        l->dfd = -1;
+    }
+    if (l->dfd < 0 && pwrite_full(s->fd, l->wbuf, len, off)) return -1;
+    if (off + len > s->size) s->size = off + len;
+    l->carry = end % l->page;
+    memmove(l->wbuf, l->wbuf + (end - l->carry), l->carry);
+    return 0;
 }
 
 int evlog_commit(evlog *l) {
@@ -895,8 +972,7 @@ int evlog_commit(evlog *l) {
             return -1;
         }
         segment *s = l->segs[l->active];
-        size_t len = padded_len(l, s); /* may move group.data */
-        if (pwrite_full(s->fd, l->group.data, len, l->used)) {
+        if (write_group(l, s)) {
             int err = errno;
             /* Whatever part was written must not be read as records later. */
             if (zero_range(l, l->active, l->used, l->used + l->group.len))
@@ -907,7 +983,6 @@ int evlog_commit(evlog *l) {
         uint64_t t0 = clock_mono_ns();
         sync_fd(s->fd);
         l->sync_ns = clock_mono_ns() - t0;
-        if (l->used + l->group.len > s->size) s->size = l->used + l->group.len;
         for (size_t i = 0; i < n; i++)
             *offset_slot(l, last + 1 + (int64_t)i) = (uint32_t)(l->used + l->group_off[i]);
         if (!atomic_load_explicit(&s->first_seq, memory_order_relaxed))
