@@ -21,6 +21,12 @@
 /* The moved part of the old table is given back in pieces of this size (below). */
 #define RELEASE_BYTES (2u << 20)
 
+/* Pages of the next table (below) written per this many dedup_add()s: it must be whole by the
+ * time the current table is 3/4 full, an eighth of its capacity in adds after it was 5/8 full,
+ * and it is twice as large: 256 bytes per add. One 4 KiB page per 8 adds is twice that. */
+#define ADDS_PER_PAGE 8
+#define PAGE_BYTES 4096u
+
 typedef struct slot {
     uint64_t hash;
     int64_t seq;
@@ -38,6 +44,9 @@ struct dedup {
     slot *old;                          /* the table being emptied into slots, or NULL */
     size_t old_mask, old_count, cursor; /* old's slots below cursor have been moved */
     size_t released;                    /* old's slots below this have been given back */
+    slot *next;                         /* the table the next move goes into, or NULL */
+    size_t next_cap, written;           /* its capacity; its bytes below written are paged in */
+    unsigned adds;                      /* dedup_add()s, for ADDS_PER_PAGE */
     int64_t floor;   /* entries below this seq are pruned: never found, never moved */
     int64_t max_seq; /* the largest seq added: the floor never passes it, or later adds would
                         be pruned as they came */
@@ -47,6 +56,46 @@ struct dedup {
  * zero-fills as they are first touched, so making a 256 MB table does not stop for writing it. */
 static slot *alloc_slots(size_t cap) {
     return calloc(cap, sizeof(slot));
+}
+
+/* Why a move goes into a table made ahead of time (d->next), its pages written before its first
+ * probe. A probe that reads a fresh page maps the kernel's shared zero page; the insert that then
+ * writes it faults again, and replacing the mapping flushes the TLB of every core the process
+ * runs on, by interprocessor interrupt. In a batch run that was a tenth of the committer's time
+ * (perf: do_wp_page, then smp_call_function_many_cond; docs/benchmarks.md). A page written
+ * first is mapped once, writable, with nothing to flush. So the next table is allocated when the
+ * current one is 5/8 full (or a prune plans a move), and written a page per ADDS_PER_PAGE adds
+ * and more when the committer is idle (dedup_step()); the move starts when the current table is
+ * 3/4 full (growth) or when the next one is whole (a prune's move, which can wait). */
+static void plan_next(dedup *d, size_t cap) {
+    if (d->next && d->next_cap >= cap) return;
+    slot *n = alloc_slots(cap);
+    if (!n) return; /* the move allocates when it must */
+    free(d->next);
+    d->next = n;
+    d->next_cap = cap;
+    d->written = 0;
+}
+
+/* Writes the next table's pages up to bytes more; returns whether any were left to write. */
+static bool write_next(dedup *d, size_t bytes) {
+    size_t size = d->next ? d->next_cap * sizeof(slot) : 0;
+    if (d->written >= size) return false;
+    size_t end = bytes < size - d->written ? d->written + bytes : size;
+    volatile char *p = (volatile char *)d->next;
+    for (; d->written < end; d->written += PAGE_BYTES)
+        p[d->written] = 0;
+    if (d->written > size) d->written = size;
+    return true;
+}
+
+static int start_move(dedup *d, size_t cap);
+
+/* Starts a prune's move (a next table of the current size) once its table is whole. */
+static void start_planned(dedup *d) {
+    if (!d->old && d->next && d->next_cap == d->mask + 1 &&
+        d->written >= d->next_cap * sizeof(slot))
+        start_move(d, d->next_cap); /* cannot fail: the table is there */
 }
 
 dedup *dedup_new(void) {
@@ -66,6 +115,7 @@ void dedup_free(dedup *d) {
     if (!d) return;
     free(d->slots);
     free(d->old);
+    free(d->next);
     free(d);
 }
 
@@ -105,11 +155,13 @@ static void move_some(dedup *d, size_t n) {
     }
 }
 
-/* Makes an empty table of cap slots current, the current one to be emptied into it. Any table
- * still being emptied is emptied first. 0, or -1 (nothing changed). */
+/* Makes an empty table of cap slots current (the next one when it has that size), the current one
+ * to be emptied into it. Any table still being emptied is emptied first. 0, or -1 (nothing
+ * changed). */
 static int start_move(dedup *d, size_t cap) {
-    slot *n = alloc_slots(cap);
+    slot *n = d->next && d->next_cap == cap ? d->next : alloc_slots(cap);
     if (!n) return -1;
+    if (n == d->next) d->next = NULL;
     move_some(d, SIZE_MAX);
     d->old = d->slots;
     d->old_mask = d->mask;
@@ -132,15 +184,26 @@ int dedup_reserve(dedup *d, size_t n) {
 }
 
 bool dedup_step(dedup *d, size_t n) {
-    if (!d->old) return false;
+    if (!d->old) {
+        if (write_next(d, n * sizeof(slot))) return true;
+        start_planned(d);
+        if (!d->old) return false;
+    }
     move_some(d, n);
     return true;
 }
 
 int dedup_add(dedup *d, uint64_t hash, int64_t seq) {
     move_some(d, MOVE_PER_ADD);
-    if ((d->count + d->old_count + 1) * 4 > (d->mask + 1) * 3 && start_move(d, (d->mask + 1) * 2))
-        return -1;
+    if (++d->adds % ADDS_PER_PAGE == 0) write_next(d, PAGE_BYTES);
+    size_t cap = d->mask + 1, load = d->count + d->old_count + 1;
+    if (load * 4 > cap * 3) {
+        if (start_move(d, cap * 2)) return -1;
+    } else if (!d->old && load * 8 > cap * 5) {
+        plan_next(d, cap * 2);
+    } else {
+        start_planned(d);
+    }
     insert_slot(d->slots, d->mask, hash, seq);
     d->count++;
     if (seq > d->max_seq) d->max_seq = seq;
@@ -227,7 +290,7 @@ void dedup_prune(dedup *d, int64_t min_seq) {
      * the table cannot reach 3/4 and need to grow meanwhile. A fuller one keeps them until it
      * grows, and the growing move drops them; so does a move already under way. If the memory is
      * not there, the larger set stays: pruning is an optimisation, never a correctness need. */
-    if (!d->old && d->count * 2 <= d->mask + 1) start_move(d, d->mask + 1);
+    if (!d->old && d->count * 2 <= d->mask + 1) plan_next(d, d->mask + 1);
 }
 
 size_t dedup_count(const dedup *d) {
@@ -235,5 +298,7 @@ size_t dedup_count(const dedup *d) {
 }
 
 size_t dedup_bytes(const dedup *d) {
-    return (d->mask + 1 + (d->old ? d->old_mask + 1 : 0)) * sizeof(slot) + sizeof *d;
+    return (d->mask + 1 + (d->old ? d->old_mask + 1 : 0) + (d->next ? d->next_cap : 0)) *
+               sizeof(slot) +
+           sizeof *d;
 }

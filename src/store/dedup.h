@@ -6,13 +6,17 @@
  * slowing every insert.
  *
  * It stores, per id, a 64-bit hash and the seq of the stored event: 16 bytes in an open-addressing
- * table kept at most 3/4 full (about 21-43 bytes per id). A hash match is only a candidate: the
- * committer confirms it against the stored message_id, so a hash collision can never drop an event.
+ * table kept at most 3/4 full (about 21-43 bytes per id, up to 64 while a second table is held,
+ * below). A hash match is only a candidate: the committer confirms it against the stored
+ * message_id, so a hash collision can never drop an event.
  *
  * No call stops to rebuild the table. Growing and pruning make a new table that takes the new ids
  * at once, and the previous one is moved into it 8 slots per dedup_add() and more whenever the
  * committer is idle (dedup_step()), both searched meanwhile: rebuilding at once held the committer,
- * and every event waiting on it, for 300 ms at 6M ids. While a move lasts both tables are held.
+ * and every event waiting on it, for 300 ms at 6M ids. The new table is made ahead of its move
+ * (from 5/8 full, or at a prune) and its pages written before any is read, a page per 8 adds and
+ * more when idle: a fresh page read first and written later costs a second fault and a TLB flush
+ * on every core (dedup.c). While a move lasts, or its table is being made, both tables are held.
  *
  * Not thread-safe: the committer thread owns it. */
 #ifndef ENGAGED_DEDUP_H
@@ -43,18 +47,20 @@ int dedup_find(const dedup *d, uint64_t hash, int (*match)(int64_t seq, void *ar
 void dedup_prefetch(const dedup *d, uint64_t hash);
 /* Removes the entry (hash, seq), if present; used to undo adds of a transaction that failed. */
 void dedup_remove(dedup *d, uint64_t hash, int64_t seq);
-/* Moves up to n slots of a table being emptied (above); returns whether there was one. For idle
- * time: at a few ids a second a move driven by adds alone would last hours, both tables held and
- * searched all the while, so the committer calls this whenever it waits for requests. */
+/* Moves up to n slots of a table being emptied (above), or else writes the pages of n slots of the
+ * table made for the next move, starting a prune's move once that table is whole; returns whether
+ * there was such work. For idle time: at a few ids a second a move driven by adds alone would last
+ * hours, both tables held and searched all the while, so the committer calls this whenever it
+ * waits for requests. */
 bool dedup_step(dedup *d, size_t n);
 /* Drops every entry whose seq is below min_seq (those older than the window): from now on they are
  * not found. Ids added later are not affected, whatever min_seq (INT64_MAX: drop all so far). Their
- * slots are reclaimed by a move into a table of the same size when the table is at most half full,
- * else by the move that grows it. O(1). */
+ * slots are reclaimed by a move into a table of the same size when the table is at most half full
+ * (once that table's pages are written), else by the move that grows it. O(1). */
 void dedup_prune(dedup *d, int64_t min_seq);
 /* The ids held: pruned ones still count until a move has dropped them. */
 size_t dedup_count(const dedup *d);
-/* Bytes of memory the tables hold. */
+/* Bytes of memory the tables hold, the one being made for the next move included. */
 size_t dedup_bytes(const dedup *d);
 
 #endif

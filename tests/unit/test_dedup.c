@@ -251,12 +251,18 @@ static void test_growth(void **state) {
     (void)state;
     dedup *d = dedup_new();
     size_t b0 = dedup_bytes(d);
-    /* 768 entries fit in 1024 slots at load 3/4; the 769th starts a table twice the size, into
-     * which the first is moved 8 slots per add: both are held until then, and every entry is found
-     * all along. */
-    for (int64_t s = 1; s <= 768; s++)
+    /* The 641st entry fills 1024 slots past 5/8: the next table, twice the size, is made then,
+     * and its pages written as ids keep coming (one per 8 adds), so that none is first read. */
+    for (int64_t s = 1; s <= 640; s++)
         assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
     assert_int_equal(dedup_bytes(d), b0);
+    assert_int_equal(dedup_add(d, 641 * 0x9e3779b97f4a7c15ull, 641), 0);
+    assert_int_equal(dedup_bytes(d), b0 + 2 * CAP0 * 16);
+    for (int64_t s = 642; s <= 768; s++)
+        assert_int_equal(dedup_add(d, (uint64_t)s * 0x9e3779b97f4a7c15ull, s), 0);
+    assert_false(dedup_step(d, 1)); /* it is whole: nothing left to write, no move yet */
+    /* 768 entries fit at load 3/4; the 769th starts the move into the next table, 8 slots per
+     * add: both are held until then, and every entry is found all along. */
     assert_int_equal(dedup_add(d, 769 * 0x9e3779b97f4a7c15ull, 769), 0);
     assert_int_equal(dedup_bytes(d), b0 + 2 * CAP0 * 16);
     for (int64_t s = 770; s <= 769 + CAP0 / 8; s++) {
@@ -295,26 +301,29 @@ static void test_prune(void **state) {
     for (int64_t s = 1; s <= 1000; s++)
         if (has(d, (uint64_t)(s % 37), s) != (s >= 500))
             fail_msg("seq %lld after prune(500)", (long long)s);
-    /* ...and leave the count as the table is moved into one of the same size, 8 slots per add. */
+    /* ...and leave the count as the table is moved into one of the same size, 8 slots per add,
+     * once that table's pages are written (here in one idle step). */
     assert_int_equal(dedup_count(d), 1000);
     assert_int_equal(dedup_bytes(d), 2 * bytes - (bytes - 2048 * 16));
-    for (int64_t s = 1001; s <= 1000 + 2048 / 8; s++) {
+    assert_true(dedup_step(d, 2048));
+    assert_int_equal(dedup_count(d), 1000);
+    for (int64_t s = 1001; s <= 1000 + 2048 / 8 + 1; s++) {
         assert_int_equal(dedup_add(d, (uint64_t)(s % 37), s), 0);
         assert_true(has(d, (uint64_t)(s % 37), s));
         assert_true(has(d, (uint64_t)(750 % 37), 750));
         assert_false(has(d, (uint64_t)(250 % 37), 250));
     }
-    assert_int_equal(dedup_count(d), 501 + 256);
+    assert_int_equal(dedup_count(d), 501 + 257);
     assert_int_equal(dedup_bytes(d), bytes); /* pruning never shrinks the table */
     /* Still a working set afterwards. */
     dedup_remove(d, (uint64_t)(700 % 37), 700);
     assert_false(has(d, (uint64_t)(700 % 37), 700));
-    assert_int_equal(dedup_count(d), 500 + 256);
+    assert_int_equal(dedup_count(d), 500 + 257);
     /* A lower bound than before changes nothing; the last one prunes everything. */
     dedup_prune(d, 400);
     assert_true(has(d, (uint64_t)(600 % 37), 600));
     dedup_prune(d, 2000);
-    for (int64_t s = 1; s <= 1256; s++)
+    for (int64_t s = 1; s <= 1257; s++)
         assert_false(has(d, (uint64_t)(s % 37), s));
     for (int64_t s = 2000; s < 2000 + 2048 / 8; s++)
         assert_int_equal(dedup_add(d, 5, s), 0);
@@ -364,9 +373,9 @@ static void test_prune_everything(void **state) {
     assert_true(has(d, 21, 21));
     while (dedup_step(d, 100))
         ;
-    /* The move under way dropped 1..10; 11..20 had been moved before the second prune, and are
-     * held (not found) until the next one. */
-    assert_int_equal(dedup_count(d), 11);
+    /* One move, planned by the first prune and started once its table was written, dropped both
+     * prunes' ids; 21 came after them. */
+    assert_int_equal(dedup_count(d), 1);
     dedup_prune(d, INT64_MAX); /* now up to 21 */
     assert_false(has(d, 21, 21));
     while (dedup_step(d, 100))
@@ -390,16 +399,13 @@ static void test_large_move(void **state) {
     (void)state;
     enum { N = 262144 };
     dedup *d = dedup_new();
-    /* Add until the 262,144-slot table is full and its move begins: two tables held. */
+    /* Add until the 262,144-slot table is 3/4 full and its move begins: two tables held. */
     int64_t s = 1;
-    size_t before = 0;
-    for (;; s++) {
-        before = dedup_bytes(d);
+    for (; s <= N / 4 * 3 + 1; s++)
         assert_int_equal(dedup_add(d, large_hash(s), s), 0);
-        if (before >= (size_t)N * 16 && dedup_bytes(d) > before) break;
-    }
-    assert_int_equal(s, N / 4 * 3 + 1);
+    s--;
     size_t two = dedup_bytes(d);
+    assert_true(two >= (size_t)3 * N * 16 && two < (size_t)3 * N * 16 + 1024);
     /* Half the move (N / 2 slots at 8 per add), past the first 2 MB given back. */
     int64_t half = s + N / 16;
     for (s++; s <= half; s++)
