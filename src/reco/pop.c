@@ -238,14 +238,22 @@ static void place(const pop *p, board *b, uint32_t pos, double v, uint32_t item,
 }
 
 /* The entry at pos may be stronger than a child (it has just gained value, or replaced the root):
- * moves it down, the weaker child up, until both children are stronger. O(log n). */
+ * moves it down, the weaker child up, until both children are stronger. O(log n). The weaker
+ * child is chosen without a branch: a newcomer, the lowest + w, sinks through near-equal values,
+ * where which child is weaker is a coin toss the branch predictor loses half the time. Measured
+ * (a scratch loop, each event added to group 0 and one other, medians of 7 runs): 384 → 267 ns
+ * per event for 5,000 items viewed in turn (as bench/run.sh's batch does), 308 → 245 ns for
+ * Zipf(1) over 100,000 items. A 4-ary heap, with or without branches, did no better. */
 static void sift_down(const pop *p, board *b, uint32_t pos) {
     double v = b->v[pos];
     uint32_t item = b->item[pos], s = bget(p, b, pos);
     for (;;) {
         size_t c = 2 * (size_t)pos + 1;
         if (c >= b->n) break;
-        if (c + 1 < b->n && weaker(b->v[c + 1], b->item[c + 1], b->v[c], b->item[c])) c++;
+        if (c + 1 < b->n) {
+            double v0 = b->v[c], v1 = b->v[c + 1];
+            c += (size_t)((v1 < v0) | ((v1 == v0) & (b->item[c + 1] > b->item[c])));
+        }
         if (!weaker(b->v[c], b->item[c], v, item)) break;
         place(p, b, pos, b->v[c], b->item[c], bget(p, b, (uint32_t)c));
         pos = (uint32_t)c;
