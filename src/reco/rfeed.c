@@ -32,9 +32,10 @@ struct rfeed {
     size_t nchunks; /* allocated, at most RFEED_CHUNKS; under lock */
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t filled, emptied;
+    pthread_cond_t filled, emptied, idle;
     chunk *head, *tail; /* full, for the thread; under lock */
     chunk *spare;       /* made, for the writer; under lock */
+    bool busy;          /* the thread is making a chunk; under lock */
     bool stop;          /* under lock */
 };
 
@@ -45,6 +46,7 @@ rfeed *rfeed_new(reco *r) {
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->filled, NULL);
     pthread_cond_init(&f->emptied, NULL);
+    pthread_cond_init(&f->idle, NULL);
     return f;
 }
 
@@ -62,6 +64,7 @@ void rfeed_free(rfeed *f) {
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->filled);
     pthread_cond_destroy(&f->emptied);
+    pthread_cond_destroy(&f->idle);
     free(f);
 }
 
@@ -111,13 +114,16 @@ static void *feed_main(void *arg) {
         chunk *c = f->head;
         if (!c) break; /* stopped, and every chunk made */
         if (!(f->head = c->next)) f->tail = NULL;
+        f->busy = true;
         pthread_mutex_unlock(&f->lock);
         for (size_t i = 0; i < c->len; i += OP_WORDS + (c->w[i] >> 16))
             make(f->reco, c->w + i);
         pthread_mutex_lock(&f->lock);
         c->next = f->spare; /* room() empties it when it takes it again */
         f->spare = c;
+        f->busy = false;
         pthread_cond_signal(&f->emptied);
+        if (!f->head) pthread_cond_broadcast(&f->idle);
     }
     pthread_mutex_unlock(&f->lock);
     return NULL;
@@ -151,6 +157,17 @@ static void hand_over(rfeed *f) {
         f->tail = c;
         pthread_cond_signal(&f->filled);
     }
+    pthread_mutex_unlock(&f->lock);
+}
+
+void rfeed_flush(rfeed *f) {
+    if (f->detached) hand_over(f);
+}
+
+void rfeed_wait(rfeed *f) {
+    pthread_mutex_lock(&f->lock);
+    while (f->head || f->busy)
+        pthread_cond_wait(&f->idle, &f->lock);
     pthread_mutex_unlock(&f->lock);
 }
 

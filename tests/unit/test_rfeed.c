@@ -2,12 +2,16 @@
  * exactly as the same writes made directly do — every customer's history, every strategy's
  * answer, the models' sizes — over a long random stream of every kind of write, crossing many
  * chunks and making the writer wait for the thread. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -182,11 +186,105 @@ static void test_too_many_ids(void **state) {
     reco_free(r);
 }
 
+/* Serving (rfeed.h): each request's writes are flushed; after rfeed_wait() the models hold every
+ * write flushed, and none written since. */
+static void test_flush_wait(void **state) {
+    (void)state;
+    reco *r = fresh();
+    rfeed *f = rfeed_new(r);
+    assert_int_equal(rfeed_detach(f), 0);
+    uint32_t none[1] = {0}, items[RECO_HISTORY];
+    reco_action acts[RECO_HISTORY];
+    int64_t ts[RECO_HISTORY];
+    rfeed_wait(f);        /* nothing handed over: at once */
+    enum { VIEWS = 200 }; /* per request: long enough to be waited for mid-chunk, below */
+    for (uint32_t i = 0; i < 300; i++) {
+        for (uint32_t j = 0; j < VIEWS; j++) /* a request: customer 1 views items */
+            assert_int_equal(rfeed_observe(f, 1, RECO_VIEW, (VIEWS * i + j) % ITEMS, none, 0,
+                                           T0 + (VIEWS * i + j) * 1000),
+                             RECO_OK);
+        rfeed_flush(f);
+        /* The next request has begun: customer 2's view is not flushed yet. */
+        assert_int_equal(rfeed_observe(f, 2, RECO_CART, i % ITEMS, none, 0, T0 + i * 1000),
+                         RECO_OK);
+        if (i % 2) usleep(20); /* the thread has likely taken the chunk, and is making it */
+        rfeed_wait(f);
+        assert_true(reco_history(r, 1, items, acts, ts, RECO_HISTORY) > 0);
+        assert_int_equal(items[0], (VIEWS * i + VIEWS - 1) % ITEMS); /* newest first */
+        size_t n2 = reco_history(r, 2, items, acts, ts, RECO_HISTORY);
+        if (i == 0) {
+            assert_int_equal(n2, 0);
+        } else {
+            assert_true(n2 > 0);
+            assert_int_equal(items[0], (i - 1) % ITEMS);
+        }
+    }
+    rfeed_free(f);
+    reco_free(r);
+}
+
+/* The engine's pattern across threads (run under TSan by make test): the writer writes and flushes
+ * under a lock; readers take the lock, wait, and read. Each reader sees customer 1's history
+ * only ever grow, and whole requests of it. */
+typedef struct shared {
+    pthread_mutex_t lock;
+    rfeed *f;
+    reco *r;
+    atomic_bool done;
+    atomic_int bad;
+} shared;
+
+static void *reader(void *arg) {
+    shared *sh = arg;
+    int64_t last = 0;
+    while (!atomic_load(&sh->done)) {
+        pthread_mutex_lock(&sh->lock);
+        rfeed_wait(sh->f);
+        uint32_t items[RECO_HISTORY];
+        reco_action acts[RECO_HISTORY];
+        int64_t ts[RECO_HISTORY];
+        size_t n = reco_history(sh->r, 1, items, acts, ts, RECO_HISTORY);
+        /* Requests write three views at times 3k, 3k+1, 3k+2 seconds: a whole one ends at 3k+2. */
+        if (n && (ts[0] < last || (ts[0] - T0) / 1000 % 3 != 2)) atomic_fetch_add(&sh->bad, 1);
+        if (n) last = ts[0];
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return NULL;
+}
+
+static void test_readers_wait(void **state) {
+    (void)state;
+    shared sh = {.r = fresh()};
+    pthread_mutex_init(&sh.lock, NULL);
+    sh.f = rfeed_new(sh.r);
+    assert_int_equal(rfeed_detach(sh.f), 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, reader, &sh), 0);
+    uint32_t none[1] = {0};
+    for (uint32_t i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&sh.lock);
+        for (uint32_t j = 0; j < 3; j++)
+            assert_int_equal(rfeed_observe(sh.f, 1, RECO_VIEW, (3 * i + j) % ITEMS, none, 0,
+                                           T0 + (3 * i + j) * 1000),
+                             RECO_OK);
+        rfeed_flush(sh.f);
+        pthread_mutex_unlock(&sh.lock);
+    }
+    atomic_store(&sh.done, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&sh.bad), 0);
+    rfeed_free(sh.f);
+    reco_free(sh.r);
+    pthread_mutex_destroy(&sh.lock);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detached_equals_direct),
-        cmocka_unit_test(test_order_kept),
-        cmocka_unit_test(test_too_many_ids),
+        cmocka_unit_test(test_detached_equals_direct), cmocka_unit_test(test_order_kept),
+        cmocka_unit_test(test_too_many_ids),           cmocka_unit_test(test_flush_wait),
+        cmocka_unit_test(test_readers_wait),
     };
     return cmocka_run_group_tests_name("rfeed", tests, NULL, NULL);
 }
