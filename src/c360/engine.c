@@ -1072,9 +1072,10 @@ engine *eng_open(store *s, const eng_opts *opts, char *err, size_t errlen) {
         goto fail;
     }
     e->replaying = false;
-    /* And while serving: eng_apply() hands each request's learning over and answers it; readers
-     * of the models wait for the thread (rfeed.h). Learning was 43% of the applier's time
-     * (perf), which every answer waited for; if the thread cannot start, the feed stays direct. */
+    /* And while serving: eng_apply() hands the learning over (rfeed_flush()) and answers without
+     * waiting for it; readers of the models wait for the thread (rfeed.h). Learning was 43% of
+     * the applier's time (perf), which every answer waited for. If the thread cannot start, the
+     * feed stays direct. */
     rfeed_detach(e->feed);
     js_free(&e->scan); /* only replay scans */
     buf_free(&e->name);

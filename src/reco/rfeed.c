@@ -16,6 +16,10 @@
 
 #define CHUNK_WORDS (64 * 1024)
 #define OP_WORDS 5 /* the fixed part of a write */
+/* rfeed_flush() hands writes over once this many words have gathered (about a hundred writes, a
+ * batch request's), not for every single-event request: waking the thread tens of thousands of
+ * times a second cost more than the learning it moved. */
+#define FLUSH_WORDS 1024
 
 enum { OP_OBSERVE = 1, OP_REMEMBER, OP_ORDER, OP_SET_GROUPS, OP_MERGE, OP_FORGET };
 
@@ -139,12 +143,11 @@ int rfeed_detach(rfeed *f) {
     return 0;
 }
 
-/* Hands the open chunk, if any, to the thread. */
-static void hand_over(rfeed *f) {
+/* Hands the open chunk, if any, to the thread; under lock. */
+static void hand_over_locked(rfeed *f) {
     chunk *c = f->open;
     f->open = NULL;
     if (!c) return;
-    pthread_mutex_lock(&f->lock);
     if (c->len == 0) {
         c->next = f->spare;
         f->spare = c;
@@ -157,15 +160,21 @@ static void hand_over(rfeed *f) {
         f->tail = c;
         pthread_cond_signal(&f->filled);
     }
+}
+
+static void hand_over(rfeed *f) {
+    pthread_mutex_lock(&f->lock);
+    hand_over_locked(f);
     pthread_mutex_unlock(&f->lock);
 }
 
 void rfeed_flush(rfeed *f) {
-    if (f->detached) hand_over(f);
+    if (f->open && f->open->len >= FLUSH_WORDS) hand_over(f);
 }
 
 void rfeed_wait(rfeed *f) {
     pthread_mutex_lock(&f->lock);
+    hand_over_locked(f); /* the caller's lock keeps the writer out */
     while (f->head || f->busy)
         pthread_cond_wait(&f->idle, &f->lock);
     pthread_mutex_unlock(&f->lock);

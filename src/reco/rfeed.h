@@ -7,13 +7,13 @@
  * replays the log at start: learning is about a third of the replay's work and needs nothing the
  * rest of the replay computes after handing it over, so the two cores share the replay
  * (docs/benchmarks.md, "Restart on two cores"). It stays detached while serving: the applier
- * hands each request's writes over (rfeed_flush()) and answers the request without waiting for
- * them; a reader of the models first waits for the thread to have made every write handed over
- * (rfeed_wait()), so it sees the events of every 200 already given.
+ * answers each request without waiting for its writes, which it hands over in batches
+ * (rfeed_flush()); a reader of the models first hands over what is left and waits for the thread
+ * to have made it all (rfeed_wait()), so it sees the events of every 200 already given.
  *
  * Threads: while detached, one thread (the writer) calls the rfeed_ writes and rfeed_flush().
  * The models may be read only by a thread that has called rfeed_wait() and holds a lock the
- * writer must take to flush or write (the engine's); nothing else may touch them until
+ * writer must take to write or flush (the engine's); nothing else may touch them until
  * rfeed_join() returns. While direct, the reco.h rules hold.
  *
  * Errors: a write returns RECO_OK, or RECO_NOMEM (direct: the models ran out of memory; detached:
@@ -48,11 +48,13 @@ void rfeed_free(rfeed *f);
 int rfeed_detach(rfeed *f);
 /* Waits until the thread has made every queued write, stops it, and makes the feed direct again. */
 void rfeed_join(rfeed *f);
-/* The writer's: hands the writes made so far to the thread now, rather than when their chunk is
- * full. A no-op when direct. Cost: a lock and a wake-up. */
+/* The writer's: hands the writes made so far to the thread if about a hundred have gathered,
+ * rather than when their chunk is full; the rest wait for a later flush or rfeed_wait(). A no-op
+ * when direct. Cost: a lock and a wake-up when it hands over. */
 void rfeed_flush(rfeed *f);
-/* Any thread's: waits until the thread has made every write handed over (at once when direct, or
- * when there are none). Writes not yet flushed are not waited for. */
+/* For a thread holding a lock that keeps the writer out (see Threads): hands over the writes not
+ * yet handed over, and waits until the thread has made them all. At once when direct, or when
+ * there are none. */
 void rfeed_wait(rfeed *f);
 
 /* reco.h's writes, same arguments and meaning; a list of more than RFEED_MAX_IDS groups or items
