@@ -6,7 +6,7 @@
  * slowing every insert.
  *
  * It stores, per id, a 64-bit hash and the seq of the stored event: 16 bytes in an open-addressing
- * table kept at most 3/4 full (about 21-43 bytes per id, up to 64 while a second table is held,
+ * table kept at most 3/4 full (about 21-43 bytes per id; up to 77 while a second table is held,
  * below). A hash match is only a candidate: the committer confirms it against the stored
  * message_id, so a hash collision can never drop an event.
  *
