@@ -233,11 +233,16 @@ static int batch_item(batch_items *b, size_t i, ev_event *out, ev_error *err) {
 
 /* Normalises every item, stores the valid ones and lists the rest; replies or commits. */
 static void batch_run(http_req *r, batch_items *b) {
-    r->events = calloc(b->n, sizeof *r->events);
+    /* Not calloc(): a batch's events are some 20 KB, and jemalloc zeroes a block that large by
+     * handing its pages back to the kernel (madvise), which refaults them as they are written and
+     * flushes the other core's TLB by interrupt on every request: 11% of the request threads'
+     * samples (perf). memset() costs a microsecond. */
+    r->events = malloc(b->n * sizeof *r->events);
     if (!r->events) {
         http_reply_error(r, "internal", NULL, "out of memory");
         return;
     }
+    memset(r->events, 0, b->n * sizeof *r->events);
     const char **codes = malloc(b->n * sizeof *codes);
     size_t nrejected = 0;
     for (size_t i = 0; i < b->n; i++) {
