@@ -89,15 +89,6 @@ static bool write_next(dedup *d, size_t bytes) {
     return true;
 }
 
-static int start_move(dedup *d, size_t cap);
-
-/* Starts a prune's move (a next table of the current size) once its table is whole. */
-static void start_planned(dedup *d) {
-    if (!d->old && d->next && d->next_cap == d->mask + 1 &&
-        d->written >= d->next_cap * sizeof(slot))
-        start_move(d, d->next_cap); /* cannot fail: the table is there */
-}
-
 dedup *dedup_new(void) {
     dedup *d = calloc(1, sizeof *d);
     if (!d) return NULL;
@@ -171,6 +162,13 @@ static int start_move(dedup *d, size_t cap) {
     d->mask = cap - 1;
     d->count = 0;
     return 0;
+}
+
+/* Starts a prune's move (a next table of the current size) once its table is whole. */
+static void start_planned(dedup *d) {
+    if (!d->old && d->next && d->next_cap == d->mask + 1 &&
+        d->written >= d->next_cap * sizeof(slot))
+        start_move(d, d->next_cap); /* cannot fail: the table is there */
 }
 
 int dedup_reserve(dedup *d, size_t n) {
