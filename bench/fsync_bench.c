@@ -11,8 +11,9 @@
  *   - fallocate:  into space from posix_fallocate (unwritten extents: converted at each write);
  *   - prefilled:  into space written with zeros and synced beforehand (data only);
  *   - prefilled while a second thread zero-fills another file: in one burst of 64 MiB then one
- *     sync, as 1 MiB steps each synced, and as 256 KiB steps each synced and followed by a pause
- *     four times as long as the step took (what evlog's helper does). */
+ *     sync, as 1 MiB steps each synced, and as 256 KiB steps each followed by a pause four times
+ *     as long as the step took: buffered and each synced (evlog's helper until 2026-11-27), then
+ *     with O_DIRECT, each synced and not (what evlog's helper does now: one sync at the end). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,7 +32,7 @@ enum space { APPEND, FALLOCATE, PREFILLED };
 typedef struct filler {
     const char *dir;
     size_t step; /* 0: no filler */
-    bool sync_each, pause;
+    bool sync_each, pause, direct;
     atomic_bool stop;
 } filler;
 
@@ -42,7 +43,7 @@ static void die(const char *what) {
 
 static void write_zeros(int fd, size_t bytes, size_t step, bool sync_each, bool pause,
                         atomic_bool *stop) {
-    static char zeros[FILE_BYTES / 16];
+    static _Alignas(4096) char zeros[FILE_BYTES / 16]; /* aligned for O_DIRECT */
     for (size_t off = 0; off < bytes && !(stop && atomic_load(stop)); off += step) {
         uint64_t t0 = clock_mono_ns();
         if (pwrite(fd, zeros, step, (off_t)off) != (ssize_t)step) die("pwrite");
@@ -52,17 +53,27 @@ static void write_zeros(int fd, size_t bytes, size_t step, bool sync_each, bool 
     if (fdatasync(fd)) die("fdatasync");
 }
 
+/* Files the filler cycles through. Each fill makes a new file, as evlog's helper does: truncating
+ * a filled 64 MiB file to refill it frees its blocks, and that stalled the other file's syncs for
+ * 15-20 ms (an earlier version of this program did so). */
+#define FILL_FILES 16
+
 static void *fill_main(void *arg) {
     filler *f = arg;
     char path[4200];
-    snprintf(path, sizeof path, "%s/bench_fsync.fill", f->dir);
-    while (!atomic_load(&f->stop)) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int made = 0;
+    for (int i = 0; !atomic_load(&f->stop); i = (i + 1) % FILL_FILES) {
+        snprintf(path, sizeof path, "%s/bench_fsync.fill.%d", f->dir, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | (f->direct ? O_DIRECT : 0), 0600);
         if (fd < 0) die(path);
+        if (made < FILL_FILES) made++;
         write_zeros(fd, FILE_BYTES, f->step, f->sync_each, f->pause, &f->stop);
         close(fd);
     }
-    unlink(path);
+    for (int i = 0; i < made; i++) {
+        snprintf(path, sizeof path, "%s/bench_fsync.fill.%d", f->dir, i);
+        unlink(path);
+    }
     return NULL;
 }
 
@@ -127,6 +138,12 @@ int main(int argc, char **argv) {
     filler steps = {.dir = dir, .step = 1u << 20, .sync_each = true};
     run(dir, "prefilled, filler: 1 MiB steps, each synced", PREFILLED, &steps, n);
     filler paced = {.dir = dir, .step = 256u << 10, .sync_each = true, .pause = true};
-    run(dir, "prefilled, filler: 256 KiB steps, synced, paced (evlog)", PREFILLED, &paced, n);
+    run(dir, "prefilled, filler: 256 KiB steps, synced, paced", PREFILLED, &paced, n);
+    filler direct = {
+        .dir = dir, .step = 256u << 10, .sync_each = true, .pause = true, .direct = true};
+    run(dir, "prefilled, filler: 256 KiB O_DIRECT steps, synced, paced", PREFILLED, &direct, n);
+    filler unsynced = {.dir = dir, .step = 256u << 10, .pause = true, .direct = true};
+    run(dir, "prefilled, filler: 256 KiB O_DIRECT steps, paced, one sync at the end (evlog)",
+        PREFILLED, &unsynced, n);
     return 0;
 }

@@ -219,18 +219,24 @@ static bool fill_behind(evlog *l, size_t done, size_t size) {
     return p > FILL_FROM && done < (uint64_t)size * (p - FILL_FROM) / (FILL_BY - FILL_FROM);
 }
 
-/* Writes the zeros of one fill step at off. An O_DIRECT write that the file system refuses (EINVAL:
- * it wants a larger alignment than a page, or none of it) is made buffered, as is the rest of the
- * segment. 0, or -1 with errno. */
+/* Writes the zeros of one fill step at off, and syncs them when they went through the page cache.
+ * An O_DIRECT write that the file system refuses (EINVAL: it wants a larger alignment than a page,
+ * or none of it) is made buffered, as is the rest of the segment. 0, or -1 with errno. */
 static int fill_step(int fd, uint64_t off) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    if (!(flags & O_DIRECT)) return pwrite_full(fd, zeros, FILL_STEP, off) || fdatasync(fd);
+    /* A direct write has reached the disk when it returns, which is all the pacing needs. Syncing
+     * each step as well cost a journal commit and a cache flush per step, queued beside the
+     * commits' own: half the fill thread's CPU (docs/benchmarks.md). The segment is synced once,
+     * whole, before it is renamed into use. */
     if (!pwrite_full(fd, zeros, FILL_STEP, off)) return 0;
-    int err = errno, flags = fcntl(fd, F_GETFL);
-    if (err != EINVAL || flags < 0 || !(flags & O_DIRECT) ||
-        fcntl(fd, F_SETFL, flags & ~O_DIRECT)) {
+    int err = errno;
+    if (err != EINVAL || fcntl(fd, F_SETFL, flags & ~O_DIRECT)) {
         errno = err;
         return -1;
     }
-    return pwrite_full(fd, zeros, FILL_STEP, off);
+    return pwrite_full(fd, zeros, FILL_STEP, off) || fdatasync(fd);
 }
 
 /* Creates segment number, zero-filled to its size and synced, under a temporary name renamed into
@@ -249,16 +255,16 @@ static int prepare_segment(evlog *l, uint32_t number) {
     if (fd < 0) return errno;
     size_t size = segment_size(l, number);
     int err = 0;
-    /* In steps, each synced and followed by a pause four times as long as it took, unless the
-     * fill is behind the writer (fill_behind()): the fill's writes and syncs queue ahead of the
-     * commits' fdatasyncs, and one burst of 64 MiB would hold them back for a tenth of a second
-     * or more. (A step of 1 MiB every 20 ms still made the p99 of a concurrent 4 KiB
+    /* In steps, each on the disk (fill_step()) before a pause four times as long as it took,
+     * unless the fill is behind the writer (fill_behind()): the fill's writes and syncs queue ahead
+     * of the commits' fdatasyncs, and one burst of 64 MiB would hold them back for a tenth of a
+     * second or more. (A step of 1 MiB every 20 ms still made the p99 of a concurrent 4 KiB
      * write+fdatasync 3.8 ms against 0.34 ms alone: docs/benchmarks.md.) */
     for (size_t off = 0; off < size && !err; off += FILL_STEP) {
         uint64_t t0 = clock_mono_ns();
         if (atomic_load_explicit(&l->stop, memory_order_relaxed))
             err = ECANCELED; /* closing */
-        else if (fill_step(fd, off) || fdatasync(fd))
+        else if (fill_step(fd, off))
             err = errno ? errno : EIO;
         uint64_t took_us = (clock_mono_ns() - t0) / 1000;
         if (!err && !fill_behind(l, off + FILL_STEP, size))
