@@ -69,7 +69,7 @@ struct evlog {
     uint32_t active; /* index of the segment written to */
     uint64_t used;   /* bytes of records in the active segment */
     int64_t last_received;
-    buf group;           /* the open group's bytes */
+    size_t group_len;    /* the open group's bytes, in wbuf after its carry bytes */
     size_t group_n;      /* its records */
     size_t group_hidden; /* of which evlog's own */
     uint32_t *group_off; /* offsets of its records within group */
@@ -80,7 +80,8 @@ struct evlog {
     int64_t last_group_first; /* the first seq of the last group committed */
     /* The active segment opened with O_DIRECT, or -1 (opts.buffered, or a file system without
      * it): commits are written through it from wbuf, which holds the segment's last partial page
-     * (carry bytes, the records before used) followed by the group (write_group()). */
+     * (carry bytes, the records before used) followed by the open group, built there by
+     * evlog_append() so that it is copied once (write_group()). */
     int dfd;
     char *wbuf; /* aligned to page */
     size_t wbuf_cap, carry;
@@ -335,7 +336,7 @@ static void open_direct(evlog *l) {
     l->dfd = open(path, O_WRONLY | O_CLOEXEC | O_DIRECT);
 }
 
-/* Makes wbuf hold at least n bytes, keeping its first carry bytes. */
+/* Makes wbuf hold at least n bytes, keeping its carry bytes and the open group. */
 static int reserve_wbuf(evlog *l, size_t n) {
     if (n <= l->wbuf_cap) return 0;
     size_t cap = l->wbuf_cap ? l->wbuf_cap : l->page;
@@ -343,7 +344,7 @@ static int reserve_wbuf(evlog *l, size_t n) {
         cap *= 2;
     void *p;
     if (posix_memalign(&p, l->page, cap)) return fail("out of memory");
-    if (l->carry) memcpy(p, l->wbuf, l->carry);
+    if (l->carry + l->group_len) memcpy(p, l->wbuf, l->carry + l->group_len);
     free(l->wbuf);
     l->wbuf = p;
     l->wbuf_cap = cap;
@@ -351,7 +352,7 @@ static int reserve_wbuf(evlog *l, size_t n) {
 }
 
 /* Reads the records of the active segment's last partial page into wbuf, for the next commit to
- * write that page whole. */
+ * write that page whole. The group must be empty. */
 static int load_tail(evlog *l) {
     l->carry = 0;
     size_t carry = (size_t)(l->used % l->page);
@@ -389,6 +390,7 @@ static int next_segment(evlog *l) {
     if (atomic_load(&l->nsegs) < number && add_segment(l, number)) return -1;
     l->active = number - 1;
     l->used = 0;
+    memmove(l->wbuf, l->wbuf + l->carry, l->group_len); /* the open group moves with it */
     l->carry = 0;
     open_direct(l);
     atomic_store_explicit(&l->progress, 0, memory_order_relaxed);
@@ -731,7 +733,6 @@ evlog *evlog_open(const char *dir, const evlog_opts *opts, char *err, size_t err
     l->page = page > 0 ? (size_t)page : 4096;
     l->buffered = opts && opts->buffered;
     l->dfd = l->lock_fd = -1; /* closed by evlog_close() when set */
-    buf_init(&l->group, 0);
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
     if (snprintf(l->dir, sizeof l->dir, "%s", dir) >= (int)sizeof l->dir) {
@@ -800,7 +801,6 @@ void evlog_close(evlog *l) {
     free(l->group_off);
     free(l->erase);
     free(l->dirty);
-    buf_free(&l->group);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->cond);
     free(l);
@@ -808,13 +808,21 @@ void evlog_close(evlog *l) {
 
 /* ---- The writer ---- */
 
-static int put_id(buf *b, const char *id, uint16_t *len, uint8_t *flags, uint8_t flag) {
+/* Record i of the open group. */
+static char *group_rec(evlog *l, size_t i) {
+    return l->wbuf + l->carry + l->group_off[i];
+}
+
+/* The length of id (NULL: absent) in *len, its flag in *flags; the bytes it takes with its NUL. */
+static int id_size(const char *id, uint16_t *len, uint8_t *flags, uint8_t flag, size_t *bytes) {
+    *bytes = 0;
     if (!id) return 0;
     size_t n = strlen(id);
     if (n > UINT16_MAX) return fail("an id of %zu bytes is too long for the log", n);
     *len = (uint16_t)n;
     *flags |= flag;
-    return buf_append(b, id, n + 1) ? fail("out of memory") : 0;
+    *bytes = n + 1;
+    return 0;
 }
 
 int evlog_append(evlog *l, evlog_rec *r) {
@@ -834,33 +842,35 @@ int evlog_append(evlog *l, evlog_rec *r) {
         .type = (uint8_t)r->type,
         .kind = (uint8_t)r->kind,
     };
-    size_t start = l->group.len;
-    static const char pad[8];
-    static const char mark = (char)PAYLOAD_MARK;
-    if (buf_append(&l->group, &h, sizeof h) || buf_append(&l->group, &mark, 1)) goto nomem;
-    if (put_id(&l->group, r->user_id, &h.user_len, &h.flags, EVLOG_HAS_USER) ||
-        put_id(&l->group, r->anonymous_id, &h.anon_len, &h.flags, EVLOG_HAS_ANON) ||
-        put_id(&l->group, r->message_id, &h.message_len, &h.flags, EVLOG_HAS_MESSAGE))
-        goto undo; /* put_id() said why */
-    if (buf_append(&l->group, r->body, r->body_len) || buf_append(&l->group, pad, 1)) goto nomem;
-    size_t plen = l->group.len - start - EVLOG_HEADER;
-    if (buf_append(&l->group, pad, padded(plen) - plen)) goto nomem;
-    h.pcrc = crc(l->group.data + start + EVLOG_HEADER, plen);
+    size_t nu, na, nm;
+    if (id_size(r->user_id, &h.user_len, &h.flags, EVLOG_HAS_USER, &nu) ||
+        id_size(r->anonymous_id, &h.anon_len, &h.flags, EVLOG_HAS_ANON, &na) ||
+        id_size(r->message_id, &h.message_len, &h.flags, EVLOG_HAS_MESSAGE, &nm))
+        return -1; /* id_size() said why */
+    /* The payload: a mark, the ids present with their NULs, the body and a NUL, then zeros to a
+     * multiple of 8. It is written where the group's write will read it (write_group()). */
+    size_t plen = 1 + nu + na + nm + r->body_len + 1, size = EVLOG_HEADER + padded(plen);
+    if (reserve_wbuf(l, l->carry + l->group_len + size)) return -1;
+    size_t start = l->group_len;
+    char *rec = l->wbuf + l->carry + start, *p = rec + EVLOG_HEADER;
+    *p++ = (char)PAYLOAD_MARK;
+    if (nu) p = mempcpy(p, r->user_id, nu);
+    if (na) p = mempcpy(p, r->anonymous_id, na);
+    if (nm) p = mempcpy(p, r->message_id, nm);
+    if (r->body_len) p = mempcpy(p, r->body, r->body_len);
+    memset(p, 0, size - (size_t)(p - rec));
+    h.pcrc = crc(rec + EVLOG_HEADER, plen);
     h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
-    memcpy(l->group.data + start, &h, sizeof h);
+    memcpy(rec, &h, sizeof h);
+    l->group_len += size;
     l->group_off[l->group_n++] = (uint32_t)start;
     l->last_received = r->received_ms;
     r->seq = h.seq;
     return 0;
-nomem:
-    fail("out of memory");
-undo:
-    l->group.len = start;
-    return -1;
 }
 
 void evlog_rollback(evlog *l) {
-    buf_reset(&l->group);
+    l->group_len = 0;
     l->group_n = 0;
     l->group_hidden = 0;
     l->nerase = 0; /* a failed request's erasures must not ride on a later commit */
@@ -913,10 +923,10 @@ static int append_internal(evlog *l) {
     evlog_rec r = {.received_ms = l->last_received, .body = ""}; /* its type is set below */
     if (evlog_append(l, &r)) return -1;
     header h;
-    memcpy(&h, l->group.data + l->group_off[l->group_n - 1], sizeof h);
+    memcpy(&h, group_rec(l, l->group_n - 1), sizeof h);
     h.type = TYPE_INTERNAL;
     h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
-    memcpy(l->group.data + l->group_off[l->group_n - 1], &h, sizeof h);
+    memcpy(group_rec(l, l->group_n - 1), &h, sizeof h);
     l->group_hidden++;
     return 0;
 }
@@ -929,12 +939,11 @@ static int append_internal(evlog *l) {
  * O_DIRECT, whole pages still spare the kernel reading a page before overwriting part of it. A
  * group larger than its segment grows the file. Returns 0, or -1 with errno. */
 static int write_group(evlog *l, segment *s) {
-    size_t end = l->carry + l->group.len, len = (end + l->page - 1) / l->page * l->page;
+    size_t end = l->carry + l->group_len, len = (end + l->page - 1) / l->page * l->page;
     if (reserve_wbuf(l, len)) {
         errno = ENOMEM;
         return -1;
     }
-    memcpy(l->wbuf + l->carry, l->group.data, l->group.len);
     memset(l->wbuf + end, 0, len - end);
     uint64_t off = l->used - l->carry;
     if (l->dfd >= 0 && pwrite_full(l->dfd, l->wbuf, len, off)) {
@@ -964,16 +973,16 @@ int evlog_commit(evlog *l) {
     if (n) {
         /* The END flag goes on the last record, whose header CRC then changes. */
         header h;
-        memcpy(&h, l->group.data + l->group_off[l->group_n - 1], sizeof h);
+        memcpy(&h, group_rec(l, l->group_n - 1), sizeof h);
         h.flags |= EVLOG_END;
         h.hcrc = crc((const char *)&h + 4, EVLOG_HEADER - 4);
-        memcpy(l->group.data + l->group_off[l->group_n - 1], &h, sizeof h);
+        memcpy(group_rec(l, l->group_n - 1), &h, sizeof h);
         if (reserve_index(l, last + (int64_t)n)) {
             evlog_rollback(l);
             return -1;
         }
         /* A group never spans segments; one larger than a whole segment grows it. */
-        if (l->used && l->used + l->group.len > l->segs[l->active]->size && next_segment(l)) {
+        if (l->used && l->used + l->group_len > l->segs[l->active]->size && next_segment(l)) {
             evlog_rollback(l);
             return -1;
         }
@@ -981,7 +990,7 @@ int evlog_commit(evlog *l) {
         if (write_group(l, s)) {
             int err = errno;
             /* Whatever part was written must not be read as records later. */
-            if (zero_range(l, l->active, l->used, l->used + l->group.len))
+            if (zero_range(l, l->active, l->used, l->used + l->group_len))
                 log_warn("evlog: %s", last_error);
             evlog_rollback(l);
             return fail("writing the log: %s", strerror(err));
@@ -993,7 +1002,7 @@ int evlog_commit(evlog *l) {
             *offset_slot(l, last + 1 + (int64_t)i) = (uint32_t)(l->used + l->group_off[i]);
         if (!atomic_load_explicit(&s->first_seq, memory_order_relaxed))
             atomic_store_explicit(&s->first_seq, last + 1, memory_order_relaxed);
-        l->used += l->group.len;
+        l->used += l->group_len;
         l->last_group_first = last + 1;
         atomic_fetch_add(&l->hidden, l->group_hidden);
         l->group_hidden = 0;
@@ -1002,7 +1011,7 @@ int evlog_commit(evlog *l) {
                               l->used >= s->size ? 1000u : (unsigned)(l->used * 1000 / s->size),
                               memory_order_relaxed);
         atomic_store_explicit(&l->last, last + (int64_t)n, memory_order_release);
-        buf_reset(&l->group);
+        l->group_len = 0;
         l->group_n = 0;
         prepare_ahead(l);
     }
