@@ -124,9 +124,14 @@ ticks_hz=$(getconf CLK_TCK)
 
 # A port nothing listens on (the connect is refused).
 free_port() {
-  local p
+  # Below the kernel's ephemeral range: a port in it may be the local end of a client's connection
+  # (wrk's, curl's), which the probe below cannot see and which makes the server's bind() fail
+  # (bench_ceiling did, once: "Address already in use").
+  local p lo=10000 hi=32767 eph
+  read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph=''
+  [ -n "$eph" ] && [ "$eph" -gt $((lo + 1000)) ] && [ "$eph" -le $((hi + 1)) ] && hi=$((eph - 1))
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((lo + RANDOM % (hi - lo + 1)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "bench: no free port found" >&2
