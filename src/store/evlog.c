@@ -13,7 +13,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 #include <isa-l/crc.h>
 
 #include "util/clock.h"
@@ -126,13 +128,21 @@ typedef struct header {
 } header;
 _Static_assert(sizeof(header) == EVLOG_HEADER, "the record header is 56 bytes");
 
-/* Clears the upper halves of the vector registers. ISA-L's AVX-512 CRC returns with them in use
- * (it has no VZEROUPPER, and leaves that to callers: intel/isa-l#24), and every SSE instruction the
- * compiler emits after it then paid for them: with this, the committer's CPU per batch request
- * fell from 85-90 to 53-60 µs (docs/benchmarks.md). */
-__attribute__((target("avx"))) static void clear_upper(void) {
+/* Clears the upper halves of the x86 vector registers, where the CPU has them. ISA-L's AVX-512 CRC
+ * returns with them in use (it has no VZEROUPPER, and leaves that to callers: intel/isa-l#24), and
+ * every SSE instruction the compiler emits after it then paid for them: with this, the committer's
+ * CPU per batch request fell from 85-90 to 53-60 µs (docs/benchmarks.md). */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx"))) static void zero_upper(void) {
     _mm256_zeroupper();
 }
+
+static void clear_upper(void) {
+    if (__builtin_cpu_supports("avx")) zero_upper();
+}
+#else
+static void clear_upper(void) {}
+#endif
 
 /* zlib's CRC-32 (the gzip polynomial, reflected), computed by ISA-L with carry-less multiplies
  * where the CPU has them: the same value as zlib's crc32(), six times faster on a 600-byte record
@@ -140,7 +150,7 @@ __attribute__((target("avx"))) static void clear_upper(void) {
  * most of the CPU of scanning the log at open (docs/benchmarks.md). */
 static uint32_t crc(const void *p, size_t n) {
     uint32_t c = crc32_gzip_refl(0, p, n);
-    if (__builtin_cpu_supports("avx")) clear_upper();
+    clear_upper();
     return c;
 }
 
