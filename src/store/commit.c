@@ -17,6 +17,12 @@
 /* How often the dedup set drops ids older than the window. */
 #define PRUNE_INTERVAL_MS (10 * 60 * 1000)
 
+/* The most events of a group that the committer applies itself when the applier is idle. Handing
+ * a group of single events over cost more than applying it (a wakeup and two context switches):
+ * applied where it was synced, the track script ran 11-31 % faster (docs/benchmarks.md). A batch's
+ * group stays with the applier, which applies it while the committer syncs the next. */
+#define INLINE_APPLY_MAX 64
+
 struct commit {
     store *store;
     evlog *log;
@@ -53,6 +59,7 @@ struct commit {
     pthread_cond_t apply_wake;
     commit_req *apply_head, *apply_tail; /* durable, awaiting the applier; under lock */
     bool apply_stop;                     /* under lock */
+    bool applying; /* a group is being applied, by either thread; under lock */
 
     commit_stats stats;
 };
@@ -261,10 +268,12 @@ static void *apply_main(void *arg) {
         if (!c->apply_head) break;
         commit_req *group = c->apply_head;
         c->apply_head = c->apply_tail = NULL;
+        c->applying = true;
         pthread_cond_signal(&c->wake); /* the committer may write the next group */
         pthread_mutex_unlock(&c->lock);
         finish_group(c, group, 0);
         pthread_mutex_lock(&c->lock);
+        c->applying = false;
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
@@ -347,6 +356,17 @@ static void commit_group(commit *c, commit_req *group) {
     }
     index_people(c);
     pthread_mutex_lock(&c->lock);
+    /* Groups are applied in log order, one at a time: the committer may apply this one only when
+     * nothing is queued for the applier or being applied. */
+    if (n <= INLINE_APPLY_MAX && !c->apply_head && !c->applying) {
+        c->applying = true;
+        pthread_mutex_unlock(&c->lock);
+        finish_group(c, group, 0);
+        pthread_mutex_lock(&c->lock);
+        c->applying = false;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     commit_req *last = group;
     while (last->next)
         last = last->next;

@@ -5,7 +5,8 @@
  * one group: one write and one fdatasync (evlog.h), so the cost of a sync is shared by every
  * request that arrived while the previous one ran: the busier the server, the larger the groups.
  * An applier thread then applies each durable group to the engine and reports it, while the
- * committer writes the next.
+ * committer writes the next; a small group that finds the applier idle is applied and reported by
+ * the committer itself, which costs less than handing it over.
  *
  * Guarantees:
  *   - a request's done() runs only after its events are on disk (req->status == 0), or after the
@@ -52,10 +53,10 @@ typedef struct commit_preload commit_preload;
 typedef struct commit_opts {
     int64_t dedup_window_ms; /* how long a messageId is remembered; at least 24 h is the promise */
     size_t max_group_events; /* most events per group (a request is never split) */
-    /* Called on the applier thread once a request's events are durable and before its done(), with
-     * the events in log order (each stored one has its seq; duplicates have seq 0): the engine
-     * applies them here, so the state a client reads after its 200 already holds its events. May
-     * be NULL. */
+    /* Called once a request's events are durable and before its done(), with the events in log
+     * order (each stored one has its seq; duplicates have seq 0): the engine applies them here, so
+     * the state a client reads after its 200 already holds its events. Called on the applier
+     * thread, or on the committer's for a small group, never on both at once. May be NULL. */
     void (*apply)(void *arg, ev_event *events, size_t n);
     void *apply_arg;
     /* The indexes, being loaded by commit_preload_start(); NULL: commit_start() loads them. */

@@ -718,6 +718,101 @@ static void test_stop_drains_queue(void **state) {
     assert_int_equal(store_count_events(f->s), 150);
 }
 
+/* ---- applying ---- */
+
+/* What the apply callback saw: the seqs it was given must rise, and each request's done() must come
+ * after its events were applied. Which thread applied is counted by name. */
+typedef struct applied {
+    pthread_mutex_t lock;
+    int64_t last_seq;
+    size_t events, out_of_order, done_early, on_committer, on_applier;
+} applied;
+
+static void record_apply(void *arg, ev_event *events, size_t n) {
+    applied *a = arg;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    /* A batch takes a while to apply: long enough for the committer to sync the next group, which
+     * must then wait for it rather than be applied beside it. */
+    if (n > 1) usleep(5000);
+    pthread_mutex_lock(&a->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (!events[i].seq) continue; /* a duplicate */
+        a->out_of_order += events[i].seq <= a->last_seq;
+        a->last_seq = events[i].seq;
+        a->events++;
+    }
+    a->on_committer += strcmp(name, "engaged-commit") == 0;
+    a->on_applier += strcmp(name, "engaged-apply") == 0;
+    pthread_mutex_unlock(&a->lock);
+}
+
+typedef struct sized_req {
+    commit_req req;
+    ev_event *ev;
+    applied *log;
+} sized_req;
+
+static void check_applied(commit_req *req) {
+    sized_req *r = req->arg;
+    pthread_mutex_lock(&r->log->lock);
+    for (size_t i = 0; i < req->nevents; i++)
+        r->log->done_early += r->ev[i].seq > r->log->last_seq;
+    pthread_mutex_unlock(&r->log->lock);
+}
+
+/* Small groups that find the applier idle are applied by the committer, a batch's by the applier;
+ * mixed, they are still applied once each, in log order, before their done(). */
+static void test_apply_in_order(void **state) {
+    fixture *f = *state;
+    applied a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    f->opts.apply = record_apply;
+    f->opts.apply_arg = &a;
+    open_store(f);
+    start(f);
+    enum { N = 120, BIG = 100 };
+    sized_req *reqs = calloc(N, sizeof *reqs);
+    assert_non_null(reqs);
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        size_t n = i % 3 == 2 ? BIG : 1;
+        reqs[i].ev = calloc(n, sizeof *reqs[i].ev);
+        assert_non_null(reqs[i].ev);
+        for (size_t j = 0; j < n; j++) {
+            char id[48];
+            snprintf(id, sizeof id, "apply-%d-%zu", i, j);
+            assert_int_equal(make_event(&reqs[i].ev[j], id), 0);
+        }
+        reqs[i].log = &a;
+        reqs[i].req = (commit_req){
+            .events = reqs[i].ev, .nevents = n, .done = check_applied, .arg = &reqs[i]};
+        total += n;
+        /* The first twenty one by one, so that the applier is idle for them (the wait takes over
+         * done(): the check is made here); the rest queued at once, so that small and large
+         * groups interleave. */
+        if (i < 20) {
+            assert_int_equal(commit_submit_wait(f->c, &reqs[i].req), 0);
+            check_applied(&(commit_req){.events = reqs[i].ev, .nevents = n, .arg = &reqs[i]});
+        } else {
+            assert_int_equal(commit_submit(f->c, &reqs[i].req), 0);
+        }
+    }
+    commit_stop(f->c);
+    f->c = NULL;
+    assert_int_equal(a.events, total);
+    assert_int_equal(a.out_of_order, 0);
+    assert_int_equal(a.done_early, 0);
+    assert_true(a.on_committer > 0);
+    assert_true(a.on_applier > 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(reqs[i].req.status, 0);
+        for (size_t j = 0; j < reqs[i].req.nevents; j++)
+            ev_event_free(&reqs[i].ev[j]);
+        free(reqs[i].ev);
+    }
+    free(reqs);
+}
+
 /* ---- many threads ---- */
 
 #define NTHREADS 4
@@ -812,6 +907,7 @@ int main(void) {
         T(test_deletes_erase_records),
         T(test_deletes_alone),
         T(test_stop_drains_queue),
+        T(test_apply_in_order),
         T(test_concurrent_submitters),
     };
     return cmocka_run_group_tests_name("commit", tests, NULL, NULL);
