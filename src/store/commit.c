@@ -19,7 +19,7 @@
 
 /* The most events of a group that the committer applies itself when the applier is idle. Handing
  * a group of single events over cost more than applying it (a wakeup and two context switches):
- * applied where it was synced, the track script ran 11-31 % faster (docs/benchmarks.md). A batch's
+ * applied where it was synced, the track script ran 23-28 % faster (docs/benchmarks.md). A batch's
  * group stays with the applier, which applies it while the committer syncs the next. */
 #define INLINE_APPLY_MAX 64
 
@@ -257,6 +257,16 @@ static void finish_group(commit *c, commit_req *group, int status) {
     }
 }
 
+/* Applies and reports a durable group, marked as being applied so that no other is meanwhile.
+ * Called with the lock held, which it releases while applying. */
+static void apply_locked(commit *c, commit_req *group) {
+    c->applying = true;
+    pthread_mutex_unlock(&c->lock);
+    finish_group(c, group, 0);
+    pthread_mutex_lock(&c->lock);
+    c->applying = false;
+}
+
 /* The applier thread: applies each durable group in log order and reports it. */
 static void *apply_main(void *arg) {
     commit *c = arg;
@@ -268,12 +278,8 @@ static void *apply_main(void *arg) {
         if (!c->apply_head) break;
         commit_req *group = c->apply_head;
         c->apply_head = c->apply_tail = NULL;
-        c->applying = true;
         pthread_cond_signal(&c->wake); /* the committer may write the next group */
-        pthread_mutex_unlock(&c->lock);
-        finish_group(c, group, 0);
-        pthread_mutex_lock(&c->lock);
-        c->applying = false;
+        apply_locked(c, group);
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
@@ -359,11 +365,7 @@ static void commit_group(commit *c, commit_req *group) {
     /* Groups are applied in log order, one at a time: the committer may apply this one only when
      * nothing is queued for the applier or being applied. */
     if (n <= INLINE_APPLY_MAX && !c->apply_head && !c->applying) {
-        c->applying = true;
-        pthread_mutex_unlock(&c->lock);
-        finish_group(c, group, 0);
-        pthread_mutex_lock(&c->lock);
-        c->applying = false;
+        apply_locked(c, group);
         pthread_mutex_unlock(&c->lock);
         return;
     }
